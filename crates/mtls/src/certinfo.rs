@@ -1,0 +1,298 @@
+//! A certificate as plain facts: who, issued by whom, for which names and uses, until when.
+//!
+//! Parsed once with x509-parser; the server's log, the client's report, `certificate
+//! inspect` and `certificate doctor` all read these fields instead of parsing again.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
+use x509_parser::public_key::PublicKey;
+
+/// A subject alternative name, printed the way openssl prints it (`DNS:localhost`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum San {
+    /// A DNS name.
+    Dns(String),
+    /// An IP address.
+    Ip(IpAddr),
+    /// A URI, such as a SPIFFE ID.
+    Uri(String),
+    /// An e-mail address.
+    Email(String),
+    /// Any other kind, already formatted.
+    Other(String),
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(d) => write!(f, "DNS:{d}"),
+            San::Ip(ip) => write!(f, "IP:{ip}"),
+            San::Uri(u) => write!(f, "URI:{u}"),
+            San::Email(e) => write!(f, "email:{e}"),
+            San::Other(o) => f.write_str(o),
+        }
+    }
+}
+
+/// Everything a person checks on a certificate.
+#[derive(Clone, Debug)]
+pub struct CertInfo {
+    /// Subject distinguished name, e.g. `C=Earth, ST=Asia, ..., CN=Client A`.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// The subject's common name, if any.
+    pub common_name: Option<String>,
+    /// Serial number as colon-separated hex.
+    pub serial: String,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// Subject alternative names.
+    pub sans: Vec<San>,
+    /// Key algorithm and size, e.g. "ECDSA P-256".
+    pub key: String,
+    /// Signature algorithm, e.g. "ecdsa-with-SHA256".
+    pub signature: String,
+    /// Basic constraints: `Some(true)` for CA:TRUE, `None` when the extension is absent.
+    pub ca: Option<bool>,
+    /// pathLenConstraint, when set.
+    pub path_len: Option<u32>,
+    /// Key usage bits by name (`digitalSignature`, `keyCertSign`, ...).
+    pub key_usage: Vec<&'static str>,
+    /// Extended key usages by name (`serverAuth`, `clientAuth`, or an OID).
+    pub ext_key_usage: Vec<String>,
+    /// Subject key identifier, hex.
+    pub subject_key_id: Option<String>,
+    /// Authority key identifier, hex.
+    pub authority_key_id: Option<String>,
+    /// SHA-256 of the DER, colon-separated hex (what `openssl x509 -fingerprint -sha256` prints).
+    pub sha256: String,
+    /// Subject equals issuer and the signature verifies with the certificate's own key.
+    pub self_signed: bool,
+    /// The DER-encoded SubjectPublicKeyInfo, to compare keys.
+    pub spki: Vec<u8>,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate. The error says what is wrong with it, in words.
+    pub fn parse(der: &[u8]) -> Result<Self, String> {
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| format!("not a valid X.509 certificate ({e})"))?;
+        if !rest.is_empty() {
+            return Err("trailing bytes after the certificate".into());
+        }
+        let mut info = CertInfo {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            common_name: cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_owned),
+            serial: hex(cert.raw_serial(), ":"),
+            not_before: cert.validity().not_before.to_datetime(),
+            not_after: cert.validity().not_after.to_datetime(),
+            sans: Vec::new(),
+            key: key_name(&cert),
+            signature: signature_name(&cert.signature_algorithm.algorithm.to_id_string()),
+            ca: None,
+            path_len: None,
+            key_usage: Vec::new(),
+            ext_key_usage: Vec::new(),
+            subject_key_id: None,
+            authority_key_id: None,
+            sha256: hex(&crate::sha256(der), ":"),
+            self_signed: cert.subject() == cert.issuer() && cert.verify_signature(None).is_ok(),
+            spki: cert.public_key().raw.to_vec(),
+        };
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    info.sans = san.general_names.iter().map(san_of).collect();
+                }
+                ParsedExtension::BasicConstraints(bc) => {
+                    info.ca = Some(bc.ca);
+                    info.path_len = bc.path_len_constraint;
+                }
+                ParsedExtension::KeyUsage(ku) => {
+                    let bits = [
+                        (ku.digital_signature(), "digitalSignature"),
+                        (ku.non_repudiation(), "nonRepudiation"),
+                        (ku.key_encipherment(), "keyEncipherment"),
+                        (ku.data_encipherment(), "dataEncipherment"),
+                        (ku.key_agreement(), "keyAgreement"),
+                        (ku.key_cert_sign(), "keyCertSign"),
+                        (ku.crl_sign(), "cRLSign"),
+                    ];
+                    info.key_usage = bits.iter().filter(|b| b.0).map(|b| b.1).collect();
+                }
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    let named = [
+                        (eku.any, "anyExtendedKeyUsage"),
+                        (eku.server_auth, "serverAuth"),
+                        (eku.client_auth, "clientAuth"),
+                        (eku.code_signing, "codeSigning"),
+                        (eku.email_protection, "emailProtection"),
+                        (eku.time_stamping, "timeStamping"),
+                        (eku.ocsp_signing, "OCSPSigning"),
+                    ];
+                    info.ext_key_usage = named
+                        .iter()
+                        .filter(|n| n.0)
+                        .map(|n| n.1.to_string())
+                        .chain(eku.other.iter().map(|oid| oid.to_id_string()))
+                        .collect();
+                }
+                ParsedExtension::SubjectKeyIdentifier(id) => {
+                    info.subject_key_id = Some(hex(id.0, ":"));
+                }
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    info.authority_key_id = aki.key_identifier.as_ref().map(|id| hex(id.0, ":"));
+                }
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
+
+    /// The URI SANs (SPIFFE IDs and the like).
+    pub fn uris(&self) -> impl Iterator<Item = &str> {
+        self.sans.iter().filter_map(|s| match s {
+            San::Uri(u) => Some(u.as_str()),
+            _ => None,
+        })
+    }
+
+    /// A short name for the certificate's owner: `Client A (spiffe://mtls.demo/client-a)`.
+    pub fn identity(&self) -> String {
+        let cn = self
+            .common_name
+            .clone()
+            .unwrap_or_else(|| self.subject.clone());
+        match self.uris().next() {
+            Some(uri) => format!("{cn} ({uri})"),
+            None => cn,
+        }
+    }
+
+    /// The SANs joined for a log line or report (`DNS:localhost, IP:127.0.0.1`).
+    pub fn sans_text(&self) -> String {
+        if self.sans.is_empty() {
+            return "(none)".into();
+        }
+        let names: Vec<String> = self.sans.iter().map(San::to_string).collect();
+        names.join(", ")
+    }
+
+    /// True when `now` lies inside the validity window.
+    pub fn is_current(&self, now: OffsetDateTime) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+}
+
+fn san_of(name: &GeneralName<'_>) -> San {
+    match name {
+        GeneralName::DNSName(d) => San::Dns(d.to_string()),
+        GeneralName::URI(u) => San::Uri(u.to_string()),
+        GeneralName::RFC822Name(e) => San::Email(e.to_string()),
+        GeneralName::IPAddress(bytes) => match bytes.len() {
+            4 => {
+                let b: [u8; 4] = [bytes[0], bytes[1], bytes[2], bytes[3]];
+                San::Ip(IpAddr::from(b))
+            }
+            16 => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(bytes);
+                San::Ip(IpAddr::from(b))
+            }
+            _ => San::Other(format!("IP:<{} bytes>", bytes.len())),
+        },
+        other => San::Other(format!("{other}")),
+    }
+}
+
+fn key_name(cert: &X509Certificate<'_>) -> String {
+    let spki = cert.public_key();
+    let alg = spki.algorithm.algorithm.to_id_string();
+    match alg.as_str() {
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            match curve.as_deref() {
+                Some("1.2.840.10045.3.1.7") => "ECDSA P-256".into(),
+                Some("1.3.132.0.34") => "ECDSA P-384".into(),
+                Some("1.3.132.0.35") => "ECDSA P-521".into(),
+                Some(other) => format!("ECDSA (curve {other})"),
+                None => "ECDSA".into(),
+            }
+        }
+        "1.2.840.113549.1.1.1" => match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => format!("RSA {} bits", rsa.key_size()),
+            _ => "RSA".into(),
+        },
+        "1.3.101.112" => "Ed25519".into(),
+        "1.3.101.113" => "Ed448".into(),
+        other => format!("unknown ({other})"),
+    }
+}
+
+fn signature_name(oid: &str) -> String {
+    match oid {
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
+        "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        "1.3.101.112" => "Ed25519",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+/// Bytes as upper-case hex, joined by `sep`.
+pub fn hex(bytes: &[u8], sep: &str) -> String {
+    let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    parts.join(sep)
+}
+
+/// A timestamp the way the reports print it: `2026-11-24 03:56:56 UTC`.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A duration in the largest sensible unit: "364 days", "5 hours", "42 minutes".
+pub fn format_span(d: time::Duration) -> String {
+    let secs = d.whole_seconds().unsigned_abs();
+    let (n, unit) = if secs >= 2 * 86_400 {
+        (secs / 86_400, "days")
+    } else if secs >= 2 * 3_600 {
+        (secs / 3_600, "hours")
+    } else if secs >= 120 {
+        (secs / 60, "minutes")
+    } else {
+        (secs, "seconds")
+    };
+    format!("{n} {unit}")
+}

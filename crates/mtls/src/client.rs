@@ -1,0 +1,535 @@
+//! One HTTPS request with a client certificate, with a timeout on every phase, and a report
+//! of what each side checked.
+//!
+//! With TLS 1.3 the server judges our certificate *after* our side of the handshake has
+//! finished, so its refusal arrives as an alert on the first read. This module looks for that
+//! alert inside hyper's errors and reports it as a refusal, not as a broken connection.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::header::{HOST, USER_AGENT};
+use hyper::{Request, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tracing::{debug, info};
+
+use crate::error::{Error, Result};
+use crate::explain::{self, Failure, Side};
+use crate::report::{ChainText, TlsReport, describe_chain};
+use crate::tls::{self, Identity, SeenChain, Trust};
+
+/// The default URL, as in the Go demo.
+pub const DEFAULT_URL: &str = "https://localhost:8443/";
+
+/// Largest response body read.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Where to connect and with what.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// An https:// URL.
+    pub url: String,
+    /// The CA the server's certificate must chain to.
+    pub ca: PathBuf,
+    /// Our certificate and key, and how errors name them ("Client A"); `None` sends none.
+    pub identity: Option<(PathBuf, PathBuf, String)>,
+    /// TCP connect limit.
+    pub connect_timeout: Duration,
+    /// TLS handshake limit.
+    pub handshake_timeout: Duration,
+    /// Limit for the response (headers and body).
+    pub response_timeout: Duration,
+}
+
+impl ClientSettings {
+    /// Defaults: the demo URL, 5 s to connect, 10 s for the handshake and for the response.
+    pub fn new(ca: PathBuf, identity: Option<(PathBuf, PathBuf, String)>) -> Self {
+        Self {
+            url: DEFAULT_URL.into(),
+            ca,
+            identity,
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one request saw.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The server's address.
+    pub peer: SocketAddr,
+    /// The host name verified against the server's certificate.
+    pub host: String,
+    /// The CA file the server was verified against.
+    pub ca: PathBuf,
+    /// HTTP version used.
+    pub version: Version,
+    /// Response status.
+    pub status: StatusCode,
+    /// Response body (lossy UTF-8).
+    pub body: String,
+    /// The TLS state from our side; `peer_chain` is the server's chain.
+    pub tls: TlsReport,
+    /// Who we presented as, if anyone.
+    pub presented: Option<String>,
+}
+
+/// The parts of the URL we use.
+struct Target {
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Target> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Error::Invalid(format!("--url {url:?} is not a valid URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "--url {url:?} uses {other}://; mutual TLS needs https://"
+            )));
+        }
+        None => {
+            return Err(Error::Invalid(format!(
+                "--url {url:?} has no scheme; write it as https://HOST:PORT/"
+            )));
+        }
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| Error::Invalid(format!("--url {url:?} has no host")))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok(Target {
+        port: authority.port_u16().unwrap_or(443),
+        authority: authority.as_str().to_string(),
+        path: uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+        host,
+    })
+}
+
+/// Connects, handshakes, sends `GET`, and reads the response.
+pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
+    let target = parse_url(&settings.url)?;
+    let trust = Trust::load(&settings.ca)?;
+    let identity = match &settings.identity {
+        Some((cert, key, owner)) => Some(Identity::load(cert, key, owner)?),
+        None => None,
+    };
+    let seen = SeenChain::default();
+    let config = tls::client_config(identity.as_ref(), &trust, seen.clone())?;
+    let server_name = ServerName::try_from(target.host.clone()).map_err(|_| {
+        Error::Invalid(format!(
+            "{:?} is neither a DNS name nor an IP address",
+            target.host
+        ))
+    })?;
+    let cx = explain::Context {
+        ca: Some(settings.ca.clone()),
+        crls: Vec::new(),
+    };
+
+    let tcp = connect(&target, settings.connect_timeout).await?;
+    let peer = tcp.peer_addr().map_err(|source| Error::Io {
+        context: "cannot read the server's address".into(),
+        source,
+    })?;
+    debug!(peer.addr = %peer, "connected");
+
+    let handshake = TlsConnector::from(config).connect(server_name, tcp);
+    let tls = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => return Err(handshake_error(&err, &seen, &cx)),
+        Err(_) => {
+            let failure = Failure::Timeout {
+                after: settings.handshake_timeout,
+            };
+            return Err(Error::Tls {
+                message: failure.explain(Side::Client, &cx),
+                failure,
+            });
+        }
+    };
+    let report = TlsReport::from_connection(tls.get_ref().1, Some(&target.host));
+    info!(
+        peer.addr = %peer,
+        tls.version = %report.version,
+        tls.cipher_suite = %report.cipher_suite,
+        tls.alpn = report.alpn.as_deref().unwrap_or("none"),
+        "handshake complete"
+    );
+    let tls13 = report.version == "TLSv1.3";
+
+    let request = |uri: String| {
+        Request::get(uri)
+            .header(HOST, &target.authority)
+            .header(
+                USER_AGENT,
+                concat!("mtls-demo-client/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
+    };
+    let h2 = report.alpn.as_deref() == Some("h2");
+    let req = if h2 {
+        request(format!("https://{}{}", target.authority, target.path))?
+    } else {
+        request(target.path.clone())?
+    };
+    let tls_error = Arc::new(Mutex::new(None));
+    let io = Watched {
+        inner: tls,
+        tls_error: tls_error.clone(),
+    };
+    let exchange = send(io, req, h2);
+    let (version, status, body) =
+        match tokio::time::timeout(settings.response_timeout, exchange).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(HttpFailure(err))) => {
+                let recorded = tls_error.lock().ok().and_then(|slot| slot.clone());
+                return Err(late_error(err, recorded, peer, tls13, &seen, &cx));
+            }
+            Err(_) => {
+                return Err(Error::Timeout {
+                    phase: format!("waiting for the response from {peer}"),
+                    after: settings.response_timeout,
+                });
+            }
+        };
+    Ok(Exchange {
+        peer,
+        host: target.host,
+        ca: settings.ca.clone(),
+        version,
+        status,
+        body,
+        tls: report,
+        presented: settings
+            .identity
+            .as_ref()
+            .map(|(_, _, owner)| owner.clone()),
+    })
+}
+
+async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
+    let name = format!("{}:{}", target.host, target.port);
+    let attempt = async {
+        let addrs = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .map_err(|source| Error::Connect {
+                target: name.clone(),
+                source,
+            })?;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Ok(tcp);
+                }
+                Err(e) => last = Some((addr, e)),
+            }
+        }
+        let (addr, source) = last.unwrap_or_else(|| {
+            (
+                SocketAddr::from(([0, 0, 0, 0], target.port)),
+                io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address"),
+            )
+        });
+        Err(Error::Connect {
+            target: if addr.ip().is_unspecified() {
+                name.clone()
+            } else {
+                format!("{name} ({addr})")
+            },
+            source,
+        })
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .map_err(|_| Error::Timeout {
+            phase: format!("connecting to {name}"),
+            after: limit,
+        })?
+}
+
+/// An error from the HTTP phase, with its source chain intact for inspection.
+struct HttpFailure(Box<dyn StdError + Send + Sync>);
+
+type Response = (Version, StatusCode, String);
+
+/// Sends `req` over HTTP/1.1 or HTTP/2 and reads the whole response.
+async fn send(
+    io: Watched<TlsStream<TcpStream>>,
+    req: Request<Empty<Bytes>>,
+    h2: bool,
+) -> std::result::Result<Response, HttpFailure> {
+    let io = TokioIo::new(io);
+    let boxed = |e: hyper::Error| HttpFailure(e.into());
+    if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(boxed)?;
+        let driver = tokio::spawn(conn);
+        let result = read_response(sender.send_request(req).await).await;
+        finish(result, driver).await
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(boxed)?;
+        let driver = tokio::spawn(conn);
+        let result = read_response(sender.send_request(req).await).await;
+        finish(result, driver).await
+    }
+}
+
+async fn read_response(
+    resp: std::result::Result<hyper::Response<hyper::body::Incoming>, hyper::Error>,
+) -> std::result::Result<Response, Box<dyn StdError + Send + Sync>> {
+    let resp = resp?;
+    let version = resp.version();
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), MAX_BODY).collect().await?;
+    Ok((
+        version,
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
+}
+
+/// Stops the connection task when done; on failure, lets it finish recording the cause.
+async fn finish(
+    result: std::result::Result<Response, Box<dyn StdError + Send + Sync>>,
+    driver: tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>,
+) -> std::result::Result<Response, HttpFailure> {
+    match result {
+        Ok(done) => {
+            driver.abort();
+            Ok(done)
+        }
+        Err(err) => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+            Err(HttpFailure(err))
+        }
+    }
+}
+
+/// Wraps the TLS stream and keeps the first rustls error any read or write returned.
+///
+/// hyper (and h2 in particular) flattens I/O errors into text, losing the typed alert;
+/// reading it here keeps "the server refused our certificate" precise for both versions.
+struct Watched<S> {
+    inner: S,
+    tls_error: Arc<Mutex<Option<rustls::Error>>>,
+}
+
+impl<S> Watched<S> {
+    fn record<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &poll
+            && let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+            && let Ok(mut slot) = self.tls_error.lock()
+        {
+            slot.get_or_insert_with(|| tls.clone());
+        }
+        poll
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.record(poll)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.record(poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.record(poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.record(poll)
+    }
+}
+
+/// A handshake error, explained (with the server's chain, if we saw it).
+fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> Error {
+    let chain = describe_chain(&seen.get());
+    let failure = match find_rustls(err) {
+        Some(tls) => Failure::from_rustls(tls).with_peer_chain(&chain),
+        None => Failure::Other(format!("the connection broke during the handshake ({err})")),
+    };
+    Error::Tls {
+        message: failure.explain(Side::Client, cx),
+        failure,
+    }
+}
+
+/// An error after the handshake: a late TLS alert, a silent close, or plain HTTP trouble.
+fn late_error(
+    err: Box<dyn StdError + Send + Sync>,
+    recorded: Option<rustls::Error>,
+    peer: SocketAddr,
+    tls13: bool,
+    seen: &SeenChain,
+    cx: &explain::Context,
+) -> Error {
+    if let Some(tls) = recorded.as_ref().or_else(|| find_rustls(err.as_ref())) {
+        let failure = Failure::from_rustls(tls).with_peer_chain(&describe_chain(&seen.get()));
+        return Error::Tls {
+            message: failure.explain(Side::Client, cx),
+            failure,
+        };
+    }
+    if tls13 && is_closed(err.as_ref()) {
+        let failure = Failure::ClosedAfterHandshake;
+        return Error::Tls {
+            message: failure.explain(Side::Client, cx),
+            failure,
+        };
+    }
+    Error::Http {
+        peer,
+        detail: chain_text(err.as_ref()),
+    }
+}
+
+/// Walks an error's sources for the rustls error (io::Error hides it behind `get_ref`).
+fn find_rustls<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The connection was reset or closed under us.
+fn is_closed(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+impl fmt::Display for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:?} {} {}",
+            self.version,
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or("")
+        )?;
+        writeln!(f, "{}", self.body.trim_end())?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "TLS state (as this client saw it, talking to {})",
+            self.peer
+        )?;
+        write!(f, "{}", self.tls)?;
+        writeln!(f)?;
+        writeln!(f, "Server certificate chain")?;
+        write!(f, "{}", ChainText(&self.tls.peer_chain))?;
+        writeln!(f)?;
+        writeln!(f, "What was checked")?;
+        writeln!(
+            f,
+            "  by us:      the server's chain leads to the CA in {}, its dates are current, it \
+             is meant for serverAuth, and it names \"{}\"",
+            self.ca.display(),
+            self.host
+        )?;
+        match &self.presented {
+            Some(who) => writeln!(
+                f,
+                "  by the server: our certificate ({who}) leads to the CA it trusts; it answered {}",
+                self.status.as_u16()
+            ),
+            None => writeln!(
+                f,
+                "  by the server: we sent no certificate, yet it answered {}",
+                self.status.as_u16()
+            ),
+        }
+    }
+}

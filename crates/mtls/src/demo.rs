@@ -1,0 +1,325 @@
+//! The demo set of the Go original: a root CA, a server certificate and two client
+//! certificates, written into one folder and then checked the way the Go demo asks a
+//! learner to check them by eye.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::certinfo::{CertInfo, format_time};
+use crate::error::Result;
+use crate::files::{CertsDir, ClientId, Role};
+use crate::pem;
+use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
+use crate::tls::{self, Identity, Trust};
+use crate::write::{self, Access};
+
+/// The SANs every demo server certificate carries.
+pub const SERVER_SANS: [&str; 3] = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"];
+
+/// How to mint the demo set.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Where to write.
+    pub out: CertsDir,
+    /// Key algorithm for every certificate.
+    pub key_type: KeyType,
+    /// Validity of the leaves.
+    pub leaf_validity: Validity,
+    /// Validity of the CA.
+    pub ca_validity: Validity,
+    /// SANs added to the server certificate, beyond [`SERVER_SANS`].
+    pub extra_sans: Vec<String>,
+    /// Replace existing files.
+    pub force: bool,
+}
+
+impl DemoOptions {
+    /// ECDSA P-256, leaves for 365 days, the CA for ten years.
+    pub fn new(out: CertsDir) -> Self {
+        Self {
+            out,
+            key_type: KeyType::default(),
+            leaf_validity: Validity::days(365),
+            ca_validity: Validity::days(3650),
+            extra_sans: Vec::new(),
+            force: false,
+        }
+    }
+}
+
+/// One check on what was written.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Passed?
+    pub ok: bool,
+    /// What was checked, in words.
+    pub text: String,
+}
+
+/// What [`mint`] wrote and what it verified.
+#[derive(Clone, Debug)]
+pub struct DemoSet {
+    /// The folder.
+    pub dir: CertsDir,
+    /// Key algorithm used.
+    pub key_type: KeyType,
+    /// Each file with what it is for.
+    pub files: Vec<(PathBuf, String)>,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+    /// Each certificate, for fingerprints and dates.
+    pub certs: Vec<(PathBuf, CertInfo)>,
+}
+
+impl DemoSet {
+    /// True when every check passed.
+    pub fn all_ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+fn subject(role: Role) -> (&'static str, &'static str) {
+    match role {
+        Role::Ca => ("CA Company", "CA"),
+        Role::Server => ("Server Company", "localhost"),
+        Role::Client(ClientId::A) => ("Client A Company", "Client A"),
+        Role::Client(ClientId::B) => ("Client B Company", "Client B"),
+    }
+}
+
+/// Mints the demo set into `opts.out`, refusing to replace anything without `force`, then
+/// reads the files back and checks them.
+pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
+    let dir = &opts.out;
+    for role in Role::ALL {
+        for path in [dir.role_cert(role), dir.role_key(role)] {
+            let why = if role == Role::Ca {
+                "replacing the CA would orphan every certificate it issued (no server or client \
+                 would trust them any more)"
+            } else {
+                "it belongs to the existing demo set"
+            };
+            write::ensure_absent(&path, opts.force, why)?;
+        }
+    }
+    let mut sans = Vec::new();
+    for s in SERVER_SANS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(opts.extra_sans.iter().cloned())
+    {
+        sans.push(pki::parse_san(&s)?);
+    }
+
+    let (org, cn) = subject(Role::Ca);
+    let ca = CertAuthority::new_root(pki::demo_subject(org, cn), opts.key_type, opts.ca_validity)?;
+    write::create_dir(dir.path())?;
+    // The CA's key first: if anything below fails, the set can still be completed.
+    write::atomic(
+        &dir.role_key(Role::Ca),
+        ca.key_pem().as_bytes(),
+        Access::Secret,
+    )?;
+    write::atomic(
+        &dir.role_cert(Role::Ca),
+        ca.cert_pem.as_bytes(),
+        Access::Public,
+    )?;
+
+    for role in [
+        Role::Server,
+        Role::Client(ClientId::A),
+        Role::Client(ClientId::B),
+    ] {
+        let (org, cn) = subject(role);
+        let (usage, role_sans) = match role {
+            Role::Client(id) => (
+                Usage::Client,
+                vec![pki::parse_san(&format!("URI:{}", id.uri()))?],
+            ),
+            _ => (Usage::Server, sans.clone()),
+        };
+        let leaf = ca.issue(&LeafSpec {
+            subject: pki::demo_subject(org, cn),
+            sans: role_sans,
+            usage,
+            key_type: opts.key_type,
+            validity: opts.leaf_validity,
+        })?;
+        write::atomic(&dir.role_key(role), leaf.key_pem.as_bytes(), Access::Secret)?;
+        write::atomic(
+            &dir.role_cert(role),
+            leaf.cert_pem.as_bytes(),
+            Access::Public,
+        )?;
+    }
+    check(dir, opts.key_type)
+}
+
+fn purpose(role: Role, info: &CertInfo) -> (String, String) {
+    match role {
+        Role::Ca => (
+            "the root CA certificate: server and client trust what it signed (--ca)".into(),
+            "the CA's private key: signs certificates; keep it secret".into(),
+        ),
+        Role::Server => (
+            format!(
+                "the server's certificate, CN={}, {}",
+                info.common_name.as_deref().unwrap_or("?"),
+                info.sans_text()
+            ),
+            "the server's private key".into(),
+        ),
+        Role::Client(id) => (
+            format!("{id}'s certificate, {}", info.sans_text()),
+            format!("{id}'s private key"),
+        ),
+    }
+}
+
+/// Reads the demo set in `dir` back from disk and checks it.
+pub fn check(dir: &CertsDir, key_type: KeyType) -> Result<DemoSet> {
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let ca_path = dir.ca_cert();
+    let trust = Trust::load(&ca_path)?;
+    let ca_der = pem::certificates(&ca_path, "the CA certificate")?.remove(0);
+    let ca_info = CertInfo::parse(&ca_der)
+        .map_err(|why| crate::Error::malformed("the CA certificate", &ca_path, why))?;
+
+    let mut files = Vec::new();
+    let mut checks = Vec::new();
+    let mut certs = Vec::new();
+    let mut push = |ok: bool, text: String| checks.push(Check { ok, text });
+
+    push(
+        ca_info.self_signed
+            && ca_info.ca == Some(true)
+            && ca_info.key_usage.contains(&"keyCertSign"),
+        format!(
+            "{} is a self-signed CA: its issuer is its own subject, its signature verifies with \
+             its own key, and it may sign certificates (CA:TRUE, keyCertSign)",
+            name(&ca_path)
+        ),
+    );
+    for role in Role::ALL {
+        let cert_path = dir.role_cert(role);
+        let key_path = dir.role_key(role);
+        let chain = pem::certificates(&cert_path, &format!("{}'s certificate", role.owner()))?;
+        let info = CertInfo::parse(&chain[0])
+            .map_err(|why| crate::Error::malformed("a certificate", &cert_path, why))?;
+        let (cert_purpose, key_purpose) = purpose(role, &info);
+        files.push((cert_path.clone(), cert_purpose));
+        files.push((key_path.clone(), format!("{key_purpose} (mode 0600)")));
+        certs.push((cert_path.clone(), info.clone()));
+
+        let matched = Identity::load(&cert_path, &key_path, role.owner());
+        push(
+            matched.is_ok(),
+            match &matched {
+                Ok(_) => format!(
+                    "{} matches {} (same public key)",
+                    name(&key_path),
+                    name(&cert_path)
+                ),
+                Err(e) => format!("{} does not match: {e}", name(&key_path)),
+            },
+        );
+        if role == Role::Ca {
+            continue;
+        }
+        push(
+            info.issuer == ca_info.subject,
+            format!(
+                "{}'s issuer equals the CA's subject (\"{}\")",
+                name(&cert_path),
+                ca_info.subject
+            ),
+        );
+        let usage = if role == Role::Server {
+            Usage::Server
+        } else {
+            Usage::Client
+        };
+        let verified = tls::verify_leaf(&trust, &chain, usage, "localhost");
+        let as_what = match usage {
+            Usage::Server => "a server certificate for \"localhost\"".to_string(),
+            Usage::Client => "a client certificate".to_string(),
+        };
+        push(
+            verified.is_ok(),
+            match verified {
+                Ok(()) => format!(
+                    "{} verifies against {} as {as_what}",
+                    name(&cert_path),
+                    name(&ca_path)
+                ),
+                Err(f) => format!(
+                    "{} does not verify as {as_what}: {}",
+                    name(&cert_path),
+                    f.code()
+                ),
+            },
+        );
+    }
+    Ok(DemoSet {
+        dir: dir.clone(),
+        key_type,
+        files,
+        checks,
+        certs,
+    })
+}
+
+impl fmt::Display for DemoSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .files
+            .iter()
+            .map(|(p, _)| p.display().to_string().len())
+            .max()
+            .unwrap_or(0);
+        writeln!(
+            f,
+            "Wrote the demo certificates to {}/ ({} keys):",
+            self.dir.path().display(),
+            self.key_type
+        )?;
+        for (path, what) in &self.files {
+            writeln!(f, "  {:width$}  {what}", path.display().to_string())?;
+        }
+        writeln!(f)?;
+        writeln!(f, "Checks (what the Go demo asks you to verify by eye):")?;
+        for c in &self.checks {
+            writeln!(f, "  {}  {}", if c.ok { "ok  " } else { "FAIL" }, c.text)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "Fingerprints (SHA-256) and validity:")?;
+        let now = OffsetDateTime::now_utc();
+        for (path, info) in &self.certs {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            writeln!(f, "  {name}")?;
+            writeln!(f, "    sha256 {}", info.sha256)?;
+            writeln!(
+                f,
+                "    valid  {} to {} ({} left)",
+                format_time(info.not_before),
+                format_time(info.not_after),
+                crate::certinfo::format_span(info.not_after - now)
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Next: start the server with `cargo run -p server`, then `cargo run -p client -- -c=a`."
+        )
+    }
+}

@@ -1,0 +1,192 @@
+//! The only place that knows certificate file names.
+//!
+//! Every binary and test asks this module for paths, so a file name is spelled once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The folder the demo set lives in when no `--certs`/`--out` is given.
+pub const DEFAULT_DIR: &str = "certs";
+
+/// The two demo clients of the Go original.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientId {
+    /// "Client A", certs/client-a.*
+    A,
+    /// "Client B", certs/client-b.*
+    B,
+}
+
+impl ClientId {
+    /// Both clients, in order.
+    pub const ALL: [ClientId; 2] = [ClientId::A, ClientId::B];
+
+    /// The lower-case letter used on the command line (`-c a`).
+    pub fn letter(self) -> char {
+        match self {
+            ClientId::A => 'a',
+            ClientId::B => 'b',
+        }
+    }
+
+    /// The certificate's common name, e.g. "Client A".
+    pub fn common_name(self) -> &'static str {
+        match self {
+            ClientId::A => "Client A",
+            ClientId::B => "Client B",
+        }
+    }
+
+    /// The SPIFFE-style URI SAN that names the client.
+    pub fn uri(self) -> &'static str {
+        match self {
+            ClientId::A => "spiffe://mtls.demo/client-a",
+            ClientId::B => "spiffe://mtls.demo/client-b",
+        }
+    }
+}
+
+impl FromStr for ClientId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "a" | "client-a" => Ok(ClientId::A),
+            "b" | "client-b" => Ok(ClientId::B),
+            _ => Err(format!("unknown client {s:?}: choose a or b")),
+        }
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.common_name())
+    }
+}
+
+/// A certificate of the demo set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The root CA both sides trust.
+    Ca,
+    /// The server's leaf certificate.
+    Server,
+    /// One of the demo clients.
+    Client(ClientId),
+}
+
+impl Role {
+    /// Every role of the demo set, CA first.
+    pub const ALL: [Role; 4] = [
+        Role::Ca,
+        Role::Server,
+        Role::Client(ClientId::A),
+        Role::Client(ClientId::B),
+    ];
+
+    /// The file stem: `ca`, `server`, `client-a`, `client-b`.
+    pub fn stem(self) -> &'static str {
+        match self {
+            Role::Ca => "ca",
+            Role::Server => "server",
+            Role::Client(ClientId::A) => "client-a",
+            Role::Client(ClientId::B) => "client-b",
+        }
+    }
+
+    /// How a sentence names this certificate's owner: "the CA", "the server", "Client A".
+    pub fn owner(self) -> &'static str {
+        match self {
+            Role::Ca => "the CA",
+            Role::Server => "the server",
+            Role::Client(id) => id.common_name(),
+        }
+    }
+}
+
+/// A folder of certificates and keys, named `STEM.crt` and `STEM.key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertsDir {
+    root: PathBuf,
+}
+
+impl CertsDir {
+    /// The folder at `root` (it need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// `DIR/STEM.crt`.
+    pub fn cert(&self, stem: &str) -> PathBuf {
+        self.root.join(format!("{stem}.crt"))
+    }
+
+    /// `DIR/STEM.key`.
+    pub fn key(&self, stem: &str) -> PathBuf {
+        self.root.join(format!("{stem}.key"))
+    }
+
+    /// `DIR/STEM.p12`.
+    pub fn p12(&self, stem: &str) -> PathBuf {
+        self.root.join(format!("{stem}.p12"))
+    }
+
+    /// The certificate of a demo role.
+    pub fn role_cert(&self, role: Role) -> PathBuf {
+        self.cert(role.stem())
+    }
+
+    /// The private key of a demo role.
+    pub fn role_key(&self, role: Role) -> PathBuf {
+        self.key(role.stem())
+    }
+
+    /// The CA certificate both sides trust by default.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.role_cert(Role::Ca)
+    }
+
+    /// The certificate revocation list the CA tool maintains.
+    pub fn crl(&self) -> PathBuf {
+        self.root.join("crl.pem")
+    }
+}
+
+impl Default for CertsDir {
+    fn default() -> Self {
+        Self::new(DEFAULT_DIR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_file_names_match_the_go_demo() {
+        let dir = CertsDir::new("certs");
+        assert_eq!(dir.ca_cert(), Path::new("certs/ca.crt"));
+        assert_eq!(
+            dir.role_key(Role::Client(ClientId::B)),
+            Path::new("certs/client-b.key")
+        );
+        assert_eq!(dir.crl(), Path::new("certs/crl.pem"));
+    }
+
+    #[test]
+    fn client_letters_parse_case_insensitively() {
+        assert_eq!("a".parse::<ClientId>(), Ok(ClientId::A));
+        assert_eq!("B".parse::<ClientId>(), Ok(ClientId::B));
+        assert!(
+            "c".parse::<ClientId>()
+                .expect_err("c is not a client")
+                .contains("choose a or b")
+        );
+    }
+}

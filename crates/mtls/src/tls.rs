@@ -1,0 +1,344 @@
+//! The only rustls configuration code: one builder for each side, one crypto provider.
+//!
+//! The server *requires* a client certificate that chains to its CA; the client verifies
+//! the server against its CA and the host it dialed. Both speak TLS 1.2 and 1.3 only, with
+//! aws-lc-rs's cipher suites, all of which are AEAD with ephemeral (forward-secret) keys.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+    SupportedProtocolVersion,
+};
+
+use crate::error::{Error, Result};
+use crate::pem;
+
+/// ALPN protocols both sides offer, most preferred first.
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The crypto provider of the whole build: aws-lc-rs.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The lowest TLS version a side accepts. TLS 1.0 and 1.1 are never offered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MinVersion {
+    /// TLS 1.2 and 1.3 (the default).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+impl MinVersion {
+    fn versions(self) -> &'static [&'static SupportedProtocolVersion] {
+        static BOTH: [&SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static ONLY_13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            MinVersion::Tls12 => &BOTH,
+            MinVersion::Tls13 => &ONLY_13,
+        }
+    }
+}
+
+impl std::str::FromStr for MinVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s
+            .trim()
+            .trim_start_matches("TLSv")
+            .trim_start_matches("tls")
+        {
+            "1.2" => Ok(MinVersion::Tls12),
+            "1.3" => Ok(MinVersion::Tls13),
+            other => Err(format!(
+                "unsupported TLS version {other:?}: choose 1.2 or 1.3 (1.0 and 1.1 are broken and never allowed)"
+            )),
+        }
+    }
+}
+
+/// A certificate chain and the private key that goes with its first certificate.
+#[derive(Clone)]
+pub struct Identity {
+    /// The leaf, then any intermediates, as loaded.
+    pub chain: Vec<CertificateDer<'static>>,
+    key: Arc<CertifiedKey>,
+    /// Where the chain came from.
+    pub cert_path: PathBuf,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("Identity")
+            .field("cert_path", &self.cert_path)
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Loads `cert` and `key`, and checks that the key belongs to the certificate.
+    ///
+    /// `owner` names them in errors: "the server", "Client A".
+    pub fn load(cert: &Path, key: &Path, owner: &str) -> Result<Self> {
+        let chain = pem::certificates(cert, &format!("{owner}'s certificate"))?;
+        let der = pem::private_key(key, &format!("{owner}'s private key"))?;
+        let certified =
+            CertifiedKey::from_der(chain.clone(), der, &provider()).map_err(|e| match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    Error::KeyMismatch {
+                        cert: cert.to_path_buf(),
+                        key: key.to_path_buf(),
+                    }
+                }
+                other => Error::UnusableKey {
+                    path: key.to_path_buf(),
+                    detail: other.to_string(),
+                },
+            })?;
+        Ok(Self {
+            chain,
+            key: Arc::new(certified),
+            cert_path: cert.to_path_buf(),
+        })
+    }
+}
+
+/// The CA certificates a side trusts, and where they came from.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    /// The trust anchors.
+    pub roots: Arc<RootCertStore>,
+    /// The CA file.
+    pub path: PathBuf,
+}
+
+impl Trust {
+    /// Loads every certificate in `path` as a trust anchor. One that cannot be used is an
+    /// error, never silently skipped.
+    pub fn load(path: &Path) -> Result<Self> {
+        let certs = pem::certificates(path, "the CA certificate")?;
+        let mut roots = RootCertStore::empty();
+        for (i, cert) in certs.into_iter().enumerate() {
+            roots.add(cert).map_err(|e| Error::BadTrustAnchor {
+                path: path.to_path_buf(),
+                detail: format!("certificate #{}: {e}", i + 1),
+            })?;
+        }
+        Ok(Self {
+            roots: Arc::new(roots),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Server-side TLS policy.
+#[derive(Clone, Debug)]
+pub struct ServerPolicy {
+    /// Lowest TLS version accepted.
+    pub min_version: MinVersion,
+    /// Session resumption (tickets and a session cache).
+    pub resumption: bool,
+}
+
+impl Default for ServerPolicy {
+    fn default() -> Self {
+        Self {
+            min_version: MinVersion::Tls12,
+            resumption: true,
+        }
+    }
+}
+
+/// Sessions the server remembers for resumption by session ID.
+const SESSION_CACHE_SIZE: usize = 1024;
+
+/// Builds the server's config: present `identity`, require a client certificate that chains
+/// to `trust` and is not revoked by any of `crls` (checked for the leaf; its issuer's CRL must
+/// be among them).
+pub fn server_config(
+    identity: &Identity,
+    trust: &Trust,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    policy: &ServerPolicy,
+) -> Result<Arc<ServerConfig>> {
+    let provider = provider();
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider.clone());
+    if !crls.is_empty() {
+        verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+    }
+    let verifier = verifier
+        .build()
+        .map_err(|e| Error::Config(format!("client verifier: {e}")))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(policy.min_version.versions())
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity.key.clone())));
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    if policy.resumption {
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| Error::Config(format!("session tickets: {e}")))?;
+    } else {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(config))
+}
+
+/// The chain the server presented, kept so a failed verification can be explained with the
+/// certificate's own names and issuer.
+#[derive(Clone, Debug, Default)]
+pub struct SeenChain(Arc<Mutex<Vec<CertificateDer<'static>>>>);
+
+impl SeenChain {
+    /// The chain seen in the last handshake (leaf first); empty before one.
+    pub fn get(&self) -> Vec<CertificateDer<'static>> {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.clone().into_owned())
+                .collect();
+        }
+    }
+}
+
+/// Builds the client's config: verify the server against `trust` (and the host dialed),
+/// present `identity` when given. `seen` receives the server's chain.
+pub fn client_config(
+    identity: Option<&Identity>,
+    trust: &Trust,
+    seen: SeenChain,
+) -> Result<Arc<ClientConfig>> {
+    let provider = provider();
+    let webpki = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| Error::Config(format!("server verifier: {e}")))?;
+    let verifier = Arc::new(RecordingVerifier {
+        inner: webpki,
+        seen,
+    });
+    // `dangerous()` is only the door to install our own verifier: it records the chain and
+    // then delegates every decision to webpki, unchanged.
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(MinVersion::Tls12.versions())
+        .map_err(|e| Error::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        Some(id) => {
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(id.key.clone())))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// Records the presented chain, then lets webpki decide exactly as the default would.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: SeenChain,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        self.seen.set(end_entity, intermediates);
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The TLS version as people write it: `TLSv1.3`.
+pub fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Verifies `chain` (leaf first) against `trust` exactly as a handshake would: as a server
+/// certificate for `host`, or as a client certificate. Used to check what we mint.
+pub fn verify_leaf(
+    trust: &Trust,
+    chain: &[CertificateDer<'static>],
+    usage: crate::pki::Usage,
+    host: &str,
+) -> std::result::Result<(), crate::explain::Failure> {
+    use crate::explain::Failure;
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err(Failure::Other("no certificate to verify".into()));
+    };
+    let now = UnixTime::now();
+    let provider = provider();
+    let result = match usage {
+        crate::pki::Usage::Server => {
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|_| Failure::Other(format!("{host:?} is not a host name")))?;
+            WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider)
+                .build()
+                .map_err(|e| Failure::Other(e.to_string()))?
+                .verify_server_cert(leaf, intermediates, &name, &[], now)
+                .map(|_| ())
+        }
+        crate::pki::Usage::Client => {
+            WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider)
+                .build()
+                .map_err(|e| Failure::Other(e.to_string()))?
+                .verify_client_cert(leaf, intermediates, now)
+                .map(|_| ())
+        }
+    };
+    result.map_err(|e| Failure::from_rustls(&e))
+}
