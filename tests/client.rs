@@ -1,2 +1,294 @@
-//! placeholder
+//! The client binary end to end, against the library's server (the same code the server
+//! binary runs) on a free port, with certificates minted per test.
+
 mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{InProcessServer, Pki, expired, leaf, run, server_settings, text};
+use mtls::pki::{Usage, Validity};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+fn client(dir: &Path, args: &[&str]) -> Output {
+    run(Command::new(CLIENT)
+        .args(["--certs", dir.to_str().expect("utf-8 path")])
+        .args(args)
+        .env("RUST_LOG", "warn"))
+}
+
+/// The one `error:` line, asserting a clean failure (exit 1, no panic).
+fn error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{}", text(out));
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one error line expected:\n{}",
+        text(out)
+    );
+    errors[0].to_string()
+}
+
+#[test]
+fn client_a_gets_200_and_prints_state_chain_and_checks() {
+    let pki = Pki::demo();
+    let server = InProcessServer::start(server_settings(&pki));
+    let out = client(pki.dir(), &["-c=a", "--url", &server.url("localhost")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "HTTP/2.0 200 OK",
+        "hello, Client A (spiffe://mtls.demo/client-a)",
+        "version:             TLSv1.3",
+        "cipher suite:        TLS13_",
+        "ALPN protocol:       h2",
+        "server name (SNI):   localhost",
+        "Server certificate chain",
+        "subject: C=Earth, ST=Asia, L=Mountain, O=Server Company, OU=Engineering, CN=localhost",
+        "SANs:    DNS:localhost, IP:127.0.0.1, IP:::1",
+        "What was checked",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn every_spelling_of_the_client_flag_works() {
+    let pki = Pki::demo();
+    let server = InProcessServer::start(server_settings(&pki));
+    let url = server.url("127.0.0.1");
+    for args in [
+        vec!["-c", "b"],
+        vec!["-c=b"],
+        vec!["--client", "b"],
+        vec!["--client=b"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--url", url.as_str()]);
+        let out = client(pki.dir(), &all);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("hello, Client B"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn an_unknown_client_is_a_usage_error_listing_the_choices() {
+    let pki = Pki::demo();
+    let out = client(pki.dir(), &["-c=c"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[possible values: a, b]"), "{stderr}");
+
+    let out = client(pki.dir(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-c a or -c b"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn client_refuses_a_server_from_another_ca_and_names_its_issuer() {
+    let pki = Pki::demo();
+    let other = pki.other_ca("other-ca");
+    pki.issue(
+        &other,
+        "impostor",
+        &leaf(
+            "localhost",
+            Usage::Server,
+            &["DNS:localhost", "IP:127.0.0.1"],
+            Validity::days(1),
+        ),
+    );
+    let mut settings = server_settings(&pki);
+    settings.cert = pki.certs.cert("impostor");
+    settings.key = pki.certs.key("impostor");
+    let server = InProcessServer::start(settings);
+    let out = client(pki.dir(), &["-c", "a", "--url", &server.url("localhost")]);
+    let error = error_line(&out);
+    assert!(
+        error.contains("the server's certificate was issued by a CA we do not trust"),
+        "{error}"
+    );
+    assert!(
+        error.contains("CN=Other CA"),
+        "the issuer must be named: {error}"
+    );
+    assert!(
+        error.contains("ca.crt"),
+        "the trusted CA file must be named: {error}"
+    );
+}
+
+#[test]
+fn client_refuses_a_server_whose_certificate_lacks_the_host_and_names_its_sans() {
+    let pki = Pki::demo();
+    pki.issue(
+        &pki.ca(),
+        "elsewhere",
+        &leaf(
+            "elsewhere",
+            Usage::Server,
+            &["DNS:elsewhere.test", "IP:10.9.8.7"],
+            Validity::days(1),
+        ),
+    );
+    let mut settings = server_settings(&pki);
+    settings.cert = pki.certs.cert("elsewhere");
+    settings.key = pki.certs.key("elsewhere");
+    let server = InProcessServer::start(settings);
+    let out = client(pki.dir(), &["-c", "a", "--url", &server.url("localhost")]);
+    let error = error_line(&out);
+    assert!(
+        error.contains("the server's certificate is not valid for \"localhost\""),
+        "{error}"
+    );
+    assert!(error.contains("DNS:elsewhere.test, IP:10.9.8.7"), "{error}");
+}
+
+#[test]
+fn late_tls13_refusals_are_reported_as_refusals_with_the_alert() {
+    let pki = Pki::demo();
+    pki.issue(
+        &pki.ca(),
+        "client-old",
+        &leaf(
+            "Client Old",
+            Usage::Client,
+            &["URI:spiffe://mtls.demo/old"],
+            expired(),
+        ),
+    );
+    let server = InProcessServer::start(server_settings(&pki));
+    let url = server.url("localhost");
+
+    let error = error_line(&client(pki.dir(), &["--no-cert", "--url", &url]));
+    assert!(
+        error
+            .starts_with("error: the server refused our certificate (alert: certificate_required)"),
+        "{error}"
+    );
+
+    let old_cert = pki.certs.cert("client-old");
+    let old_key = pki.certs.key("client-old");
+    let error = error_line(&client(
+        pki.dir(),
+        &[
+            "--cert",
+            old_cert.to_str().expect("path"),
+            "--key",
+            old_key.to_str().expect("path"),
+            "--url",
+            &url,
+        ],
+    ));
+    assert!(
+        error.starts_with("error: the server refused our certificate (alert: certificate_expired)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn refusals_are_named_the_same_over_http1_and_over_tls12() {
+    let pki = Pki::demo();
+    let server = InProcessServer::start(server_settings(&pki));
+    let url = server.url("localhost");
+    // HTTP/1.1 reads the alert through hyper's HTTP/1 code path.
+    let error = error_line(&client(
+        pki.dir(),
+        &["--no-cert", "--http1.1", "--url", &url],
+    ));
+    assert!(
+        error
+            .starts_with("error: the server refused our certificate (alert: certificate_required)"),
+        "{error}"
+    );
+    // With TLS 1.2 the refusal arrives inside the handshake; TLS 1.2 has no
+    // certificate_required alert, so rustls sends the generic certificate one.
+    let error = error_line(&client(
+        pki.dir(),
+        &["--no-cert", "--tls-version", "1.2", "--url", &url],
+    ));
+    assert!(error.starts_with("error: the server "), "{error}");
+    assert!(error.contains("(alert: "), "{error}");
+}
+
+#[test]
+fn missing_files_name_the_file_and_suggest_minting() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let error = error_line(&client(tmp.path(), &["-c", "a"]));
+    assert!(error.contains("ca.crt: no such file"), "{error}");
+    assert!(error.contains("cargo run -p certificate"), "{error}");
+}
+
+#[test]
+fn connection_refused_asks_whether_the_server_is_running() {
+    let pki = Pki::demo();
+    // Bind then drop, so the port is very likely closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let error = error_line(&client(
+        pki.dir(),
+        &["-c", "a", "--url", &format!("https://127.0.0.1:{port}/")],
+    ));
+    assert!(error.contains("connection refused"), "{error}");
+    assert!(error.contains("is the server running"), "{error}");
+    assert!(error.contains(&port.to_string()), "{error}");
+}
+
+#[test]
+fn wrong_files_are_named_with_what_they_hold() {
+    let pki = Pki::demo();
+    let key = pki.certs.key("client-a");
+    let error = error_line(&client(
+        pki.dir(),
+        &["-c", "a", "--ca", key.to_str().expect("path")],
+    ));
+    assert!(
+        error.contains("holds a PRIVATE KEY but no CERTIFICATE"),
+        "{error}"
+    );
+
+    let b_key = pki.certs.key("client-b");
+    let error = error_line(&client(
+        pki.dir(),
+        &["-c", "a", "--key", b_key.to_str().expect("path")],
+    ));
+    assert!(
+        error.contains("client-b.key does not match the certificate"),
+        "{error}"
+    );
+
+    let junk = pki.path("junk.crt");
+    std::fs::write(&junk, "not a certificate\n").expect("write junk");
+    let error = error_line(&client(
+        pki.dir(),
+        &["-c", "a", "--ca", junk.to_str().expect("path")],
+    ));
+    assert!(error.contains("is not a PEM file"), "{error}");
+}
+
+#[test]
+fn plain_http_urls_are_refused_before_connecting() {
+    let pki = Pki::demo();
+    let error = error_line(&client(
+        pki.dir(),
+        &["-c", "a", "--url", "http://localhost:8443/"],
+    ));
+    assert!(error.contains("mutual TLS needs https://"), "{error}");
+}

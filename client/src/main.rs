@@ -8,12 +8,14 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use mtls::client::{ClientSettings, DEFAULT_URL, fetch};
 use mtls::files::{CertsDir, ClientId, DEFAULT_DIR, Role};
+use mtls::tls::{ClientPolicy, TlsVersion};
 
 const EXAMPLES: &str = "\
 Examples:
   cargo run -p client -- -c=a                       # as Client A, to https://localhost:8443/
   cargo run -p client -- -c b --url https://127.0.0.1:8443/
   cargo run -p client -- --no-cert                  # see the server refuse a client without one
+  cargo run -p client -- --no-cert --tls-version 1.2  # ...during the handshake, not after it
   cargo run -p client -- --cert my.crt --key my.key --ca certs/ca.crt";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -52,6 +54,14 @@ struct Cli {
     /// Our private key [default: DIR/client-X.key for -c X].
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+
+    /// Offer only this TLS version: 1.2 or 1.3 (to compare when a refusal arrives).
+    #[arg(long, value_name = "VERSION")]
+    tls_version: Option<TlsVersion>,
+
+    /// Offer only HTTP/1.1 in ALPN (default: h2, then http/1.1).
+    #[arg(long = "http1.1")]
+    http1_only: bool,
 
     /// Send no client certificate (to see how the server refuses).
     #[arg(long, conflicts_with_all = ["client", "cert", "key"])]
@@ -97,6 +107,10 @@ fn main() -> ExitCode {
     };
     let mut settings = ClientSettings::new(cli.ca.unwrap_or_else(|| dir.ca_cert()), identity);
     settings.url = cli.url;
+    settings.policy = ClientPolicy {
+        only_version: cli.tls_version,
+        http1_only: cli.http1_only,
+    };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

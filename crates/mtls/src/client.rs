@@ -53,6 +53,8 @@ pub struct ClientSettings {
     pub handshake_timeout: Duration,
     /// Limit for the response (headers and body).
     pub response_timeout: Duration,
+    /// TLS version and ALPN pins.
+    pub policy: tls::ClientPolicy,
 }
 
 impl ClientSettings {
@@ -65,6 +67,7 @@ impl ClientSettings {
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(10),
+            policy: tls::ClientPolicy::default(),
         }
     }
 }
@@ -143,7 +146,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
         None => None,
     };
     let seen = SeenChain::default();
-    let config = tls::client_config(identity.as_ref(), &trust, seen.clone())?;
+    let config = tls::client_config(identity.as_ref(), &trust, seen.clone(), settings.policy)?;
     let server_name = ServerName::try_from(target.host.clone()).map_err(|_| {
         Error::Invalid(format!(
             "{:?} is neither a DNS name nor an IP address",
@@ -263,7 +266,7 @@ async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
             )
         });
         Err(Error::Connect {
-            target: if addr.ip().is_unspecified() {
+            target: if addr.ip().is_unspecified() || addr.to_string() == name {
                 name.clone()
             } else {
                 format!("{name} ({addr})")

@@ -223,13 +223,49 @@ impl SeenChain {
     }
 }
 
+/// Client-side choices a learner may want to pin, to watch how the protocol changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientPolicy {
+    /// Offer only this TLS version (`None`: 1.3 and 1.2).
+    pub only_version: Option<TlsVersion>,
+    /// Offer only HTTP/1.1 in ALPN (default: h2, then http/1.1).
+    pub http1_only: bool,
+}
+
+/// A TLS version this project speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl std::str::FromStr for TlsVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.parse::<MinVersion>()? {
+            MinVersion::Tls12 => Ok(TlsVersion::Tls12),
+            MinVersion::Tls13 => Ok(TlsVersion::Tls13),
+        }
+    }
+}
+
 /// Builds the client's config: verify the server against `trust` (and the host dialed),
 /// present `identity` when given. `seen` receives the server's chain.
 pub fn client_config(
     identity: Option<&Identity>,
     trust: &Trust,
     seen: SeenChain,
+    policy: ClientPolicy,
 ) -> Result<Arc<ClientConfig>> {
+    static ONLY_12: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+    let versions = match policy.only_version {
+        None => MinVersion::Tls12.versions(),
+        Some(TlsVersion::Tls13) => MinVersion::Tls13.versions(),
+        Some(TlsVersion::Tls12) => &ONLY_12,
+    };
     let provider = provider();
     let webpki = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider.clone())
         .build()
@@ -241,7 +277,7 @@ pub fn client_config(
     // `dangerous()` is only the door to install our own verifier: it records the chain and
     // then delegates every decision to webpki, unchanged.
     let builder = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(MinVersion::Tls12.versions())
+        .with_protocol_versions(versions)
         .map_err(|e| Error::Config(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -251,7 +287,8 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    let alpn: &[&[u8]] = if policy.http1_only { &ALPN[1..] } else { &ALPN };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 
