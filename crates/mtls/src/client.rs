@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::error::{Error, Result};
 use crate::explain::{self, Failure, Side};
@@ -180,7 +180,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
         }
     };
     let report = TlsReport::from_connection(tls.get_ref().1, Some(&target.host));
-    info!(
+    debug!(
         peer.addr = %peer,
         tls.version = %report.version,
         tls.cipher_suite = %report.cipher_suite,
@@ -241,14 +241,18 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
 }
 
 async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
-    let name = format!("{}:{}", target.host, target.port);
+    let name = match target.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, target.port).to_string(),
+        Err(_) => format!("{}:{}", target.host, target.port),
+    };
     let attempt = async {
-        let addrs = tokio::net::lookup_host((target.host.as_str(), target.port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
-            .map_err(|source| Error::Connect {
-                target: name.clone(),
+            .map_err(|source| Error::Resolve {
+                host: target.host.clone(),
                 source,
-            })?;
+            })?
+            .collect();
         let mut last = None;
         for addr in addrs {
             match TcpStream::connect(addr).await {
@@ -259,14 +263,14 @@ async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
                 Err(e) => last = Some((addr, e)),
             }
         }
-        let (addr, source) = last.unwrap_or_else(|| {
-            (
-                SocketAddr::from(([0, 0, 0, 0], target.port)),
-                io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address"),
-            )
-        });
+        let Some((addr, source)) = last else {
+            return Err(Error::Resolve {
+                host: target.host.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "it has no address"),
+            });
+        };
         Err(Error::Connect {
-            target: if addr.ip().is_unspecified() || addr.to_string() == name {
+            target: if addr.to_string() == name {
                 name.clone()
             } else {
                 format!("{name} ({addr})")

@@ -139,6 +139,18 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The host name in the URL does not resolve.
+    #[error(
+        "cannot resolve {host:?}: {}; check the host in --url (the demo server is localhost)",
+        io_reason(source)
+    )]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's reason.
+        source: io::Error,
+    },
+
     /// TCP connect failed.
     #[error(
         "cannot connect to {target}: {}; is the server running on that address? \
