@@ -58,9 +58,9 @@ fn mints_the_demo_set_with_private_keys_0600() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("FAIL"), "{stdout}");
     for check in [
-        "ca.crt is a self-signed CA",
+        "ca.crt is a self-signed root CA",
         "server.key matches server.crt",
-        "client-a.crt's issuer equals the CA's subject",
+        "client-a.crt's issuer equals the subject of ca.crt",
         "client-b.crt verifies against ca.crt as a client certificate",
         "sha256 ",
     ] {

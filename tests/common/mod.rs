@@ -330,7 +330,12 @@ impl Drop for InProcessServer {
 
 /// Server settings for the demo set in `pki`, on a free port, with short drain.
 pub fn server_settings(pki: &Pki) -> mtls::server::ServerSettings {
-    let mut s = mtls::server::ServerSettings::in_dir(&pki.certs);
+    server_settings_in(pki.dir())
+}
+
+/// Server settings for the demo set in `dir`, on a free port, with short drain.
+pub fn server_settings_in(dir: &Path) -> mtls::server::ServerSettings {
+    let mut s = mtls::server::ServerSettings::in_dir(&CertsDir::new(dir));
     s.addr = "127.0.0.1:0".into();
     s.drain_timeout = Duration::from_secs(2);
     s

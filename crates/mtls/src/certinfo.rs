@@ -196,7 +196,7 @@ impl CertInfo {
     }
 }
 
-fn san_of(name: &GeneralName<'_>) -> San {
+pub(crate) fn san_of(name: &GeneralName<'_>) -> San {
     match name {
         GeneralName::DNSName(d) => San::Dns(d.to_string()),
         GeneralName::URI(u) => San::Uri(u.to_string()),
@@ -218,7 +218,11 @@ fn san_of(name: &GeneralName<'_>) -> San {
 }
 
 fn key_name(cert: &X509Certificate<'_>) -> String {
-    let spki = cert.public_key();
+    spki_name(cert.public_key())
+}
+
+/// A public key's algorithm and size in words: "ECDSA P-256", "RSA 2048 bits", "Ed25519".
+pub fn spki_name(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> String {
     let alg = spki.algorithm.algorithm.to_id_string();
     match alg.as_str() {
         "1.2.840.10045.2.1" => {

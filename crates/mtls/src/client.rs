@@ -94,14 +94,14 @@ pub struct Exchange {
 }
 
 /// The parts of the URL we use.
-struct Target {
-    host: String,
-    port: u16,
+pub(crate) struct Target {
+    pub(crate) host: String,
+    pub(crate) port: u16,
     authority: String,
     path: String,
 }
 
-fn parse_url(url: &str) -> Result<Target> {
+pub(crate) fn parse_url(url: &str) -> Result<Target> {
     let uri: Uri = url
         .parse()
         .map_err(|e| Error::Invalid(format!("--url {url:?} is not a valid URL ({e})")))?;
@@ -240,7 +240,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
     })
 }
 
-async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
+pub(crate) async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
     let name = match target.host.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, target.port).to_string(),
         Err(_) => format!("{}:{}", target.host, target.port),
@@ -539,4 +539,41 @@ impl fmt::Display for Exchange {
             ),
         }
     }
+}
+
+/// Fetches the chain a server presents, without trusting it: the handshake is abandoned as
+/// soon as the certificate arrives. For `certificate inspect https://HOST:PORT`.
+pub async fn fetch_chain(
+    url: &str,
+    limit: Duration,
+) -> Result<(String, Vec<rustls::pki_types::CertificateDer<'static>>)> {
+    let target = parse_url(url)?;
+    let server_name = ServerName::try_from(target.host.clone()).map_err(|_| {
+        Error::Invalid(format!(
+            "{:?} is neither a DNS name nor an IP address",
+            target.host
+        ))
+    })?;
+    let seen = SeenChain::default();
+    let config = tls::probe_config(seen.clone())?;
+    let tcp = connect(&target, limit).await?;
+    let handshake = TlsConnector::from(config).connect(server_name, tcp);
+    let outcome = tokio::time::timeout(limit, handshake).await;
+    let chain = seen.get();
+    if chain.is_empty() {
+        let why = match outcome {
+            Err(_) => format!("no certificate arrived within {}s", limit.as_secs_f32()),
+            Ok(Err(e)) => match find_rustls(&e) {
+                Some(tls) => {
+                    Failure::from_rustls(tls).explain(Side::Client, &explain::Context::default())
+                }
+                None => e.to_string(),
+            },
+            Ok(Ok(_)) => "the server sent no certificate".into(),
+        };
+        return Err(Error::Invalid(format!(
+            "{url} did not show its certificate: {why}"
+        )));
+    }
+    Ok((target.host, chain))
 }

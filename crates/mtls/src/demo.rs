@@ -31,6 +31,8 @@ pub struct DemoOptions {
     pub ca_validity: Validity,
     /// SANs added to the server certificate, beyond [`SERVER_SANS`].
     pub extra_sans: Vec<String>,
+    /// Root -> intermediate -> leaves, instead of root -> leaves.
+    pub intermediate: bool,
     /// Replace existing files.
     pub force: bool,
 }
@@ -44,6 +46,7 @@ impl DemoOptions {
             leaf_validity: Validity::days(365),
             ca_validity: Validity::days(3650),
             extra_sans: Vec::new(),
+            intermediate: false,
             force: false,
         }
     }
@@ -83,19 +86,31 @@ impl DemoSet {
 fn subject(role: Role) -> (&'static str, &'static str) {
     match role {
         Role::Ca => ("CA Company", "CA"),
+        Role::Intermediate => ("CA Company", "Intermediate CA"),
         Role::Server => ("Server Company", "localhost"),
         Role::Client(ClientId::A) => ("Client A Company", "Client A"),
         Role::Client(ClientId::B) => ("Client B Company", "Client B"),
     }
 }
 
+/// The leaves of the demo set.
+const LEAVES: [Role; 3] = [
+    Role::Server,
+    Role::Client(ClientId::A),
+    Role::Client(ClientId::B),
+];
+
 /// Mints the demo set into `opts.out`, refusing to replace anything without `force`, then
 /// reads the files back and checks them.
 pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
     let dir = &opts.out;
-    for role in Role::ALL {
-        for path in [dir.role_cert(role), dir.role_key(role)] {
-            let why = if role == Role::Ca {
+    let roles: Vec<Role> = Role::ALL
+        .into_iter()
+        .chain(opts.intermediate.then_some(Role::Intermediate))
+        .collect();
+    for role in &roles {
+        for path in [dir.role_cert(*role), dir.role_key(*role)] {
+            let why = if *role == Role::Ca {
                 "replacing the CA would orphan every certificate it issued (no server or client \
                  would trust them any more)"
             } else {
@@ -114,25 +129,40 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
     }
 
     let (org, cn) = subject(Role::Ca);
-    let ca = CertAuthority::new_root(pki::demo_subject(org, cn), opts.key_type, opts.ca_validity)?;
+    let root =
+        CertAuthority::new_root(pki::demo_subject(org, cn), opts.key_type, opts.ca_validity)?;
     write::create_dir(dir.path())?;
-    // The CA's key first: if anything below fails, the set can still be completed.
-    write::atomic(
-        &dir.role_key(Role::Ca),
-        ca.key_pem().as_bytes(),
-        Access::Secret,
-    )?;
-    write::atomic(
-        &dir.role_cert(Role::Ca),
-        ca.cert_pem.as_bytes(),
-        Access::Public,
-    )?;
+    // Each CA's key first: if anything below fails, the set can still be completed.
+    write_authority(dir, Role::Ca, &root)?;
+    let intermediate = if opts.intermediate {
+        let (org, cn) = subject(Role::Intermediate);
+        let inter = CertAuthority::new_intermediate(
+            pki::demo_subject(org, cn),
+            opts.key_type,
+            opts.ca_validity,
+            &root,
+        )?;
+        write_authority(dir, Role::Intermediate, &inter)?;
+        Some(inter)
+    } else {
+        // A stale intermediate from an earlier --intermediate run would become the default
+        // issuer of `certificate issue`; a fresh set without one must not leave it behind.
+        for stale in [
+            dir.role_cert(Role::Intermediate),
+            dir.role_key(Role::Intermediate),
+        ] {
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|source| crate::Error::Write {
+                    path: stale.clone(),
+                    source,
+                })?;
+            }
+        }
+        None
+    };
+    let issuer = intermediate.as_ref().unwrap_or(&root);
 
-    for role in [
-        Role::Server,
-        Role::Client(ClientId::A),
-        Role::Client(ClientId::B),
-    ] {
+    for role in LEAVES {
         let (org, cn) = subject(role);
         let (usage, role_sans) = match role {
             Role::Client(id) => (
@@ -141,7 +171,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             ),
             _ => (Usage::Server, sans.clone()),
         };
-        let leaf = ca.issue(&LeafSpec {
+        let leaf = issuer.issue(&LeafSpec {
             subject: pki::demo_subject(org, cn),
             sans: role_sans,
             usage,
@@ -156,6 +186,11 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
         )?;
     }
     check(dir, opts.key_type)
+}
+
+fn write_authority(dir: &CertsDir, role: Role, ca: &CertAuthority) -> Result<()> {
+    write::atomic(&dir.role_key(role), ca.key_pem().as_bytes(), Access::Secret)?;
+    write::atomic(&dir.role_cert(role), ca.cert_pem.as_bytes(), Access::Public)
 }
 
 fn purpose(role: Role, info: &CertInfo) -> (String, String) {
@@ -175,6 +210,10 @@ fn purpose(role: Role, info: &CertInfo) -> (String, String) {
         Role::Client(id) => (
             format!("{id}'s certificate, {}", info.sans_text()),
             format!("{id}'s private key"),
+        ),
+        Role::Intermediate => (
+            "the intermediate CA certificate: signed by the root, it signs the leaves".into(),
+            "the intermediate CA's private key".into(),
         ),
     }
 }
@@ -202,12 +241,20 @@ pub fn check(dir: &CertsDir, key_type: KeyType) -> Result<DemoSet> {
             && ca_info.ca == Some(true)
             && ca_info.key_usage.contains(&"keyCertSign"),
         format!(
-            "{} is a self-signed CA: its issuer is its own subject, its signature verifies with \
-             its own key, and it may sign certificates (CA:TRUE, keyCertSign)",
+            "{} is a self-signed root CA: its issuer is its own subject, its signature \
+             verifies with its own key, and it may sign certificates (CA:TRUE, keyCertSign)",
             name(&ca_path)
         ),
     );
-    for role in Role::ALL {
+    // With an intermediate, the leaves are its children and their files carry it.
+    let has_intermediate = dir.role_cert(Role::Intermediate).exists();
+    let mut issuer_subject = ca_info.subject.clone();
+    let mut issuer_file = name(&ca_path);
+    let roles: Vec<Role> = std::iter::once(Role::Ca)
+        .chain(has_intermediate.then_some(Role::Intermediate))
+        .chain(LEAVES)
+        .collect();
+    for role in roles {
         let cert_path = dir.role_cert(role);
         let key_path = dir.role_key(role);
         let chain = pem::certificates(&cert_path, &format!("{}'s certificate", role.owner()))?;
@@ -233,14 +280,38 @@ pub fn check(dir: &CertsDir, key_type: KeyType) -> Result<DemoSet> {
         if role == Role::Ca {
             continue;
         }
+        if role == Role::Intermediate {
+            push(
+                info.ca == Some(true) && info.issuer == ca_info.subject,
+                format!(
+                    "{} is a CA (CA:TRUE, pathlen {}) issued by {} (\"{}\")",
+                    name(&cert_path),
+                    info.path_len.map_or("unlimited".into(), |n| n.to_string()),
+                    name(&ca_path),
+                    ca_info.subject
+                ),
+            );
+            issuer_subject = info.subject.clone();
+            issuer_file = name(&cert_path);
+            continue;
+        }
         push(
-            info.issuer == ca_info.subject,
+            info.issuer == issuer_subject,
             format!(
-                "{}'s issuer equals the CA's subject (\"{}\")",
+                "{}'s issuer equals the subject of {issuer_file} (\"{issuer_subject}\")",
                 name(&cert_path),
-                ca_info.subject
             ),
         );
+        if has_intermediate {
+            push(
+                chain.len() == 2,
+                format!(
+                    "{} carries its chain: the leaf, then {issuer_file} ({} certificates)",
+                    name(&cert_path),
+                    chain.len()
+                ),
+            );
+        }
         let usage = if role == Role::Server {
             Usage::Server
         } else {

@@ -336,10 +336,20 @@ impl Failure {
                      `cargo run -p certificate -- --force --san {expected}`"
                 )
             }
-            Failure::BadSignature => format!(
-                "a signature from {peer} does not verify: its certificate was not signed by the \
-                 key it claims, or the handshake was not signed by the certificate's key"
-            ),
+            Failure::BadSignature => {
+                let fix = match side {
+                    Side::Client => {
+                        "issue the server's certificate again from the current CA, or point --ca at the CA that issued it"
+                    }
+                    Side::Server => "issue the client's certificate again from the current CA",
+                };
+                format!(
+                    "{peer}'s certificate names an issuer that matches our CA by name{ca}, but \
+                     that CA's key did not sign it (or a handshake signature did not verify): \
+                     usually the CA was minted again (--force) after this certificate was \
+                     issued; {fix}"
+                )
+            }
             Failure::PeerRefused { alert } => refused(side, *alert),
             Failure::ClosedAfterHandshake => {
                 "the server closed the connection right after the TLS \

@@ -74,6 +74,8 @@ pub enum Role {
     Server,
     /// One of the demo clients.
     Client(ClientId),
+    /// The intermediate CA the demo set makes with `--intermediate`.
+    Intermediate,
 }
 
 impl Role {
@@ -92,6 +94,7 @@ impl Role {
             Role::Server => "server",
             Role::Client(ClientId::A) => "client-a",
             Role::Client(ClientId::B) => "client-b",
+            Role::Intermediate => "intermediate",
         }
     }
 
@@ -101,9 +104,16 @@ impl Role {
             Role::Ca => "the CA",
             Role::Server => "the server",
             Role::Client(id) => id.common_name(),
+            Role::Intermediate => "the intermediate CA",
         }
     }
 }
+
+/// File stems that belong to the folder itself and can never name an issued certificate.
+pub const RESERVED: [&str; 4] = ["ca", "crl", "lab", "truststore"];
+
+/// The stem of the Java trust store `certificate p12 --truststore` writes.
+pub const TRUSTSTORE: &str = "truststore";
 
 /// A folder of certificates and keys, named `STEM.crt` and `STEM.key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +165,11 @@ impl CertsDir {
     /// The certificate revocation list the CA tool maintains.
     pub fn crl(&self) -> PathBuf {
         self.root.join("crl.pem")
+    }
+
+    /// The break-it lab's folder, beside the demo set.
+    pub fn lab(&self) -> CertsDir {
+        CertsDir::new(self.root.join("lab"))
     }
 }
 

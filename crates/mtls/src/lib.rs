@@ -15,15 +15,21 @@
 
 pub mod certinfo;
 pub mod client;
+pub mod crl;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod explain;
 pub mod files;
+pub mod inspect;
+pub mod lab;
 pub mod logging;
+pub mod p12;
 pub mod pem;
 pub mod pki;
 pub mod report;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod write;
 

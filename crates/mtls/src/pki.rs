@@ -61,6 +61,19 @@ impl KeyType {
         }
     }
 
+    /// The key type of a certificate, from [`CertInfo::key`](crate::certinfo::CertInfo).
+    pub fn of_description(key: &str) -> Option<Self> {
+        Some(match key {
+            "ECDSA P-256" => KeyType::EcdsaP256,
+            "ECDSA P-384" => KeyType::EcdsaP384,
+            "Ed25519" => KeyType::Ed25519,
+            "RSA 2048 bits" => KeyType::Rsa2048,
+            "RSA 3072 bits" => KeyType::Rsa3072,
+            "RSA 4096 bits" => KeyType::Rsa4096,
+            _ => return None,
+        })
+    }
+
     fn is_rsa(self) -> bool {
         matches!(self, KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096)
     }
@@ -136,17 +149,17 @@ pub struct Validity {
     pub not_after: OffsetDateTime,
 }
 
-impl Validity {
-    /// Clock skew allowance: certificates start this long before "now".
-    const BACKDATE: Duration = Duration::minutes(5);
+/// Clock skew allowance: certificates start this long before "now".
+pub const BACKDATE: Duration = Duration::minutes(5);
 
+impl Validity {
     /// From a few minutes ago, for `length`.
     pub fn starting_now(length: Duration) -> Self {
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
         Self {
-            not_before: now - Self::BACKDATE,
+            not_before: now - BACKDATE,
             not_after: now + length,
         }
     }
@@ -234,10 +247,12 @@ pub fn parse_san(value: &str) -> Result<SanType> {
 pub struct Issued {
     /// The certificate, DER.
     pub der: CertificateDer<'static>,
-    /// The certificate, PEM.
+    /// The certificate followed by its issuer's chain (no root), PEM: what `NAME.crt` holds.
     pub cert_pem: String,
     /// The private key, PKCS#8 PEM.
     pub key_pem: String,
+    /// The validity it got (cut to the issuer's).
+    pub validity: Validity,
 }
 
 /// What a leaf should say.
@@ -255,15 +270,20 @@ pub struct LeafSpec {
     pub validity: Validity,
 }
 
-/// A CA that can sign: its certificate and its key.
+/// A CA that can sign: its certificate (with the chain above it) and its key.
 pub struct CertAuthority {
     issuer: Issuer<'static, KeyPair>,
     /// The CA certificate, DER.
     pub der: CertificateDer<'static>,
-    /// The CA certificate, PEM.
+    /// The CA's own chain as its file holds it: its certificate, then any intermediates
+    /// above it (never the self-signed root, unless this is the root).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The CA's file content: `chain` as PEM.
     pub cert_pem: String,
-    /// The CA's validity; leaves are cut to fit inside it.
+    /// The CA's validity; what it issues is cut to fit inside it.
     pub validity: Validity,
+    /// A root (self-signed) rather than an intermediate.
+    pub is_root: bool,
 }
 
 impl CertAuthority {
@@ -274,29 +294,57 @@ impl CertAuthority {
         validity: Validity,
     ) -> Result<Self> {
         let key = key_type.generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = subject;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(random_serial()?);
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
+        let params = ca_params(subject, BasicConstraints::Unconstrained, validity)?;
         let cert = params.self_signed(&key).map_err(|source| Error::Mint {
             what: "the CA certificate".into(),
             source,
         })?;
+        let der = cert.der().clone();
         Ok(Self {
-            der: cert.der().clone(),
             cert_pem: cert.pem(),
+            chain: vec![der.clone()],
+            der,
             issuer: Issuer::new(params, key),
             validity,
+            is_root: true,
         })
     }
 
-    /// Loads an existing CA from its certificate and key files.
+    /// Mints an intermediate CA signed by `parent`; it may sign leaves, not other CAs.
+    pub fn new_intermediate(
+        subject: DistinguishedName,
+        key_type: KeyType,
+        validity: Validity,
+        parent: &CertAuthority,
+    ) -> Result<Self> {
+        let key = key_type.generate()?;
+        let validity = validity.within(parent.validity);
+        let mut params = ca_params(subject, BasicConstraints::Constrained(0), validity)?;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &parent.issuer)
+            .map_err(|source| Error::Mint {
+                what: "the intermediate CA certificate".into(),
+                source,
+            })?;
+        let der = cert.der().clone();
+        let chain: Vec<_> = std::iter::once(der.clone())
+            .chain(parent.chain_above_leaf())
+            .collect();
+        Ok(Self {
+            cert_pem: chain_pem(&chain),
+            chain,
+            der,
+            issuer: Issuer::new(params, key),
+            validity,
+            is_root: false,
+        })
+    }
+
+    /// Loads an existing CA from its certificate file (its certificate first) and key file.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self> {
-        let certs = pem::certificates(cert_path, "the CA certificate")?;
-        let der = certs[0].clone();
+        let chain = pem::certificates(cert_path, "the CA certificate")?;
+        let der = chain[0].clone();
         let key_pem = std::fs::read_to_string(key_path)
             .map_err(|e| Error::read("the CA's private key", key_path, e))?;
         // Validates the key file's shape (and names the file) before rcgen parses it.
@@ -305,6 +353,13 @@ impl CertAuthority {
             .map_err(|e| Error::malformed("the CA's private key", key_path, e.to_string()))?;
         let info = crate::certinfo::CertInfo::parse(&der)
             .map_err(|why| Error::malformed("the CA certificate", cert_path, why))?;
+        if info.ca != Some(true) {
+            return Err(Error::Invalid(format!(
+                "{} is not a CA certificate (it lacks basicConstraints CA:TRUE), so it cannot \
+                 sign certificates",
+                cert_path.display()
+            )));
+        }
         if info.spki != key.subject_public_key_info() {
             return Err(Error::KeyMismatch {
                 cert: cert_path.to_path_buf(),
@@ -314,13 +369,15 @@ impl CertAuthority {
         let issuer = Issuer::from_ca_cert_der(&der, key)
             .map_err(|e| Error::malformed("the CA certificate", cert_path, e.to_string()))?;
         Ok(Self {
-            cert_pem: to_pem("CERTIFICATE", &der),
+            cert_pem: chain_pem(&chain),
+            chain,
             der,
             issuer,
             validity: Validity {
                 not_before: info.not_before,
                 not_after: info.not_after,
             },
+            is_root: info.self_signed,
         })
     }
 
@@ -329,12 +386,22 @@ impl CertAuthority {
         self.issuer.key().serialize_pem()
     }
 
-    /// The issuer rcgen signs with.
+    /// The issuer rcgen signs with (certificates and CRLs).
     pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
 
-    /// Issues a leaf certificate with a fresh key.
+    /// What a leaf's file carries after the leaf: this CA and the intermediates above it,
+    /// but not the root, which the verifier already has.
+    pub fn chain_above_leaf(&self) -> Vec<CertificateDer<'static>> {
+        if self.is_root {
+            Vec::new()
+        } else {
+            self.chain.clone()
+        }
+    }
+
+    /// Issues a leaf certificate with a fresh key. Its PEM holds the leaf, then the chain.
     pub fn issue(&self, spec: &LeafSpec) -> Result<Issued> {
         let key = spec.key_type.generate()?;
         let validity = spec.validity.within(self.validity);
@@ -360,12 +427,79 @@ impl CertAuthority {
                 what: "a leaf certificate".into(),
                 source,
             })?;
+        let chain: Vec<_> = std::iter::once(cert.der().clone())
+            .chain(self.chain_above_leaf())
+            .collect();
         Ok(Issued {
             der: cert.der().clone(),
-            cert_pem: cert.pem(),
+            cert_pem: chain_pem(&chain),
             key_pem: key.serialize_pem(),
+            validity,
         })
     }
+}
+
+fn ca_params(
+    subject: DistinguishedName,
+    constraints: BasicConstraints,
+    validity: Validity,
+) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject;
+    params.is_ca = IsCa::Ca(constraints);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.serial_number = Some(random_serial()?);
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    Ok(params)
+}
+
+/// Certificates as consecutive PEM blocks, in order.
+pub fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
+    chain.iter().map(|c| to_pem("CERTIFICATE", c)).collect()
+}
+
+/// The subject of a DER certificate as an rcgen name, attribute by attribute, so a
+/// re-issued certificate says exactly what the old one said.
+pub fn subject_of(der: &[u8]) -> Result<DistinguishedName> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| Error::Invalid(format!("cannot parse the certificate ({e})")))?;
+    let mut dn = DistinguishedName::new();
+    for rdn in cert.subject().iter_rdn() {
+        for attr in rdn.iter() {
+            let oid: Vec<u64> = attr
+                .attr_type()
+                .iter()
+                .map(|arcs| arcs.collect())
+                .unwrap_or_default();
+            let value = attr.as_str().map_err(|_| {
+                Error::Invalid("the certificate's subject holds a non-text attribute".into())
+            })?;
+            dn.push(DnType::from_oid(&oid), value);
+        }
+    }
+    Ok(dn)
+}
+
+/// A SAN as rcgen wants it, from the parsed form.
+pub fn san_type(san: &crate::certinfo::San) -> Result<SanType> {
+    use crate::certinfo::San;
+    let ascii = |s: &str| {
+        s.try_into()
+            .map_err(|_| Error::Invalid(format!("the SAN {s:?} is not ASCII")))
+    };
+    Ok(match san {
+        San::Dns(d) => SanType::DnsName(ascii(d)?),
+        San::Ip(ip) => SanType::IpAddress(*ip),
+        San::Uri(u) => SanType::URI(ascii(u)?),
+        San::Email(e) => SanType::Rfc822Name(ascii(e)?),
+        San::Other(o) => {
+            return Err(Error::Invalid(format!(
+                "cannot copy the SAN {o}: only DNS, IP, URI and email names are supported"
+            )));
+        }
+    })
 }
 
 /// 16 random bytes, positive, with the top bit set below the sign so the length is stable.

@@ -292,6 +292,66 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A client config that only looks: it records the server's chain and then refuses it, so
+/// nothing is ever trusted or sent. `certificate inspect https://...` uses it to show what a
+/// server presents, whoever issued it.
+pub fn probe_config(seen: SeenChain) -> Result<Arc<ClientConfig>> {
+    let provider = provider();
+    let supported = provider.signature_verification_algorithms;
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(MinVersion::Tls12.versions())
+        .map_err(|e| Error::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(LookOnly { seen, supported }))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Records the chain and ends the handshake: the opposite of trusting it.
+#[derive(Debug)]
+struct LookOnly {
+    seen: SeenChain,
+    supported: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for LookOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        self.seen.set(end_entity, intermediates);
+        Err(rustls::Error::General(
+            "chain recorded for inspection; not trusted".into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("inspection only".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("inspection only".into()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.supported.supported_schemes()
+    }
+}
+
 /// Records the presented chain, then lets webpki decide exactly as the default would.
 #[derive(Debug)]
 struct RecordingVerifier {

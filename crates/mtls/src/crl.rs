@@ -1,0 +1,445 @@
+//! Revocation lists: `crl.pem` holds one CRL per CA in the folder, each signed by its CA,
+//! so a server given `--crl crl.pem` can judge every leaf the folder issued.
+//!
+//! The file is its own database: revoking reads the entries already listed, adds one, and
+//! signs every list again with fresh this/next update times.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rcgen::{
+    CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::FromDer;
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::certinfo::{CertInfo, hex};
+use crate::error::{Error, Result};
+use crate::files::CertsDir;
+use crate::pem;
+use crate::pki::{self, CertAuthority};
+use crate::store::{self, Stored};
+use crate::write::{self, Access};
+
+/// Why a certificate was revoked (RFC 5280 reason codes, as `--reason` spells them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reason(pub RevocationReason);
+
+impl Reason {
+    const ALL: [(&'static str, RevocationReason); 8] = [
+        ("unspecified", RevocationReason::Unspecified),
+        ("key-compromise", RevocationReason::KeyCompromise),
+        ("ca-compromise", RevocationReason::CaCompromise),
+        ("affiliation-changed", RevocationReason::AffiliationChanged),
+        ("superseded", RevocationReason::Superseded),
+        (
+            "cessation-of-operation",
+            RevocationReason::CessationOfOperation,
+        ),
+        ("certificate-hold", RevocationReason::CertificateHold),
+        ("privilege-withdrawn", RevocationReason::PrivilegeWithdrawn),
+    ];
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(_, r)| *r as u8 == code)
+            .map(|(_, r)| Reason(*r))
+    }
+}
+
+impl FromStr for Reason {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s.trim()))
+            .map(|(_, r)| Reason(*r))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(n, _)| *n).collect();
+                format!("unknown reason {s:?}: choose one of {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = Self::ALL
+            .iter()
+            .find(|(_, r)| *r == self.0)
+            .map_or("unspecified", |(n, _)| *n);
+        f.write_str(name)
+    }
+}
+
+/// One revoked certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The serial as DER integer content bytes.
+    pub serial: Vec<u8>,
+    /// When it was revoked.
+    pub at: OffsetDateTime,
+    /// Why, if said.
+    pub reason: Option<Reason>,
+}
+
+/// A CRL in plain facts.
+#[derive(Clone, Debug)]
+pub struct CrlInfo {
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Authority key identifier (hex), to match the issuing CA.
+    pub authority_key_id: Option<String>,
+    /// thisUpdate.
+    pub this_update: OffsetDateTime,
+    /// nextUpdate, if set.
+    pub next_update: Option<OffsetDateTime>,
+    /// The CRL number, decimal.
+    pub number: Option<String>,
+    /// The revoked certificates.
+    pub entries: Vec<Entry>,
+}
+
+impl CrlInfo {
+    /// Parses a DER CRL.
+    pub fn parse(der: &[u8]) -> std::result::Result<Self, String> {
+        let (_, crl) = CertificateRevocationList::from_der(der)
+            .map_err(|e| format!("not a valid CRL ({e})"))?;
+        let authority_key_id =
+            crl.extensions()
+                .iter()
+                .find_map(|ext| match ext.parsed_extension() {
+                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                        aki.key_identifier.as_ref().map(|id| hex(id.0, ":"))
+                    }
+                    _ => None,
+                });
+        Ok(Self {
+            issuer: crl.issuer().to_string(),
+            authority_key_id,
+            this_update: crl.last_update().to_datetime(),
+            next_update: crl.next_update().map(|t| t.to_datetime()),
+            number: crl.crl_number().map(|n| n.to_string()),
+            entries: crl
+                .iter_revoked_certificates()
+                .map(|r| Entry {
+                    serial: r.raw_serial().to_vec(),
+                    at: r.revocation_date.to_datetime(),
+                    reason: r
+                        .reason_code()
+                        .and_then(|(_, code)| Reason::from_code(code.0)),
+                })
+                .collect(),
+        })
+    }
+
+    /// Issued by `ca` (same name and, when present, same key identifier)?
+    pub fn issued_by(&self, ca: &CertInfo) -> bool {
+        self.issuer == ca.subject
+            && match (&self.authority_key_id, &ca.subject_key_id) {
+                (Some(aki), Some(ski)) => aki == ski,
+                _ => true,
+            }
+    }
+
+    /// Does the list name `serial` (colon hex, as [`CertInfo::serial`])?
+    pub fn lists(&self, serial: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| hex(&e.serial, ":") == serial)
+    }
+
+    /// Verifies the CRL's signature with `ca`'s public key.
+    pub fn signature_verifies(der: &[u8], ca_der: &[u8]) -> bool {
+        let Ok((_, crl)) = CertificateRevocationList::from_der(der) else {
+            return false;
+        };
+        let Ok((_, ca)) = x509_parser::certificate::X509Certificate::from_der(ca_der) else {
+            return false;
+        };
+        crl.verify_signature(ca.public_key()).is_ok()
+    }
+}
+
+/// What a revocation did.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    /// The certificate's name in the folder.
+    pub name: String,
+    /// The revoked certificate.
+    pub info: CertInfo,
+    /// The CA that signed the list naming it.
+    pub issuer: String,
+    /// It was listed already (nothing changed but the signatures' dates).
+    pub already: bool,
+    /// When it was revoked.
+    pub at: OffsetDateTime,
+    /// The lists written.
+    pub lists: Vec<ListSummary>,
+    /// Where they were written.
+    pub path: std::path::PathBuf,
+    /// Why it was revoked (as asked this time).
+    pub reason: Reason,
+}
+
+impl fmt::Display for Revocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        if self.already {
+            writeln!(
+                f,
+                "{} (serial {}) was already revoked on {}; re-signed {path}.",
+                self.name,
+                self.info.serial,
+                crate::certinfo::format_time(self.at)
+            )?;
+        } else {
+            writeln!(
+                f,
+                "Revoked {} ({}, serial {}, reason {}) in {path}, signed by {}.",
+                self.name,
+                self.info.identity(),
+                self.info.serial,
+                self.reason,
+                self.issuer
+            )?;
+        }
+        write!(f, "{}", Lists(&self.lists))?;
+        writeln!(
+            f,
+            "Servers refuse it once they load the list: cargo run -p server -- --crl {path}"
+        )
+    }
+}
+
+/// The lists of a `crl.pem`, one line each.
+pub struct Lists<'a>(pub &'a [ListSummary]);
+
+impl fmt::Display for Lists<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for list in self.0 {
+            writeln!(
+                f,
+                "  list of {}: {} revoked, next update {}",
+                list.ca,
+                list.revoked,
+                crate::certinfo::format_time(list.next_update)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One CRL as written.
+#[derive(Clone, Debug)]
+pub struct ListSummary {
+    /// The signing CA's name in the folder.
+    pub ca: String,
+    /// How many certificates it lists.
+    pub revoked: usize,
+    /// Its nextUpdate.
+    pub next_update: OffsetDateTime,
+}
+
+/// Revokes the certificate `NAME.crt`: adds it to its CA's list and re-signs `crl.pem`.
+pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<Revocation> {
+    store::validate_name(name)?;
+    let all = store::scan(dir)?;
+    let target = all.iter().find(|s| s.name == name).ok_or_else(|| {
+        Error::Invalid(format!(
+            "there is no {} to revoke",
+            dir.cert(name).display()
+        ))
+    })?;
+    let issuer = store::find_issuer(&all, &target.info).ok_or_else(|| {
+        Error::Invalid(format!(
+            "no CA in {} issued {} (its issuer is \"{}\"), so no list here can revoke it",
+            dir.path().display(),
+            target.cert_path.display(),
+            target.info.issuer
+        ))
+    })?;
+    let mut lists = existing(dir, &all)?;
+    let entries = lists.entries.entry(issuer.name.clone()).or_default();
+    let (already, at) = match entries
+        .iter()
+        .find(|e| hex(&e.serial, ":") == target.info.serial)
+    {
+        Some(e) => (true, e.at),
+        None => {
+            let now = OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc());
+            entries.push(Entry {
+                serial: serial_bytes(&target.info.serial),
+                at: now,
+                reason: Some(reason),
+            });
+            (false, now)
+        }
+    };
+    let summaries = sign_all(dir, &all, &lists, days)?;
+    Ok(Revocation {
+        name: name.to_string(),
+        info: target.info.clone(),
+        issuer: issuer.name.clone(),
+        already,
+        at,
+        lists: summaries,
+        path: dir.crl(),
+        reason,
+    })
+}
+
+/// Signs every CA's list again (keeping its entries) with fresh dates: `certificate crl`.
+pub fn resign(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
+    let all = store::scan(dir)?;
+    let lists = existing(dir, &all)?;
+    sign_all(dir, &all, &lists, days)
+}
+
+/// What `crl.pem` holds today.
+#[derive(Default)]
+struct Existing {
+    /// The entries, by the name of the CA that signed each list.
+    entries: std::collections::BTreeMap<String, Vec<Entry>>,
+    /// The highest CRL number in the file.
+    number: u64,
+}
+
+/// Reads `crl.pem`, if there is one.
+fn existing(dir: &CertsDir, all: &[Stored]) -> Result<Existing> {
+    let mut out = Existing::default();
+    let path = dir.crl();
+    if !path.exists() {
+        return Ok(out);
+    }
+    for der in pem::crls(&path, "the certificate revocation list")? {
+        let info = CrlInfo::parse(&der).map_err(|why| Error::malformed("the CRL", &path, why))?;
+        let Some(ca) = all.iter().find(|s| s.is_ca() && info.issued_by(&s.info)) else {
+            return Err(Error::Invalid(format!(
+                "{} holds a list signed by \"{}\", which is not a CA in {}; move that list \
+                 elsewhere before re-signing",
+                path.display(),
+                info.issuer,
+                dir.path().display()
+            )));
+        };
+        let number = info
+            .number
+            .as_deref()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        out.number = out.number.max(number);
+        out.entries.insert(ca.name.clone(), info.entries);
+    }
+    Ok(out)
+}
+
+/// Signs one list per CA in the folder and writes them all to `crl.pem`.
+fn sign_all(
+    dir: &CertsDir,
+    all: &[Stored],
+    lists: &Existing,
+    days: u32,
+) -> Result<Vec<ListSummary>> {
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let next_update = now + Duration::days(i64::from(days));
+    // Seconds since 1970, or one more than the list it replaces if that is larger: CRL
+    // numbers only ever grow.
+    let number = u64::try_from(now.unix_timestamp())
+        .unwrap_or(0)
+        .max(lists.number + 1);
+    let mut pem_out = String::new();
+    let mut summaries = Vec::new();
+    for ca_entry in all.iter().filter(|s| s.is_ca()) {
+        let ca = store::load_authority(dir, &ca_entry.name)?;
+        let entries = lists
+            .entries
+            .get(&ca_entry.name)
+            .cloned()
+            .unwrap_or_default();
+        pem_out.push_str(&sign(&ca, &entries, number, now, next_update)?);
+        summaries.push(ListSummary {
+            ca: ca_entry.name.clone(),
+            revoked: entries.len(),
+            next_update,
+        });
+    }
+    if summaries.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} holds no CA to sign a revocation list; mint one with `cargo run -p certificate`",
+            dir.path().display()
+        )));
+    }
+    write::atomic(&dir.crl(), pem_out.as_bytes(), Access::Public)?;
+    Ok(summaries)
+}
+
+/// One CRL signed by `ca`, as PEM.
+pub fn sign(
+    ca: &CertAuthority,
+    entries: &[Entry],
+    number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<String> {
+    let params = CertificateRevocationListParams {
+        this_update: this_update - pki::BACKDATE,
+        next_update,
+        crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs: entries
+            .iter()
+            .map(|e| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&e.serial),
+                revocation_time: e.at,
+                reason_code: e.reason.map(|r| r.0),
+                invalidity_date: None,
+            })
+            .collect(),
+        // The list's authority key id must equal the CA's subject key id.
+        key_identifier_method: match CertInfo::parse(&ca.der).ok().and_then(|i| i.subject_key_id) {
+            Some(ski) => KeyIdMethod::PreSpecified(serial_bytes(&ski)),
+            None => KeyIdMethod::Sha256,
+        },
+    };
+    let crl = params
+        .signed_by(ca.issuer())
+        .map_err(|source| Error::Mint {
+            what: "the certificate revocation list".into(),
+            source,
+        })?;
+    crl.pem().map_err(|source| Error::Mint {
+        what: "the certificate revocation list".into(),
+        source,
+    })
+}
+
+/// `4A:0B:...` back to bytes.
+fn serial_bytes(colon_hex: &str) -> Vec<u8> {
+    colon_hex
+        .split(':')
+        .filter_map(|b| u8::from_str_radix(b, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_parse_and_print_as_typed() {
+        let r: Reason = "key-compromise".parse().expect("known reason");
+        assert_eq!(r.to_string(), "key-compromise");
+        let err = "stolen".parse::<Reason>().expect_err("unknown reason");
+        assert!(err.contains("superseded"), "{err}");
+    }
+
+    #[test]
+    fn serials_round_trip_through_colon_hex() {
+        assert_eq!(serial_bytes("4A:0B:FF"), vec![0x4a, 0x0b, 0xff]);
+    }
+}

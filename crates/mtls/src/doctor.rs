@@ -1,0 +1,542 @@
+//! `certificate doctor`: checks a certificate folder as a whole, the way a handshake will
+//! judge it, and for each failure says why it matters and which command fixes it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use crate::certinfo::{San, format_span, format_time};
+use crate::crl::CrlInfo;
+use crate::error::Result;
+use crate::explain::{Failure, Side};
+use crate::files::CertsDir;
+use crate::pki::Usage;
+use crate::store::{self, Stored};
+use crate::tls::{self, Identity, Trust};
+
+/// How a check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works today, needs attention soon.
+    Warn,
+    /// Broken: some handshake will fail because of it.
+    Fail,
+}
+
+/// One check's result.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    /// Outcome.
+    pub level: Level,
+    /// The file it is about.
+    pub file: String,
+    /// What was found.
+    pub text: String,
+    /// Why it matters (for warnings and failures).
+    pub why: Option<String>,
+    /// The command that fixes it.
+    pub fix: Option<String>,
+}
+
+/// Every finding for one folder.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The folder.
+    pub dir: String,
+    /// The host the server certificate must cover.
+    pub host: String,
+    /// In order.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// True when nothing failed (warnings allowed).
+    pub fn passed(&self) -> bool {
+        self.findings.iter().all(|f| f.level != Level::Fail)
+    }
+}
+
+const CMD: &str = "cargo run -p certificate --";
+
+struct Checks(Vec<Finding>);
+
+impl Checks {
+    fn ok(&mut self, file: &str, text: String) {
+        self.0.push(Finding {
+            level: Level::Ok,
+            file: file.into(),
+            text,
+            why: None,
+            fix: None,
+        });
+    }
+
+    fn bad(&mut self, level: Level, file: &str, text: String, why: &str, fix: String) {
+        self.0.push(Finding {
+            level,
+            file: file.into(),
+            text,
+            why: Some(why.into()),
+            fix: Some(fix),
+        });
+    }
+
+    fn check(&mut self, pass: bool, file: &str, ok: String, fail: String, why: &str, fix: String) {
+        if pass {
+            self.ok(file, ok);
+        } else {
+            self.bad(Level::Fail, file, fail, why, fix);
+        }
+    }
+}
+
+/// Examines `dir`; `host` is the name clients will dial to reach `server.crt`.
+pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
+    let now = OffsetDateTime::now_utc();
+    let mut all = store::scan(dir)?;
+    // The root first, then the other CAs, then the leaves: the order trust flows in.
+    all.sort_by_key(|s| (s.name != "ca", !s.is_ca(), s.name.clone()));
+    let mut c = Checks(Vec::new());
+    let d = dir.path().display().to_string();
+    let fresh = format!("{CMD} --out {d} --force");
+
+    let Some(root) = all.iter().find(|s| s.name == "ca") else {
+        c.bad(
+            Level::Fail,
+            "ca.crt",
+            "there is no ca.crt: nothing can be verified without the CA".into(),
+            "both sides verify their peer against the CA certificate",
+            format!("{CMD} --out {d}"),
+        );
+        return Ok(Report {
+            dir: d,
+            host: host.into(),
+            findings: c.0,
+        });
+    };
+    let trust = Trust::load(&root.cert_path)?;
+
+    // The root CA.
+    let r = &root.info;
+    c.check(
+        r.ca == Some(true) && r.key_usage.contains(&"keyCertSign"),
+        "ca.crt",
+        "is a CA (CA:TRUE) allowed to sign certificates (keyCertSign)".into(),
+        format!("is not a usable CA (basic constraints {:?}, key usage {:?})", r.ca, r.key_usage),
+        "a certificate without CA:TRUE and keyCertSign cannot vouch for other certificates; every verifier will refuse the chain",
+        fresh.clone(),
+    );
+    c.check(
+        r.self_signed,
+        "ca.crt",
+        "is self-signed (a root: its own issuer, its signature verifies with its own key)".into(),
+        "is not self-signed, so it is not a root".into(),
+        "the file both sides trust should be the root of the chain",
+        fresh.clone(),
+    );
+
+    // Every certificate: dates, keys, role.
+    for s in &all {
+        let file = format!("{}.crt", s.name);
+        let info = &s.info;
+        validity(&mut c, s, &all, now);
+        key_checks(&mut c, s);
+        if s.is_ca() {
+            if s.name != "ca" {
+                let parent_ok = store::find_issuer(&all, info).is_some_and(|p| p.name == "ca");
+                c.check(
+                    parent_ok && info.key_usage.contains(&"keyCertSign"),
+                    &file,
+                    "is an intermediate CA issued by ca.crt, allowed to sign (keyCertSign)".into(),
+                    format!(
+                        "is a CA, but not one issued by ca.crt (its issuer is \"{}\")",
+                        info.issuer
+                    ),
+                    "leaves it signs will not chain to the CA clients and servers trust",
+                    format!("{CMD} issue {} --intermediate --force --certs {d}", s.name),
+                );
+            }
+            continue;
+        }
+        c.check(
+            info.ca != Some(true),
+            &file,
+            "is a leaf (CA:FALSE)".into(),
+            "is a CA certificate used as a leaf".into(),
+            "verifiers refuse a CA certificate presented as a server or client identity",
+            format!("{CMD} issue {} --client --force --certs {d}", s.name),
+        );
+        let server = info.ext_key_usage.iter().any(|e| e == "serverAuth");
+        let client = info.ext_key_usage.iter().any(|e| e == "clientAuth");
+        let wants_server = s.name == "server" || (server && !s.name.starts_with("client"));
+        let usage_ok = if s.name == "server" {
+            server
+        } else if s.name.starts_with("client") {
+            client
+        } else {
+            server || client
+        };
+        let needed = if s.name == "server" {
+            "serverAuth"
+        } else if s.name.starts_with("client") {
+            "clientAuth"
+        } else {
+            "serverAuth or clientAuth"
+        };
+        c.check(
+            usage_ok,
+            &file,
+            format!("is meant for {} (extended key usage)", info.ext_key_usage.join(", ")),
+            format!("lacks the extended key usage {needed} (it has {})", if info.ext_key_usage.is_empty() { "none".to_string() } else { info.ext_key_usage.join(", ") }),
+            "rustls, Go and browsers refuse a certificate whose extended key usage does not allow its role",
+            format!("{CMD} issue {} --{} --force --certs {d}", s.name, if needed == "clientAuth" { "client" } else { "server" }),
+        );
+        // The chain, checked exactly as a handshake would (for servers, under one of its own
+        // names; whether it covers --host is its own check below).
+        let usage = if wants_server {
+            Usage::Server
+        } else {
+            Usage::Client
+        };
+        let own_name = info.sans.iter().find_map(|san| match san {
+            San::Dns(d) => Some(d.clone()),
+            San::Ip(ip) => Some(ip.to_string()),
+            _ => None,
+        });
+        let verify_as = own_name.clone().unwrap_or_else(|| host.to_string());
+        match tls::verify_leaf(&trust, &s.chain, usage, &verify_as) {
+            Ok(()) => c.ok(
+                &file,
+                "chains to ca.crt and verifies as a handshake would".into(),
+            ),
+            // Reported by the validity check already.
+            Err(Failure::Expired { .. } | Failure::NotYetValid { .. }) => {}
+            Err(f) => {
+                let judge = if usage == Usage::Server {
+                    Side::Client
+                } else {
+                    Side::Server
+                };
+                let cx = crate::explain::Context {
+                    ca: Some(root.cert_path.clone()),
+                    crls: Vec::new(),
+                };
+                c.bad(
+                    Level::Fail,
+                    &file,
+                    format!("does not verify against ca.crt: {}", f.explain(judge, &cx)),
+                    "the peer will refuse it during the handshake",
+                    format!("{CMD} renew {} --certs {d}", s.name),
+                )
+            }
+        }
+        if s.name == "server" {
+            let covered = tls::verify_leaf(&trust, &s.chain, Usage::Server, host)
+                .map(|_| true)
+                .unwrap_or_else(|f| !matches!(f, Failure::NameMismatch { .. }));
+            c.check(
+                covered,
+                &file,
+                format!("names \"{host}\" among its SANs ({})", info.sans_text()),
+                format!(
+                    "does not name \"{host}\": its SANs are {}",
+                    info.sans_text()
+                ),
+                "a client dialing that host refuses the server (\"not valid for\" the name)",
+                format!(
+                    "{CMD} issue {} --server --san {host} --force --certs {d}",
+                    s.name
+                ),
+            );
+        }
+    }
+
+    // Serial numbers must be unique per issuer; we insist across the folder.
+    let mut serials: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in &all {
+        serials
+            .entry(s.info.serial.as_str())
+            .or_default()
+            .push(&s.name);
+    }
+    let dupes: Vec<String> = serials
+        .values()
+        .filter(|names| names.len() > 1)
+        .map(|names| names.join(" and "))
+        .collect();
+    c.check(
+        dupes.is_empty(),
+        "(all)",
+        format!("all {} serial numbers are unique", all.len()),
+        format!("serial numbers repeat: {}", dupes.join("; ")),
+        "revoking one certificate would revoke the other too, and some verifiers refuse duplicates",
+        format!("{CMD} renew NAME --certs {d}"),
+    );
+
+    crl_checks(&mut c, dir, &all, now, &d);
+    Ok(Report {
+        dir: d,
+        host: host.into(),
+        findings: c.0,
+    })
+}
+
+fn validity(c: &mut Checks, s: &Stored, all: &[Stored], now: OffsetDateTime) {
+    let file = format!("{}.crt", s.name);
+    let info = &s.info;
+    let d = s
+        .cert_path
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let fix = if s.is_ca() {
+        format!("{CMD} --out {d} --force")
+    } else {
+        format!("{CMD} renew {} --certs {d}", s.name)
+    };
+    if now > info.not_after {
+        c.bad(
+            Level::Fail,
+            &file,
+            format!(
+                "EXPIRED {} ago ({})",
+                format_span(now - info.not_after),
+                format_time(info.not_after)
+            ),
+            "every verifier refuses an expired certificate",
+            fix,
+        );
+        return;
+    }
+    if now < info.not_before {
+        c.bad(
+            Level::Fail,
+            &file,
+            format!("is not valid until {}", format_time(info.not_before)),
+            "verifiers refuse it until then (check the clock)",
+            fix,
+        );
+        return;
+    }
+    let lifetime = info.not_after - info.not_before;
+    let left = info.not_after - now;
+    let percent = if lifetime.is_positive() {
+        left.as_seconds_f64() / lifetime.as_seconds_f64() * 100.0
+    } else {
+        0.0
+    };
+    // Less than 10% of the lifetime, or less than 7 days, left. Short-lived certificates
+    // (under 70 days, where 7 days is more than 10%) use the 10% rule alone: they would
+    // otherwise warn from the moment they are issued.
+    let week_rule = lifetime >= time::Duration::days(70) && left < time::Duration::days(7);
+    if week_rule || percent < 10.0 {
+        c.bad(
+            Level::Warn,
+            &file,
+            format!(
+                "expires in {} ({:.0}% of its lifetime left)",
+                format_span(left),
+                percent
+            ),
+            "renew before it expires, or handshakes start failing",
+            fix,
+        );
+    } else {
+        c.ok(
+            &file,
+            format!(
+                "is valid until {} ({} left)",
+                format_time(info.not_after),
+                format_span(left)
+            ),
+        );
+    }
+    if let Some(issuer) = store::find_issuer(all, info) {
+        let inside =
+            info.not_before >= issuer.info.not_before && info.not_after <= issuer.info.not_after;
+        c.check(
+            inside,
+            &file,
+            format!("lies inside the validity of {}.crt", issuer.name),
+            format!("outlives its issuer {}.crt (which ends {})", issuer.name, format_time(issuer.info.not_after)),
+            "once the issuer expires, this certificate stops verifying too, whatever its own dates say",
+            format!("{CMD} renew {} --certs {d}", s.name),
+        );
+    }
+}
+
+fn key_checks(c: &mut Checks, s: &Stored) {
+    let file = format!("{}.key", s.name);
+    let d = s
+        .cert_path
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if !s.key_path.exists() {
+        c.bad(
+            Level::Warn,
+            &file,
+            "is missing".into(),
+            "without its key the certificate cannot be used (fine if the key lives elsewhere)",
+            format!("{CMD} renew {} --certs {d}", s.name),
+        );
+        return;
+    }
+    match Identity::load(&s.cert_path, &s.key_path, &s.name) {
+        Ok(_) => c.ok(&file, format!("matches {}.crt", s.name)),
+        Err(e) => c.bad(
+            Level::Fail,
+            &file,
+            format!("does not belong to {}.crt: {e}", s.name),
+            "a handshake signed with the wrong key fails (decrypt_error)",
+            format!("{CMD} renew {} --certs {d}", s.name),
+        ),
+    }
+    #[cfg(unix)]
+    match crate::write::mode_of(&s.key_path) {
+        Ok(mode) => c.check(
+            mode & 0o077 == 0,
+            &file,
+            "is readable by its owner only (0600)".into(),
+            format!("has mode {mode:o}: other users can read the private key"),
+            "anyone who reads a private key can impersonate its owner",
+            format!("chmod 600 {}", s.key_path.display()),
+        ),
+        Err(e) => c.bad(
+            Level::Fail,
+            &file,
+            format!("cannot read its permissions: {e}"),
+            "a key we cannot stat is a key we cannot use",
+            format!("ls -l {}", s.key_path.display()),
+        ),
+    }
+}
+
+fn crl_checks(c: &mut Checks, dir: &CertsDir, all: &[Stored], now: OffsetDateTime, d: &str) {
+    let path = dir.crl();
+    if !path.exists() {
+        return;
+    }
+    let fix = format!("{CMD} crl --certs {d}");
+    let crls = match crate::pem::crls(&path, "the CRL") {
+        Ok(crls) => crls,
+        Err(e) => {
+            c.bad(
+                Level::Fail,
+                "crl.pem",
+                format!("cannot be read: {e}"),
+                "a server given this CRL refuses to start",
+                fix,
+            );
+            return;
+        }
+    };
+    for der in crls {
+        let info = match CrlInfo::parse(&der) {
+            Ok(i) => i,
+            Err(why) => {
+                c.bad(
+                    Level::Fail,
+                    "crl.pem",
+                    format!("holds a damaged list: {why}"),
+                    "a server given this CRL refuses to start",
+                    fix.clone(),
+                );
+                continue;
+            }
+        };
+        let signer = all.iter().find(|s| s.is_ca() && info.issued_by(&s.info));
+        let signed = signer.is_some_and(|s| CrlInfo::signature_verifies(&der, &s.chain[0]));
+        c.check(
+            signed,
+            "crl.pem",
+            format!(
+                "the list of \"{}\" is signed by {}.crt",
+                info.issuer,
+                signer.map_or("?", |s| s.name.as_str())
+            ),
+            format!(
+                "the list of \"{}\" is not signed by any CA here",
+                info.issuer
+            ),
+            "a server refuses a CRL its CA did not sign",
+            fix.clone(),
+        );
+        match info.next_update {
+            Some(next) if next < now => c.bad(
+                Level::Fail,
+                "crl.pem",
+                format!(
+                    "the list of \"{}\" is out of date since {}",
+                    info.issuer,
+                    format_time(next)
+                ),
+                "servers enforcing CRL expiry refuse every client of that CA",
+                fix.clone(),
+            ),
+            Some(next) if next - now < time::Duration::days(1) => c.bad(
+                Level::Warn,
+                "crl.pem",
+                format!(
+                    "the list of \"{}\" goes out of date in {}",
+                    info.issuer,
+                    format_span(next - now)
+                ),
+                "re-sign it before then",
+                fix.clone(),
+            ),
+            Some(next) => c.ok(
+                "crl.pem",
+                format!(
+                    "the list of \"{}\" is current until {} ({} revoked)",
+                    info.issuer,
+                    format_time(next),
+                    info.entries.len()
+                ),
+            ),
+            None => c.bad(
+                Level::Warn,
+                "crl.pem",
+                format!("the list of \"{}\" has no next update", info.issuer),
+                "nobody can tell when it goes stale",
+                fix.clone(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "certificate doctor: {}/ (clients will dial \"{}\")",
+            self.dir, self.host
+        )?;
+        for finding in &self.findings {
+            let tag = match finding.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            writeln!(f, "  {tag}  {} {}", finding.file, finding.text)?;
+            if let Some(why) = &finding.why {
+                writeln!(f, "        why: {why}")?;
+            }
+            if let Some(fix) = &finding.fix {
+                writeln!(f, "        fix: {fix}")?;
+            }
+        }
+        let count = |l: Level| self.findings.iter().filter(|x| x.level == l).count();
+        writeln!(
+            f,
+            "\n{} checks: {} ok, {} warnings, {} failed",
+            self.findings.len(),
+            count(Level::Ok),
+            count(Level::Warn),
+            count(Level::Fail)
+        )
+    }
+}

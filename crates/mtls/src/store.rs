@@ -1,0 +1,437 @@
+//! A certificate folder as a small CA: names, issuers, issuing one more leaf, renewing.
+//!
+//! The folder is the database: `NAME.crt` (the certificate, then its chain without the root)
+//! and `NAME.key` (0600) per entry; a CA is any entry whose certificate says CA:TRUE.
+
+use std::fs;
+use std::path::PathBuf;
+
+use rustls::pki_types::CertificateDer;
+
+use crate::certinfo::CertInfo;
+use crate::error::{Error, Result};
+use crate::files::{CertsDir, RESERVED, Role};
+use crate::pem;
+use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
+use crate::write::{self, Access};
+
+/// Checks a certificate name: letters, digits, `.`, `_` and `-`, starting with a letter or
+/// digit, at most 64 characters. No path separators, no `..`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !name.contains("..");
+    if !ok {
+        return Err(Error::Invalid(format!(
+            "{name:?} is not a usable name: use letters, digits, '.', '_' and '-' (it becomes \
+             NAME.crt and NAME.key in the folder, so no '/' and no '..')"
+        )));
+    }
+    if RESERVED.contains(&name) {
+        return Err(Error::Invalid(format!(
+            "{name:?} is reserved for the folder's own files ({}); pick another name",
+            RESERVED.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// One certificate in the folder.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// `NAME` of `NAME.crt`.
+    pub name: String,
+    /// The certificate file.
+    pub cert_path: PathBuf,
+    /// The key file beside it (it may not exist).
+    pub key_path: PathBuf,
+    /// Every certificate in the file, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The first certificate, parsed.
+    pub info: CertInfo,
+}
+
+impl Stored {
+    /// A CA (CA:TRUE)?
+    pub fn is_ca(&self) -> bool {
+        self.info.ca == Some(true)
+    }
+}
+
+/// Every `NAME.crt` directly in the folder, sorted by name.
+pub fn scan(dir: &CertsDir) -> Result<Vec<Stored>> {
+    let entries = fs::read_dir(dir.path())
+        .map_err(|e| Error::read("the certificate folder", dir.path(), e))?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_suffix(".crt") else {
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let cert_path = dir.cert(name);
+        let chain = pem::certificates(&cert_path, "a certificate")?;
+        let info = CertInfo::parse(&chain[0])
+            .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
+        out.push(Stored {
+            name: name.to_string(),
+            key_path: dir.key(name),
+            cert_path,
+            chain,
+            info,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The CA in `all` that issued `leaf`: same subject as the leaf's issuer and, when both
+/// carry key identifiers, the same key.
+pub fn find_issuer<'a>(all: &'a [Stored], leaf: &CertInfo) -> Option<&'a Stored> {
+    all.iter().find(|ca| {
+        ca.is_ca()
+            && ca.info.subject == leaf.issuer
+            && match (&ca.info.subject_key_id, &leaf.authority_key_id) {
+                (Some(ski), Some(aki)) => ski == aki,
+                _ => true,
+            }
+            && ca.info.sha256 != leaf.sha256
+    })
+}
+
+/// Loads the CA called `name` from the folder, to sign with.
+pub fn load_authority(dir: &CertsDir, name: &str) -> Result<CertAuthority> {
+    CertAuthority::load(&dir.cert(name), &dir.key(name))
+}
+
+/// The CA `issue` signs with when `--issuer` is not given: the demo's intermediate when the
+/// folder has one, the root otherwise.
+pub fn default_issuer(dir: &CertsDir) -> &'static str {
+    if dir.role_cert(Role::Intermediate).exists() {
+        Role::Intermediate.stem()
+    } else {
+        "ca"
+    }
+}
+
+/// What to issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A client leaf (EKU clientAuth).
+    Client,
+    /// A server leaf (EKU serverAuth).
+    Server,
+    /// An intermediate CA, signed by the root.
+    Intermediate,
+}
+
+/// `certificate issue NAME ...`, as data.
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    /// The file stem and, by default, the common name.
+    pub name: String,
+    /// Client, server or intermediate.
+    pub kind: Kind,
+    /// SANs (`DNS:`, `IP:`, `URI:` or bare); defaults depend on the kind.
+    pub sans: Vec<String>,
+    /// Subject CN (default: NAME).
+    pub common_name: Option<String>,
+    /// Subject O (default: "CN Company", as in the demo).
+    pub organization: Option<String>,
+    /// Requested validity (cut to the issuer's).
+    pub validity: Validity,
+    /// Key algorithm.
+    pub key_type: KeyType,
+    /// The issuing CA's name (default: [`default_issuer`]; intermediates always come from `ca`).
+    pub issuer: Option<String>,
+    /// Replace an existing NAME.
+    pub force: bool,
+}
+
+/// What was written.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// NAME.crt.
+    pub cert_path: PathBuf,
+    /// NAME.key.
+    pub key_path: PathBuf,
+    /// The new certificate.
+    pub info: CertInfo,
+    /// The issuing CA's name.
+    pub issuer: String,
+    /// The requested validity was cut to fit inside the issuer's.
+    pub clamped: bool,
+    /// An older NAME was replaced.
+    pub replaced: bool,
+    /// For a renewal: the certificate it replaced.
+    pub previous: Option<CertInfo>,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::certinfo::format_time;
+        let info = &self.info;
+        let cut = if self.clamped {
+            " (cut to the issuer's end date)"
+        } else {
+            ""
+        };
+        match &self.previous {
+            Some(_) => writeln!(
+                f,
+                "Renewed {} (fresh key in {}), issued by {}:",
+                self.cert_path.display(),
+                self.key_path.display(),
+                self.issuer
+            )?,
+            None => writeln!(
+                f,
+                "{} {} and {} (mode 0600), issued by {}:",
+                if self.replaced { "Replaced" } else { "Wrote" },
+                self.cert_path.display(),
+                self.key_path.display(),
+                self.issuer
+            )?,
+        }
+        writeln!(f, "  subject: {}", info.subject)?;
+        writeln!(f, "  SANs:    {}", info.sans_text())?;
+        let usage = if info.ca == Some(true) {
+            "CA (keyCertSign, cRLSign)".to_string()
+        } else {
+            info.ext_key_usage.join(", ")
+        };
+        writeln!(f, "  usage:   {usage}")?;
+        if let Some(old) = &self.previous {
+            writeln!(
+                f,
+                "  old:     serial {}, valid until {}",
+                old.serial,
+                format_time(old.not_after)
+            )?;
+            writeln!(
+                f,
+                "  new:     serial {}, valid {} to {}{cut}",
+                info.serial,
+                format_time(info.not_before),
+                format_time(info.not_after)
+            )?;
+            writeln!(
+                f,
+                "The old certificate stays valid until it expires; restart (or reload) whoever uses it to pick up the new files."
+            )
+        } else {
+            writeln!(
+                f,
+                "  valid:   {} to {}{cut}",
+                format_time(info.not_before),
+                format_time(info.not_after)
+            )?;
+            writeln!(f, "  serial:  {}", info.serial)
+        }
+    }
+}
+
+/// The SANs a kind gets when none are given.
+fn default_sans(kind: Kind, name: &str) -> Vec<String> {
+    match kind {
+        Kind::Client => vec![format!("URI:spiffe://mtls.demo/{name}")],
+        Kind::Server => crate::demo::SERVER_SANS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        Kind::Intermediate => Vec::new(),
+    }
+}
+
+/// Issues one more certificate from a CA in the folder.
+pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
+    validate_name(&req.name)?;
+    let cert_path = dir.cert(&req.name);
+    let key_path = dir.key(&req.name);
+    let why = "it holds a certificate you issued earlier (use `certificate renew` to re-issue it)";
+    write::ensure_absent(&cert_path, req.force, why)?;
+    write::ensure_absent(&key_path, req.force, why)?;
+    let replaced = cert_path.exists();
+
+    let cn = req.common_name.clone().unwrap_or_else(|| req.name.clone());
+    let org = req
+        .organization
+        .clone()
+        .unwrap_or_else(|| format!("{cn} Company"));
+    let subject = pki::demo_subject(&org, &cn);
+    let issuer_name = match (req.kind, &req.issuer) {
+        (Kind::Intermediate, Some(i)) if i != "ca" => {
+            return Err(Error::Invalid(format!(
+                "an intermediate CA is signed by the root (ca), not by {i:?}: this tool keeps \
+                 chains one intermediate deep"
+            )));
+        }
+        (Kind::Intermediate, _) => "ca".to_string(),
+        (_, Some(i)) => i.clone(),
+        (_, None) => default_issuer(dir).to_string(),
+    };
+    let ca = load_authority(dir, &issuer_name)?;
+    let existing: Vec<String> = scan(dir)?.into_iter().map(|s| s.info.serial).collect();
+
+    let (cert_pem, key_pem, granted) = loop {
+        let (cert_pem, key_pem, der, granted) = match req.kind {
+            Kind::Intermediate => {
+                let inter = CertAuthority::new_intermediate(
+                    subject.clone(),
+                    req.key_type,
+                    req.validity,
+                    &ca,
+                )?;
+                (
+                    inter.cert_pem.clone(),
+                    inter.key_pem(),
+                    inter.der.clone(),
+                    inter.validity,
+                )
+            }
+            Kind::Client | Kind::Server => {
+                let given = if req.sans.is_empty() {
+                    default_sans(req.kind, &req.name)
+                } else {
+                    req.sans.clone()
+                };
+                let sans = given
+                    .iter()
+                    .map(|s| pki::parse_san(s))
+                    .collect::<Result<Vec<_>>>()?;
+                let usage = if req.kind == Kind::Server {
+                    Usage::Server
+                } else {
+                    Usage::Client
+                };
+                let leaf = ca.issue(&LeafSpec {
+                    subject: subject.clone(),
+                    sans,
+                    usage,
+                    key_type: req.key_type,
+                    validity: req.validity,
+                })?;
+                (leaf.cert_pem, leaf.key_pem, leaf.der, leaf.validity)
+            }
+        };
+        let info = CertInfo::parse(&der).map_err(Error::Invalid)?;
+        // 127 random bits never collide in practice; checking costs nothing.
+        if !existing.contains(&info.serial) {
+            break (cert_pem, key_pem, granted);
+        }
+    };
+    write::create_dir(dir.path())?;
+    write::atomic(&key_path, key_pem.as_bytes(), Access::Secret)?;
+    write::atomic(&cert_path, cert_pem.as_bytes(), Access::Public)?;
+    let chain = pem::certificates(&cert_path, "the new certificate")?;
+    let info = CertInfo::parse(&chain[0]).map_err(Error::Invalid)?;
+    Ok(Outcome {
+        cert_path,
+        key_path,
+        info,
+        issuer: issuer_name,
+        clamped: granted != req.validity,
+        replaced,
+        previous: None,
+    })
+}
+
+/// Re-issues the leaf NAME with the same subject, SANs and usage, a fresh key and serial,
+/// and a new validity window (by default as long as the old one), from the CA that issued it.
+pub fn renew(
+    dir: &CertsDir,
+    name: &str,
+    validity: Option<Validity>,
+    key_type: Option<KeyType>,
+) -> Result<Outcome> {
+    validate_name(name)?;
+    let all = scan(dir)?;
+    let old = all.iter().find(|s| s.name == name).ok_or_else(|| {
+        Error::Invalid(format!(
+            "there is no {} to renew; issue it first with `certificate issue {name} --client` \
+             (or --server)",
+            dir.cert(name).display()
+        ))
+    })?;
+    if old.is_ca() {
+        return Err(Error::Invalid(format!(
+            "{} is a CA certificate; renew leaves only (a new CA means re-issuing everything it signed)",
+            old.cert_path.display()
+        )));
+    }
+    let issuer = find_issuer(&all, &old.info).ok_or_else(|| {
+        Error::Invalid(format!(
+            "no CA in {} issued {} (its issuer is \"{}\"); renew it where its CA lives",
+            dir.path().display(),
+            old.cert_path.display(),
+            old.info.issuer
+        ))
+    })?;
+    let ca = load_authority(dir, &issuer.name)?;
+    let usage = if old.info.ext_key_usage.iter().any(|e| e == "serverAuth") {
+        Usage::Server
+    } else {
+        Usage::Client
+    };
+    let key_type = match key_type {
+        Some(k) => k,
+        None => KeyType::of_description(&old.info.key).ok_or_else(|| {
+            Error::Invalid(format!(
+                "cannot tell which --key-type to use for a {} key; pass --key-type",
+                old.info.key
+            ))
+        })?,
+    };
+    let validity = validity.unwrap_or_else(|| {
+        Validity::starting_now(old.info.not_after - old.info.not_before - pki::BACKDATE)
+    });
+    let spec = LeafSpec {
+        subject: pki::subject_of(&old.chain[0])?,
+        sans: old
+            .info
+            .sans
+            .iter()
+            .map(pki::san_type)
+            .collect::<Result<Vec<_>>>()?,
+        usage,
+        key_type,
+        validity,
+    };
+    let leaf = ca.issue(&spec)?;
+    write::atomic(&old.key_path, leaf.key_pem.as_bytes(), Access::Secret)?;
+    write::atomic(&old.cert_path, leaf.cert_pem.as_bytes(), Access::Public)?;
+    let info = CertInfo::parse(&leaf.der).map_err(Error::Invalid)?;
+    Ok(Outcome {
+        cert_path: old.cert_path.clone(),
+        key_path: old.key_path.clone(),
+        info,
+        issuer: issuer.name.clone(),
+        clamped: leaf.validity != validity,
+        replaced: true,
+        previous: Some(old.info.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_the_folder_or_take_reserved_files() {
+        for bad in ["", "../x", "a/b", "..", ".hidden", "ca", "crl", "x y", "é"] {
+            assert!(validate_name(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["client-c", "api.internal", "svc_1", "B2"] {
+            validate_name(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+}
