@@ -70,13 +70,17 @@ struct MintArgs {
     #[arg(long, value_name = "TYPE", default_value = "ecdsa-p256")]
     key_type: KeyType,
 
-    /// Validity of the server and client certificates [default: 365 days].
+    /// Validity of the server and client certificates (--days N or --hours N) [default: 365 days].
     #[command(flatten)]
     lifetime: Lifetime,
 
-    /// Validity of the CA certificate, in days (leaves never outlive it).
-    #[arg(long, value_name = "N", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
-    ca_days: u32,
+    /// Validity of the CA certificate, in days (leaves never outlive it) [default: 3650].
+    #[arg(long, value_name = "N", conflicts_with = "ca_hours", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    ca_days: Option<u32>,
+
+    /// Validity of the CA certificate, in hours.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=876000))]
+    ca_hours: Option<u32>,
 
     /// Extra subject alternative name for the server (DNS:name, IP:addr, URI:uri; repeatable).
     #[arg(long, value_name = "SAN")]
@@ -423,7 +427,11 @@ fn mint(args: MintArgs) -> mtls::Result<ExitCode> {
     let mut opts = DemoOptions::new(CertsDir::new(args.out));
     opts.key_type = args.key_type;
     opts.leaf_validity = args.lifetime.or_days(365);
-    opts.ca_validity = Validity::days(args.ca_days);
+    opts.ca_validity = Lifetime {
+        days: args.ca_days,
+        hours: args.ca_hours,
+    }
+    .or_days(3650);
     opts.extra_sans = args.san;
     opts.intermediate = args.intermediate;
     opts.force = args.force;
