@@ -16,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
-    #[error("cannot read {what} {}: {}{}", path.display(), io_reason(source), read_hint(source))]
+    #[error("cannot read {what} {}: {}{}", path.display(), io_reason(source), read_hint(source, *minted))]
     Read {
         /// What the file was supposed to hold ("the CA certificate").
         what: String,
@@ -24,6 +24,8 @@ pub enum Error {
         path: PathBuf,
         /// The operating system's reason.
         source: io::Error,
+        /// The file is one `cargo run -p certificate` makes, so a missing one is a hint to run it.
+        minted: bool,
     },
 
     /// A file holds no PEM at all.
@@ -210,11 +212,23 @@ impl Error {
         }
     }
 
+    /// A file the certificate tool makes could not be read.
     pub(crate) fn read(what: &str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Read {
             what: what.to_string(),
             path: path.into(),
             source,
+            minted: true,
+        }
+    }
+
+    /// A file the user brings (a password file, a file to inspect) could not be read.
+    pub(crate) fn read_given(what: &str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Read {
+            what: what.to_string(),
+            path: path.into(),
+            source,
+            minted: false,
         }
     }
 
@@ -253,9 +267,11 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
-fn read_hint(e: &io::Error) -> &'static str {
+fn read_hint(e: &io::Error, minted: bool) -> &'static str {
     match e.kind() {
-        io::ErrorKind::NotFound => "; create the demo certificates with `cargo run -p certificate`",
+        io::ErrorKind::NotFound if minted => {
+            "; create the demo certificates with `cargo run -p certificate`"
+        }
         io::ErrorKind::PermissionDenied => "; check the file's owner and permissions",
         _ => "",
     }

@@ -67,7 +67,7 @@ pub struct Inspected {
 /// Reads a file holding PEM (any number of blocks) or a single DER object.
 pub fn file(path: &Path) -> Result<Inspected> {
     let what = "the file to inspect";
-    let bytes = std::fs::read(path).map_err(|e| Error::read(what, path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::read_given(what, path, e))?;
     let objects = if bytes.starts_with(b"-----BEGIN") || contains(&bytes, b"\n-----BEGIN ") {
         if contains(&bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
             return Err(Error::malformed(

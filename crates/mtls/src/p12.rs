@@ -34,7 +34,7 @@ impl Password {
         let value = match self {
             Password::None => return Ok(String::new()),
             Password::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| Error::read("the password file", path, e))?;
+                let text = std::fs::read_to_string(path).map_err(|e| Error::read_given("the password file", path, e))?;
                 text.lines().next().unwrap_or_default().to_string()
             }
             Password::Env(var) => std::env::var(var).map_err(|_| {
