@@ -464,7 +464,7 @@ fn doctor_passes_a_fresh_set_and_names_each_problem_with_its_fix() {
         "{report}"
     );
     assert!(
-        report.contains("issue server --server --san api.example.test --force"),
+        report.contains("renew server --san api.example.test"),
         "{report}"
     );
 
@@ -563,10 +563,10 @@ fn revoke_and_crl_write_lists_openssl_accepts() {
         again.contains("verify OK") && again.contains("Key Compromise"),
         "{again}"
     );
-    assert_ne!(
-        number(&again),
-        first_number,
-        "re-signing must bump the CRL number"
+    let as_number = |n: &str| n.parse::<u64>().expect("a decimal CRL number");
+    assert!(
+        as_number(&number(&again)) > as_number(&first_number),
+        "re-signing must increase the CRL number"
     );
     let err = f.fails(&["revoke", "nobody"]);
     assert!(
@@ -743,4 +743,179 @@ fn the_lab_is_minted_beside_the_demo_set_and_not_replaced_silently() {
     assert!(err.contains("--force"), "{err}");
     // The demo set itself is untouched and still healthy.
     assert!(f.ok(&["doctor"]).contains(" 0 failed"));
+}
+
+#[test]
+fn doctor_names_an_unreadable_certificate_instead_of_giving_up() {
+    let f = Folder::new(&[]);
+    std::fs::write(
+        f.dir.join("broken.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n",
+    )
+    .expect("write");
+    let out = f.cmd(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("FAIL  broken.crt cannot be read"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ok    client-a.crt"),
+        "the rest is still checked:\n{report}"
+    );
+    // Other subcommands are not blocked by an unrelated damaged file.
+    f.ok(&["issue", "client-d", "--client"]);
+}
+
+#[test]
+fn issuing_from_an_expired_ca_is_refused_and_writes_nothing() {
+    let f = Folder::new(&["--ca-hours", "1"]);
+    // A CA that expired long ago, in the folder under another name.
+    let old = mtls::pki::CertAuthority::new_root(
+        mtls::pki::demo_subject("Old CA Company", "Old CA"),
+        mtls::pki::KeyType::EcdsaP256,
+        mtls::pki::Validity {
+            not_before: time::macros::datetime!(2020-01-01 0:00 UTC),
+            not_after: time::macros::datetime!(2020-02-01 0:00 UTC),
+        },
+    )
+    .expect("mint an old CA");
+    std::fs::write(f.dir.join("old-ca.crt"), &old.cert_pem).expect("write");
+    std::fs::write(f.dir.join("old-ca.key"), old.key_pem()).expect("write");
+    let err = f.fails(&["issue", "late", "--client", "--issuer", "old-ca"]);
+    assert!(err.contains("old-ca.crt expired on 2020-02-01"), "{err}");
+    assert!(!f.dir.join("late.crt").exists() && !f.dir.join("late.key").exists());
+    // A leaf that would outlive its (short-lived) CA is cut to fit, never inverted.
+    let out = f.ok(&["issue", "short", "--client", "--days", "30"]);
+    assert!(out.contains("cut to the issuer's end date"), "{out}");
+    let err = f.fails(&["issue", "x", "--client", "--issuer", "../elsewhere/ca"]);
+    assert!(err.contains("is not a usable name"), "{err}");
+}
+
+#[test]
+fn issue_refuses_to_replace_a_ca_and_renew_can_add_a_name() {
+    let f = Folder::new(&["--intermediate"]);
+    let err = f.fails(&["issue", "intermediate", "--client", "--force"]);
+    assert!(
+        err.contains("is a CA certificate; `issue` never replaces a CA"),
+        "{err}"
+    );
+    let err = f.fails(&["issue", "CA", "--client", "--force"]);
+    assert!(err.contains("is reserved"), "{err}");
+    let err = f.fails(&["issue", "svc", "--server", "--san", "URI:spiffe://x/y"]);
+    assert!(err.contains("needs at least one DNS or IP SAN"), "{err}");
+    f.ok(&["renew", "server", "--san", "api.internal"]);
+    let text = openssl_ok(&[
+        "x509",
+        "-in",
+        &f.p("server.crt"),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ]);
+    assert!(
+        text.contains(
+            "DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, DNS:api.internal"
+        ),
+        "{text}"
+    );
+    assert!(
+        f.ok(&["doctor", "--host", "api.internal"])
+            .contains(" 0 failed")
+    );
+}
+
+#[test]
+fn a_new_intermediate_gets_its_own_list_in_an_existing_crl() {
+    let f = Folder::new(&[]);
+    f.ok(&["revoke", "client-b"]);
+    f.ok(&["issue", "team-ca", "--intermediate"]);
+    let crl = std::fs::read_to_string(f.dir.join("crl.pem")).expect("read");
+    assert_eq!(crl.matches("BEGIN X509 CRL").count(), 2, "{crl}");
+    let report = f.ok(&["doctor"]);
+    assert!(report.contains(" 0 failed"), "{report}");
+    assert!(report.contains("is signed by team-ca.crt"), "{report}");
+    // Without that list doctor would fail, naming the CA.
+    f.ok(&["issue", "other-ca", "--intermediate"]);
+    std::fs::write(f.dir.join("crl.pem"), crl).expect("restore the old crl.pem");
+    let out = f.cmd(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("FAIL  crl.pem has no list from other-ca.crt"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn minting_again_with_force_starts_the_crl_over_and_names_stale_files() {
+    let f = Folder::new(&[]);
+    f.ok(&["issue", "client-c", "--client"]);
+    f.ok(&["revoke", "client-b"]);
+    let out = run(Command::new(CERTIFICATE).args(["--out", s(&f.dir), "--force"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("crl.pem was started over"), "{stdout}");
+    assert!(
+        stdout.contains("they no longer verify") && stdout.contains("client-c.crt"),
+        "{stdout}"
+    );
+    // The new lists are the new CA's: revoking works again and openssl verifies the list.
+    f.ok(&["revoke", "client-a"]);
+    let crl = openssl_ok(&[
+        "crl",
+        "-in",
+        &f.p("crl.pem"),
+        "-CAfile",
+        &f.p("ca.crt"),
+        "-noout",
+    ]);
+    assert!(crl.contains("verify OK"), "{crl}");
+}
+
+#[test]
+fn p12_carries_the_whole_chain_and_converts_sec1_keys() {
+    require_tool("keytool");
+    let f = Folder::new(&["--intermediate"]);
+    // A SEC1 ("EC PRIVATE KEY") key, as `openssl ec` writes it.
+    openssl_ok(&[
+        "ec",
+        "-in",
+        &f.p("client-a.key"),
+        "-out",
+        &f.p("client-a.key"),
+    ]);
+    let key = std::fs::read_to_string(f.dir.join("client-a.key")).expect("read");
+    assert!(key.contains("BEGIN EC PRIVATE KEY"), "{key}");
+    f.ok(&["p12", "client-a", "--no-password"]);
+    let list = run(Command::new("keytool").args([
+        "-list",
+        "-v",
+        "-keystore",
+        &f.p("client-a.p12"),
+        "-storepass",
+        "",
+    ]));
+    let list = text(&list);
+    // keytool refuses an empty store password on some versions; openssl does not.
+    if !list.contains("Certificate chain length") {
+        let info = openssl_ok(&[
+            "pkcs12",
+            "-info",
+            "-nokeys",
+            "-in",
+            &f.p("client-a.p12"),
+            "-passin",
+            "pass:",
+        ]);
+        assert_eq!(
+            info.matches("BEGIN CERTIFICATE").count(),
+            3,
+            "leaf, intermediate, root:\n{info}"
+        );
+    } else {
+        assert!(list.contains("Certificate chain length: 3"), "{list}");
+    }
 }

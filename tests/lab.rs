@@ -255,3 +255,88 @@ fn an_intermediate_chain_works_out_of_the_box_for_server_client_and_curl() {
         common::text(&out)
     );
 }
+
+#[test]
+fn revoking_an_intermediate_refuses_every_client_it_signed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let certs = mtls::files::CertsDir::new(tmp.path().join("certs"));
+    let mut opts = mtls::demo::DemoOptions::new(certs.clone());
+    opts.intermediate = true;
+    assert!(mtls::demo::mint(&opts).expect("mint").all_ok());
+    let a = Some((certs.cert("client-a"), certs.key("client-a")));
+
+    // Revoking a leaf of the intermediate: only that leaf is refused.
+    mtls::crl::revoke(
+        &certs,
+        "client-b",
+        Reason(rcgen::RevocationReason::Superseded),
+        7,
+    )
+    .expect("revoke client-b");
+    {
+        let server = ServerProcess::start(
+            SERVER,
+            &["--certs", path(certs.path()), "--crl", path(&certs.crl())],
+        );
+        let ok = fetch(&server.url("localhost"), certs.ca_cert(), a.clone()).expect("A is fine");
+        assert_eq!(ok.status.as_u16(), 200);
+        let b = Some((certs.cert("client-b"), certs.key("client-b")));
+        let err = fetch(&server.url("localhost"), certs.ca_cert(), b).expect_err("B is revoked");
+        assert!(
+            err.to_string().contains("(alert: certificate_revoked)"),
+            "{err}"
+        );
+    }
+
+    // Revoking the intermediate itself: everything it signed is refused.
+    mtls::crl::revoke(
+        &certs,
+        "intermediate",
+        Reason(rcgen::RevocationReason::CaCompromise),
+        7,
+    )
+    .expect("revoke the intermediate");
+    let server = ServerProcess::start(
+        SERVER,
+        &["--certs", path(certs.path()), "--crl", path(&certs.crl())],
+    );
+    let err =
+        fetch(&server.url("localhost"), certs.ca_cert(), a).expect_err("A's issuer is revoked");
+    assert!(
+        err.to_string().contains("(alert: certificate_revoked)"),
+        "{err}"
+    );
+    server
+        .log
+        .wait_for(&["TLS handshake failed", "reason=\"revoked\""]);
+}
+
+#[test]
+fn an_out_of_date_crl_refuses_clients_and_the_log_says_so() {
+    let pki = Pki::demo();
+    let ca = pki.ca();
+    let now = time::OffsetDateTime::now_utc();
+    let stale = mtls::crl::sign(
+        &ca,
+        &[],
+        1,
+        now - time::Duration::days(10),
+        now - time::Duration::days(1),
+    )
+    .expect("sign an old list");
+    let crl = pki.path("stale.crl.pem");
+    std::fs::write(&crl, stale).expect("write");
+    let server = ServerProcess::start(SERVER, &["--certs", path(pki.dir()), "--crl", path(&crl)]);
+    let err = fetch(
+        &server.url("localhost"),
+        pki.certs.ca_cert(),
+        Some((pki.certs.cert("client-a"), pki.certs.key("client-a"))),
+    )
+    .expect_err("an out-of-date list must not vouch for anyone");
+    assert!(err.to_string().contains("(alert: unknown_ca)"), "{err}");
+    let line = server
+        .log
+        .wait_for(&["TLS handshake failed", "reason=\"crl_expired\""]);
+    assert!(line.contains("is out of date"), "{line}");
+    assert!(line.contains("cargo run -p certificate -- crl"), "{line}");
+}

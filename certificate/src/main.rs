@@ -112,11 +112,12 @@ Examples:
   cargo run -p certificate -- issue api --server --san api.internal --san 10.0.0.5
   cargo run -p certificate -- issue batch --client --hours 8 --cn \"Batch Job\"
   cargo run -p certificate -- issue team-ca --intermediate          # signed by the root")]
+    #[command(group = clap::ArgGroup::new("kind").required(true))]
     Issue {
         /// The name: writes DIR/NAME.crt and DIR/NAME.key.
         name: String,
         /// A client certificate (EKU clientAuth).
-        #[arg(long, group = "kind", required = true)]
+        #[arg(long, group = "kind")]
         client: bool,
         /// A server certificate (EKU serverAuth).
         #[arg(long, group = "kind")]
@@ -154,7 +155,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   cargo run -p certificate -- renew client-a
-  cargo run -p certificate -- renew server --hours 24")]
+  cargo run -p certificate -- renew server --hours 24
+  cargo run -p certificate -- renew server --san api.internal   # keep its names, add one")]
     Renew {
         /// The certificate to renew (DIR/NAME.crt).
         name: String,
@@ -164,6 +166,9 @@ Examples:
         /// Key algorithm [default: the old certificate's].
         #[arg(long, value_name = "TYPE")]
         key_type: Option<KeyType>,
+        /// Add a subject alternative name to those it has (DNS:, IP:, URI:; repeatable).
+        #[arg(long, value_name = "SAN")]
+        san: Vec<String>,
         #[command(flatten)]
         folder: Folder,
     },
@@ -212,7 +217,7 @@ Examples:
         #[arg(long, value_name = "REASON", default_value = "unspecified")]
         reason: Reason,
         /// Days until the list's next update.
-        #[arg(long, value_name = "N", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
+        #[arg(long, value_name = "N", default_value_t = mtls::crl::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
         crl_days: u32,
         #[command(flatten)]
         folder: Folder,
@@ -225,7 +230,7 @@ Examples:
   cargo run -p certificate -- crl --days 1")]
     Crl {
         /// Days until the next update.
-        #[arg(long, value_name = "N", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
+        #[arg(long, value_name = "N", default_value_t = mtls::crl::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
         days: u32,
         #[command(flatten)]
         folder: Folder,
@@ -339,10 +344,17 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
             name,
             lifetime,
             key_type,
+            san,
             folder,
         } => {
             let dir = CertsDir::new(folder.certs);
-            say(mtls::store::renew(&dir, &name, lifetime.get(), key_type)?);
+            say(mtls::store::renew(
+                &dir,
+                &name,
+                lifetime.get(),
+                key_type,
+                &san,
+            )?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { inputs, json, ca } => inspect(inputs, json, ca),

@@ -266,6 +266,20 @@ fn signature_name(oid: &str) -> String {
     .to_string()
 }
 
+/// `4A:0B:FF` back to bytes (the inverse of `hex(bytes, ":")`).
+pub fn unhex(colon_hex: &str) -> Vec<u8> {
+    colon_hex
+        .split(':')
+        .filter_map(|b| u8::from_str_radix(b, 16).ok())
+        .collect()
+}
+
+/// Now, in whole seconds (what certificates and CRLs can encode).
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
 /// Bytes as upper-case hex, joined by `sep`.
 pub fn hex(bytes: &[u8], sep: &str) -> String {
     let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();

@@ -89,8 +89,10 @@ pub struct Exchange {
     pub body: String,
     /// The TLS state from our side; `peer_chain` is the server's chain.
     pub tls: TlsReport,
-    /// Who we presented as, if anyone.
+    /// Who we presented as, if the server asked for a certificate.
     pub presented: Option<String>,
+    /// We had a certificate to present (whether or not the server asked).
+    pub offered: bool,
 }
 
 /// The parts of the URL we use.
@@ -126,8 +128,18 @@ pub(crate) fn parse_url(url: &str) -> Result<Target> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
+    let port = match (authority.port(), authority.port_u16()) {
+        (None, _) => 443,
+        (Some(_), Some(port)) if port > 0 => port,
+        (Some(p), _) => {
+            return Err(Error::Invalid(format!(
+                "--url {url:?} has port {:?}; a port is a number from 1 to 65535",
+                p.as_str()
+            )));
+        }
+    };
     Ok(Target {
-        port: authority.port_u16().unwrap_or(443),
+        port,
         authority: authority.as_str().to_string(),
         path: uri
             .path_and_query()
@@ -179,7 +191,12 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
             });
         }
     };
-    let report = TlsReport::from_connection(tls.get_ref().1, Some(&target.host));
+    // rustls sends SNI only for DNS names, never for IP addresses.
+    let sni = match server_name_is_dns(&target.host) {
+        true => Some(target.host.as_str()),
+        false => None,
+    };
+    let report = TlsReport::from_connection(tls.get_ref().1, sni);
     debug!(
         peer.addr = %peer,
         tls.version = %report.version,
@@ -236,8 +253,14 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
         presented: settings
             .identity
             .as_ref()
+            .filter(|_| seen.presented())
             .map(|(_, _, owner)| owner.clone()),
+        offered: settings.identity.is_some(),
     })
+}
+
+fn server_name_is_dns(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_err()
 }
 
 pub(crate) async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
@@ -526,13 +549,20 @@ impl fmt::Display for Exchange {
             self.ca.display(),
             self.host
         )?;
-        match &self.presented {
-            Some(who) => writeln!(
+        match (&self.presented, self.offered) {
+            (Some(who), _) => writeln!(
                 f,
-                "  by the server: our certificate ({who}) leads to the CA it trusts; it answered {}",
+                "  by the server: it asked for our certificate; ours ({who}) leads to the CA it \
+                 trusts, and it answered {}",
                 self.status.as_u16()
             ),
-            None => writeln!(
+            (None, true) => writeln!(
+                f,
+                "  by the server: nothing; it never asked for a client certificate, so this was \
+                 ordinary TLS, not mutual TLS (it answered {})",
+                self.status.as_u16()
+            ),
+            (None, false) => writeln!(
                 f,
                 "  by the server: we sent no certificate, yet it answered {}",
                 self.status.as_u16()

@@ -22,6 +22,9 @@ use crate::pki::{self, CertAuthority};
 use crate::store::{self, Stored};
 use crate::write::{self, Access};
 
+/// Days until a list's next update, unless told otherwise.
+pub const DEFAULT_DAYS: u32 = 7;
+
 /// Why a certificate was revoked (RFC 5280 reason codes, as `--reason` spells them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reason(pub RevocationReason);
@@ -267,11 +270,9 @@ pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<R
     {
         Some(e) => (true, e.at),
         None => {
-            let now = OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .unwrap_or_else(|_| OffsetDateTime::now_utc());
+            let now = crate::certinfo::now();
             entries.push(Entry {
-                serial: serial_bytes(&target.info.serial),
+                serial: crate::certinfo::unhex(&target.info.serial),
                 at: now,
                 reason: Some(reason),
             });
@@ -296,6 +297,13 @@ pub fn resign(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
     let all = store::scan(dir)?;
     let lists = existing(dir, &all)?;
     sign_all(dir, &all, &lists, days)
+}
+
+/// Starts `crl.pem` over: one empty list per CA in the folder. For a folder whose CA was
+/// just minted again, where the old lists name serials of certificates that no longer count.
+pub fn reset(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
+    let all = store::scan(dir)?;
+    sign_all(dir, &all, &Existing::default(), days)
 }
 
 /// What `crl.pem` holds today.
@@ -343,9 +351,7 @@ fn sign_all(
     lists: &Existing,
     days: u32,
 ) -> Result<Vec<ListSummary>> {
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let now = crate::certinfo::now();
     let next_update = now + Duration::days(i64::from(days));
     // Seconds since 1970, or one more than the list it replaces if that is larger: CRL
     // numbers only ever grow.
@@ -402,7 +408,7 @@ pub fn sign(
             .collect(),
         // The list's authority key id must equal the CA's subject key id.
         key_identifier_method: match CertInfo::parse(&ca.der).ok().and_then(|i| i.subject_key_id) {
-            Some(ski) => KeyIdMethod::PreSpecified(serial_bytes(&ski)),
+            Some(ski) => KeyIdMethod::PreSpecified(crate::certinfo::unhex(&ski)),
             None => KeyIdMethod::Sha256,
         },
     };
@@ -416,14 +422,6 @@ pub fn sign(
         what: "the certificate revocation list".into(),
         source,
     })
-}
-
-/// `4A:0B:...` back to bytes.
-fn serial_bytes(colon_hex: &str) -> Vec<u8> {
-    colon_hex
-        .split(':')
-        .filter_map(|b| u8::from_str_radix(b, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -440,6 +438,7 @@ mod tests {
 
     #[test]
     fn serials_round_trip_through_colon_hex() {
-        assert_eq!(serial_bytes("4A:0B:FF"), vec![0x4a, 0x0b, 0xff]);
+        let bytes = vec![0x4a, 0x0b, 0xff];
+        assert_eq!(crate::certinfo::unhex(&hex(&bytes, ":")), bytes);
     }
 }

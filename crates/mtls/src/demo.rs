@@ -74,6 +74,10 @@ pub struct DemoSet {
     pub checks: Vec<Check>,
     /// Each certificate, for fingerprints and dates.
     pub certs: Vec<(PathBuf, CertInfo)>,
+    /// Files in the folder that belonged to a CA this run replaced.
+    pub stale: Vec<PathBuf>,
+    /// `crl.pem` was started over for the new CA.
+    pub crl_reset: bool,
 }
 
 impl DemoSet {
@@ -104,6 +108,7 @@ const LEAVES: [Role; 3] = [
 /// reads the files back and checks them.
 pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
     let dir = &opts.out;
+    let replacing_ca = dir.ca_cert().exists();
     let roles: Vec<Role> = Role::ALL
         .into_iter()
         .chain(opts.intermediate.then_some(Role::Intermediate))
@@ -185,7 +190,41 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             Access::Public,
         )?;
     }
-    check(dir, opts.key_type)
+    let mut set = check(dir, opts.key_type)?;
+    if replacing_ca {
+        // The old lists name serials of the old CA: start them over, signed by the new one,
+        // so `--crl crl.pem` keeps working.
+        if dir.crl().exists() {
+            crate::crl::reset(dir, crate::crl::DEFAULT_DAYS)?;
+            set.crl_reset = true;
+        }
+        set.stale = stale_files(dir, &roles)?;
+    }
+    Ok(set)
+}
+
+/// Certificates, bundles and the lab left in the folder from before: they belong to the old
+/// CA and will not verify any more.
+fn stale_files(dir: &CertsDir, fresh: &[Role]) -> Result<Vec<PathBuf>> {
+    let ours: Vec<PathBuf> = fresh.iter().map(|r| dir.role_cert(*r)).collect();
+    let mut stale: Vec<PathBuf> = crate::store::scan(dir)?
+        .into_iter()
+        .map(|s| s.cert_path)
+        .filter(|p| !ours.contains(p))
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(dir.path()) {
+        stale.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "p12")),
+        );
+    }
+    if dir.lab().path().exists() {
+        stale.push(dir.lab().path().to_path_buf());
+    }
+    stale.sort();
+    Ok(stale)
 }
 
 fn write_authority(dir: &CertsDir, role: Role, ca: &CertAuthority) -> Result<()> {
@@ -319,7 +358,7 @@ pub fn check(dir: &CertsDir, key_type: KeyType) -> Result<DemoSet> {
         };
         let verified = tls::verify_leaf(&trust, &chain, usage, "localhost");
         let as_what = match usage {
-            Usage::Server => "a server certificate for \"localhost\"".to_string(),
+            Usage::Server | Usage::Both => "a server certificate for \"localhost\"".to_string(),
             Usage::Client => "a client certificate".to_string(),
         };
         push(
@@ -344,6 +383,8 @@ pub fn check(dir: &CertsDir, key_type: KeyType) -> Result<DemoSet> {
         files,
         checks,
         certs,
+        stale: Vec::new(),
+        crl_reset: false,
     })
 }
 
@@ -386,6 +427,25 @@ impl fmt::Display for DemoSet {
                 format_time(info.not_after),
                 crate::certinfo::format_span(info.not_after - now)
             )?;
+        }
+        if self.crl_reset {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "{} was started over: the new CA has revoked nothing yet.",
+                self.dir.crl().display()
+            )?;
+        }
+        if !self.stale.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "These files were made with the CA this run replaced; they no longer verify. \
+                 Issue them again or delete them:"
+            )?;
+            for p in &self.stale {
+                writeln!(f, "  {}", p.display())?;
+            }
         }
         writeln!(f)?;
         writeln!(

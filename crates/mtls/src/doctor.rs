@@ -10,7 +10,7 @@ use crate::certinfo::{San, format_span, format_time};
 use crate::crl::CrlInfo;
 use crate::error::Result;
 use crate::explain::{Failure, Side};
-use crate::files::CertsDir;
+use crate::files::{CertsDir, Role};
 use crate::pki::Usage;
 use crate::store::{self, Stored};
 use crate::tls::{self, Identity, Trust};
@@ -96,14 +96,28 @@ impl Checks {
 /// Examines `dir`; `host` is the name clients will dial to reach `server.crt`.
 pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
     let now = OffsetDateTime::now_utc();
-    let mut all = store::scan(dir)?;
+    let (mut all, broken) = store::scan_all(dir)?;
+    let ca = Role::Ca.stem();
+    let server = Role::Server.stem();
     // The root first, then the other CAs, then the leaves: the order trust flows in.
-    all.sort_by_key(|s| (s.name != "ca", !s.is_ca(), s.name.clone()));
+    all.sort_by_key(|s| (s.name != ca, !s.is_ca(), s.name.clone()));
     let mut c = Checks(Vec::new());
     let d = dir.path().display().to_string();
     let fresh = format!("{CMD} --out {d} --force");
+    for (path, why) in &broken {
+        c.bad(
+            Level::Fail,
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            format!("cannot be read: {why}"),
+            "whoever loads it (server, client, this tool) stops with an error",
+            format!("rm {}   # or replace it with a good copy", path.display()),
+        );
+    }
 
-    let Some(root) = all.iter().find(|s| s.name == "ca") else {
+    let Some(root) = all.iter().find(|s| s.name == ca) else {
         c.bad(
             Level::Fail,
             "ca.crt",
@@ -145,8 +159,8 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
         validity(&mut c, s, &all, now);
         key_checks(&mut c, s);
         if s.is_ca() {
-            if s.name != "ca" {
-                let parent_ok = store::find_issuer(&all, info).is_some_and(|p| p.name == "ca");
+            if s.name != ca {
+                let parent_ok = store::find_issuer(&all, info).is_some_and(|p| p.name == ca);
                 c.check(
                     parent_ok && info.key_usage.contains(&"keyCertSign"),
                     &file,
@@ -169,17 +183,17 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             "verifiers refuse a CA certificate presented as a server or client identity",
             format!("{CMD} issue {} --client --force --certs {d}", s.name),
         );
-        let server = info.ext_key_usage.iter().any(|e| e == "serverAuth");
-        let client = info.ext_key_usage.iter().any(|e| e == "clientAuth");
-        let wants_server = s.name == "server" || (server && !s.name.starts_with("client"));
-        let usage_ok = if s.name == "server" {
-            server
+        let is_server = info.ext_key_usage.iter().any(|e| e == "serverAuth");
+        let is_client = info.ext_key_usage.iter().any(|e| e == "clientAuth");
+        let wants_server = s.name == server || (is_server && !s.name.starts_with("client"));
+        let usage_ok = if s.name == server {
+            is_server
         } else if s.name.starts_with("client") {
-            client
+            is_client
         } else {
-            server || client
+            is_server || is_client
         };
-        let needed = if s.name == "server" {
+        let needed = if s.name == server {
             "serverAuth"
         } else if s.name.starts_with("client") {
             "clientAuth"
@@ -224,19 +238,26 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                     ca: Some(root.cert_path.clone()),
                     crls: Vec::new(),
                 };
+                // `renew` needs the issuing CA in the folder; without it, issue anew.
+                let fix = match store::find_issuer(&all, info) {
+                    Some(_) => format!("{CMD} renew {} --certs {d}", s.name),
+                    None => format!(
+                        "{CMD} issue {} --{} --force --certs {d}",
+                        s.name,
+                        if wants_server { "server" } else { "client" }
+                    ),
+                };
                 c.bad(
                     Level::Fail,
                     &file,
                     format!("does not verify against ca.crt: {}", f.explain(judge, &cx)),
                     "the peer will refuse it during the handshake",
-                    format!("{CMD} renew {} --certs {d}", s.name),
+                    fix,
                 )
             }
         }
-        if s.name == "server" {
-            let covered = tls::verify_leaf(&trust, &s.chain, Usage::Server, host)
-                .map(|_| true)
-                .unwrap_or_else(|f| !matches!(f, Failure::NameMismatch { .. }));
+        if s.name == server {
+            let covered = tls::names_host(&s.chain[0], host);
             c.check(
                 covered,
                 &file,
@@ -246,10 +267,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                     info.sans_text()
                 ),
                 "a client dialing that host refuses the server (\"not valid for\" the name)",
-                format!(
-                    "{CMD} issue {} --server --san {host} --force --certs {d}",
-                    s.name
-                ),
+                format!("{CMD} renew {} --san {host} --certs {d}", s.name),
             );
         }
     }
@@ -434,6 +452,7 @@ fn crl_checks(c: &mut Checks, dir: &CertsDir, all: &[Stored], now: OffsetDateTim
             return;
         }
     };
+    let mut covered: Vec<&str> = Vec::new();
     for der in crls {
         let info = match CrlInfo::parse(&der) {
             Ok(i) => i,
@@ -449,6 +468,9 @@ fn crl_checks(c: &mut Checks, dir: &CertsDir, all: &[Stored], now: OffsetDateTim
             }
         };
         let signer = all.iter().find(|s| s.is_ca() && info.issued_by(&s.info));
+        if let Some(s) = signer {
+            covered.push(&s.name);
+        }
         let signed = signer.is_some_and(|s| CrlInfo::signature_verifies(&der, &s.chain[0]));
         c.check(
             signed,
@@ -474,7 +496,7 @@ fn crl_checks(c: &mut Checks, dir: &CertsDir, all: &[Stored], now: OffsetDateTim
                     info.issuer,
                     format_time(next)
                 ),
-                "servers enforcing CRL expiry refuse every client of that CA",
+                "the server refuses every client of that CA while the list is out of date",
                 fix.clone(),
             ),
             Some(next) if next - now < time::Duration::days(1) => c.bad(
@@ -504,6 +526,17 @@ fn crl_checks(c: &mut Checks, dir: &CertsDir, all: &[Stored], now: OffsetDateTim
                 "nobody can tell when it goes stale",
                 fix.clone(),
             ),
+        }
+    }
+    for ca in all.iter().filter(|s| s.is_ca()) {
+        if !covered.contains(&ca.name.as_str()) {
+            c.bad(
+                Level::Fail,
+                "crl.pem",
+                format!("has no list from {}.crt", ca.name),
+                "a server given crl.pem cannot tell whether certificates that CA issued are revoked, so it refuses them all",
+                fix.clone(),
+            );
         }
     }
 }

@@ -206,9 +206,9 @@ impl Failure {
             Failure::Expired { .. } => "expired",
             Failure::NotYetValid { .. } => "not_yet_valid",
             Failure::Revoked => "revoked",
-            Failure::RevocationUnknown | Failure::CrlExpired | Failure::BadCrl(_) => {
-                "revocation_unknown"
-            }
+            Failure::RevocationUnknown => "revocation_unknown",
+            Failure::CrlExpired => "crl_expired",
+            Failure::BadCrl(_) => "bad_crl",
             Failure::WrongPurpose { .. } | Failure::CaAsLeaf => "bad_usage",
             Failure::NameMismatch { .. } => "name_mismatch",
             Failure::BadSignature => "bad_signature",
@@ -259,8 +259,8 @@ impl Failure {
                 )
             }
             Failure::Expired { not_after } => format!(
-                "{peer}'s certificate has expired{when}; issue a new one (for the demo set: \
-                 `cargo run -p certificate -- --force`)",
+                "{peer}'s certificate has expired{when}; renew it (same names, new dates): \
+                 `cargo run -p certificate -- renew NAME`, where NAME.crt is the certificate",
                 when = not_after
                     .map(|t| format!(" (it was valid until {})", when(t)))
                     .unwrap_or_default()
@@ -332,8 +332,8 @@ impl Failure {
                 };
                 format!(
                     "the server's certificate is not valid for \"{expected}\": it names {names}; \
-                     put one of those names in --url, or reissue the server certificate with \
-                     `cargo run -p certificate -- --force --san {expected}`"
+                     put one of those names in --url, or add the name to the server certificate: \
+                     `cargo run -p certificate -- renew server --san {expected}`"
                 )
             }
             Failure::BadSignature => {
@@ -404,16 +404,19 @@ fn refused(side: Side, alert: AlertDescription) -> String {
         ),
         A::UnknownCA => (
             true,
-            "it does not trust the CA that issued our certificate; use a certificate issued by the \
-             server's CA",
+            "it does not trust the CA that issued our certificate (or, if it checks revocation, \
+             it has no current revocation list for that CA); use a certificate issued by the \
+             server's CA, and see the server's log",
         ),
         A::CertificateExpired => (
             true,
-            "our certificate has expired or is not valid yet; renew it with `cargo run -p certificate`",
+            "our certificate has expired or is not valid yet; renew it: `cargo run -p certificate \
+             -- renew NAME`, where NAME.crt is our certificate",
         ),
         A::CertificateRevoked => (
             true,
-            "our certificate has been revoked (it is on the server's CRL); get a new one",
+            "our certificate has been revoked (it is on the server's CRL); get a new one: \
+             `cargo run -p certificate -- renew NAME` gives it a new serial",
         ),
         A::UnsupportedCertificate => (
             true,
@@ -431,12 +434,13 @@ fn refused(side: Side, alert: AlertDescription) -> String {
         ),
         A::DecryptError => (
             true,
-            "our handshake signature did not verify; does our key belong to our certificate?",
+            "it could not verify the signature on our certificate: usually the CA was minted \
+             again after our certificate was issued; use a certificate from the server's current CA",
         ),
         A::HandshakeFailure => (
             false,
-            "no acceptable parameters (in TLS 1.2 this is also how a missing client certificate \
-             is reported)",
+            "it gave up without naming a reason (a revocation list it cannot use, or no \
+             parameters in common, does this); see the server's log",
         ),
         A::ProtocolVersion => (false, "it does not accept our TLS version"),
         _ => (false, "see the server's log for details"),

@@ -68,8 +68,10 @@ pub struct Inspected {
 pub fn file(path: &Path) -> Result<Inspected> {
     let what = "the file to inspect";
     let bytes = std::fs::read(path).map_err(|e| Error::read_given(what, path, e))?;
-    let objects = if bytes.starts_with(b"-----BEGIN") || contains(&bytes, b"\n-----BEGIN ") {
-        if contains(&bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+    let objects = if bytes.starts_with(b"-----BEGIN")
+        || crate::pem::contains(&bytes, b"\n-----BEGIN ")
+    {
+        if crate::pem::contains(&bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
             return Err(Error::malformed(
                 what,
                 path,
@@ -200,10 +202,6 @@ fn key(der: &[u8], format: &'static str) -> std::result::Result<KeyInfo, String>
         key: spki_name(&spki),
         format,
     })
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// "valid for 364 more days" / "EXPIRED 3 hours ago" / "not valid for another 2 days".

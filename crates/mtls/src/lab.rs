@@ -96,12 +96,13 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
     )?)?;
     put("client-expired", &gone.cert_pem, &gone.key_pem)?;
 
-    // 3. Not valid yet: starts tomorrow.
+    // 3. Not valid yet: starts tomorrow (or halfway to the issuer's end, if that is sooner).
+    let starts = now + day.min((issuer.validity.not_after - now) / 2);
     let later = issuer.issue(&client(
         "Client Not Yet Valid",
         Validity {
-            not_before: now + day,
-            not_after: now + day * 30,
+            not_before: starts,
+            not_after: issuer.validity.not_after.min(starts + day * 30),
         },
     )?)?;
     put("client-not-yet-valid", &later.cert_pem, &later.key_pem)?;
@@ -137,15 +138,18 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
         .map_err(crate::Error::Invalid)?
         .serial;
     let entry = Entry {
-        serial: serial
-            .split(':')
-            .filter_map(|b| u8::from_str_radix(b, 16).ok())
-            .collect(),
+        serial: crate::certinfo::unhex(&serial),
         at: now,
         reason: Some(Reason(rcgen::RevocationReason::KeyCompromise)),
     };
+    // The server checks every certificate of a chain against its issuer's list, so the
+    // lab's file carries a list from each CA above the leaves: the issuer's names the
+    // revoked client, the root's (when the issuer is an intermediate) names nobody.
     let number = u64::try_from(now.unix_timestamp()).unwrap_or(1);
-    let crl_pem = crl::sign(&issuer, &[entry], number, now, now + day * 7)?;
+    let mut crl_pem = crl::sign(&issuer, &[entry], number, now, now + day * 7)?;
+    if !issuer.is_root {
+        crl_pem.push_str(&crl::sign(&root, &[], number, now, now + day * 7)?);
+    }
     let crl_path = lab.path().join(REVOKED_CRL);
     write::atomic(&crl_path, crl_pem.as_bytes(), Access::Public)?;
 
@@ -181,7 +185,10 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
         },
         Case {
             name: "client-not-yet-valid",
-            wrong: "its validity starts tomorrow".into(),
+            wrong: format!(
+                "its validity starts {}",
+                crate::certinfo::format_time(starts)
+            ),
             try_it: vec![as_client("client-not-yet-valid")],
             server_says: "reason=\"not_yet_valid\": the client's certificate is not valid yet",
             client_says: "the server refused our certificate (alert: certificate_expired)",

@@ -153,10 +153,14 @@ pub fn identity(
         chain.push(root[0].clone());
     }
     let key_der = pem::private_key(&key_path, &format!("{name}'s private key"))?;
-    // PKCS#12 carries PKCS#8; rcgen converts SEC1 and PKCS#1 keys.
-    let pkcs8 = rcgen::KeyPair::try_from(key_der.secret_der())
-        .map_err(|e| Error::malformed("the private key", &key_path, e.to_string()))?
-        .serialize_der();
+    // PKCS#12 carries PKCS#8; SEC1 ("EC PRIVATE KEY") and PKCS#1 keys are converted.
+    let pkcs8 = crate::pki::pkcs8_der(&key_der).map_err(|why| {
+        Error::malformed(
+            "the private key",
+            &key_path,
+            format!("it is {why}; convert it with `openssl pkcs8 -topk8 -nocrypt`"),
+        )
+    })?;
     let key = PrivateKey::from_der(&pkcs8)
         .map_err(|e| Error::malformed("the private key", &key_path, e.to_string()))?;
     let certs = chain

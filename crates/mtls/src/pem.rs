@@ -149,7 +149,8 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+/// `needle` occurs in `haystack`.
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 

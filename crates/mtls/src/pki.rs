@@ -18,6 +18,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
+use crate::certinfo::format_time;
 use crate::error::{Error, Result};
 use crate::pem;
 
@@ -138,6 +139,32 @@ pub enum Usage {
     Server,
     /// TLS client authentication (EKU clientAuth).
     Client,
+    /// Both (EKU serverAuth and clientAuth), as some service meshes issue.
+    Both,
+}
+
+impl Usage {
+    /// The usage a certificate's extended key usages grant, if any of ours.
+    pub fn of(ext_key_usage: &[String]) -> Option<Usage> {
+        let has = |name: &str| ext_key_usage.iter().any(|e| e == name);
+        match (has("serverAuth"), has("clientAuth")) {
+            (true, true) => Some(Usage::Both),
+            (true, false) => Some(Usage::Server),
+            (false, true) => Some(Usage::Client),
+            (false, false) => None,
+        }
+    }
+
+    fn ekus(self) -> Vec<ExtendedKeyUsagePurpose> {
+        match self {
+            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::Both => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        }
+    }
 }
 
 /// A validity window.
@@ -155,9 +182,7 @@ pub const BACKDATE: Duration = Duration::minutes(5);
 impl Validity {
     /// From a few minutes ago, for `length`.
     pub fn starting_now(length: Duration) -> Self {
-        let now = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let now = crate::certinfo::now();
         Self {
             not_before: now - BACKDATE,
             not_after: now + length,
@@ -174,12 +199,24 @@ impl Validity {
         Self::starting_now(Duration::hours(i64::from(hours)))
     }
 
-    /// This window cut to fit inside `outer` (a leaf never outlives its issuer).
-    pub fn within(self, outer: Validity) -> Self {
-        Self {
+    /// This window cut to fit inside `outer` (a leaf never outlives its issuer); an error
+    /// when nothing of it is left.
+    pub fn within(self, outer: Validity) -> Result<Self> {
+        let cut = Self {
             not_before: self.not_before.max(outer.not_before),
             not_after: self.not_after.min(outer.not_after),
+        };
+        if cut.not_before >= cut.not_after {
+            return Err(Error::Invalid(format!(
+                "the issuing CA is valid from {} to {}, and the requested validity ({} to {}) \
+                 falls outside it; a certificate cannot outlive its issuer, so renew the CA first",
+                format_time(outer.not_before),
+                format_time(outer.not_after),
+                format_time(self.not_before),
+                format_time(self.not_after)
+            )));
         }
+        Ok(cut)
     }
 }
 
@@ -253,6 +290,8 @@ pub struct Issued {
     pub key_pem: String,
     /// The validity it got (cut to the issuer's).
     pub validity: Validity,
+    /// The leaf, then its issuer's chain (no root): `cert_pem` as DER.
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
 /// What a leaf should say.
@@ -284,6 +323,8 @@ pub struct CertAuthority {
     pub validity: Validity,
     /// A root (self-signed) rather than an intermediate.
     pub is_root: bool,
+    /// How messages name it: its file, or "the new CA".
+    pub label: String,
 }
 
 impl CertAuthority {
@@ -307,6 +348,7 @@ impl CertAuthority {
             issuer: Issuer::new(params, key),
             validity,
             is_root: true,
+            label: "the new root CA".into(),
         })
     }
 
@@ -318,7 +360,8 @@ impl CertAuthority {
         parent: &CertAuthority,
     ) -> Result<Self> {
         let key = key_type.generate()?;
-        let validity = validity.within(parent.validity);
+        parent.ensure_current()?;
+        let validity = validity.within(parent.validity)?;
         let mut params = ca_params(subject, BasicConstraints::Constrained(0), validity)?;
         params.use_authority_key_identifier_extension = true;
         let cert = params
@@ -338,6 +381,7 @@ impl CertAuthority {
             issuer: Issuer::new(params, key),
             validity,
             is_root: false,
+            label: "the new intermediate CA".into(),
         })
     }
 
@@ -345,11 +389,8 @@ impl CertAuthority {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self> {
         let chain = pem::certificates(cert_path, "the CA certificate")?;
         let der = chain[0].clone();
-        let key_pem = std::fs::read_to_string(key_path)
-            .map_err(|e| Error::read("the CA's private key", key_path, e))?;
-        // Validates the key file's shape (and names the file) before rcgen parses it.
-        pem::private_key(key_path, "the CA's private key")?;
-        let key = KeyPair::from_pem(&key_pem)
+        let key_der = pem::private_key(key_path, "the CA's private key")?;
+        let key = KeyPair::try_from(&key_der)
             .map_err(|e| Error::malformed("the CA's private key", key_path, e.to_string()))?;
         let info = crate::certinfo::CertInfo::parse(&der)
             .map_err(|why| Error::malformed("the CA certificate", cert_path, why))?;
@@ -378,7 +419,29 @@ impl CertAuthority {
                 not_after: info.not_after,
             },
             is_root: info.self_signed,
+            label: cert_path.display().to_string(),
         })
+    }
+
+    /// A CA signs only while it is valid itself.
+    fn ensure_current(&self) -> Result<()> {
+        let now = OffsetDateTime::now_utc();
+        if now > self.validity.not_after {
+            return Err(Error::Invalid(format!(
+                "{} expired on {}, so it cannot sign anything; mint a new CA (`cargo run -p \
+                 certificate -- --force`) and issue its certificates again",
+                self.label,
+                format_time(self.validity.not_after)
+            )));
+        }
+        if now < self.validity.not_before {
+            return Err(Error::Invalid(format!(
+                "{} is not valid until {}, so it cannot sign yet; check this machine's clock",
+                self.label,
+                format_time(self.validity.not_before)
+            )));
+        }
+        Ok(())
     }
 
     /// The CA's private key, PKCS#8 PEM.
@@ -403,8 +466,9 @@ impl CertAuthority {
 
     /// Issues a leaf certificate with a fresh key. Its PEM holds the leaf, then the chain.
     pub fn issue(&self, spec: &LeafSpec) -> Result<Issued> {
+        self.ensure_current()?;
         let key = spec.key_type.generate()?;
-        let validity = spec.validity.within(self.validity);
+        let validity = spec.validity.within(self.validity)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = spec.subject.clone();
         params.subject_alt_names = spec.sans.clone();
@@ -413,10 +477,7 @@ impl CertAuthority {
         if spec.key_type.is_rsa() {
             params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
         }
-        params.extended_key_usages = vec![match spec.usage {
-            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
+        params.extended_key_usages = spec.usage.ekus();
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial()?);
         params.not_before = validity.not_before;
@@ -435,6 +496,7 @@ impl CertAuthority {
             cert_pem: chain_pem(&chain),
             key_pem: key.serialize_pem(),
             validity,
+            chain,
         })
     }
 }
@@ -517,6 +579,38 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
         &::pem::Pem::new(label, der.to_vec()),
         ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
     )
+}
+
+/// A private key as PKCS#8 DER, whatever its encoding (PKCS#8, SEC1 or PKCS#1): what PKCS#12
+/// bundles and some tools require.
+pub fn pkcs8_der(
+    key: &rustls::pki_types::PrivateKeyDer<'_>,
+) -> std::result::Result<Vec<u8>, String> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
+    };
+    use rustls::pki_types::PrivateKeyDer;
+    match key {
+        PrivateKeyDer::Pkcs8(der) => Ok(der.secret_pkcs8_der().to_vec()),
+        PrivateKeyDer::Sec1(der) => [
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &ECDSA_P384_SHA384_ASN1_SIGNING,
+        ]
+        .into_iter()
+        .find_map(|alg| EcdsaKeyPair::from_private_key_der(alg, der.secret_sec1_der()).ok())
+        .and_then(|pair| pair.to_pkcs8v1().ok())
+        .map(|doc| doc.as_ref().to_vec())
+        .ok_or_else(|| "an EC key on a curve other than P-256 or P-384".to_string()),
+        PrivateKeyDer::Pkcs1(der) => aws_lc_rs::rsa::KeyPair::from_der(der.secret_pkcs1_der())
+            .map_err(|e| format!("an RSA key aws-lc-rs rejects ({e})"))
+            .and_then(|pair| {
+                AsDer::<Pkcs8V1Der<'static>>::as_der(&pair)
+                    .map(|d| d.as_ref().to_vec())
+                    .map_err(|_| "an RSA key that cannot be re-encoded".to_string())
+            }),
+        _ => Err("a key type this tool does not know".into()),
+    }
 }
 
 #[cfg(test)]

@@ -26,13 +26,17 @@ pub struct TlsReport {
     pub alpn: Option<String>,
     /// The server name the client asked for (SNI), if any.
     pub sni: Option<String>,
-    /// The peer's certificates, leaf first, as it sent them.
+    /// The peer's certificates, leaf first, as it sent them (any that x509-parser cannot
+    /// read are left out; the handshake's verifier accepted them nonetheless).
     pub peer_chain: Vec<CertInfo>,
+    /// The peer's identity, from its leaf certificate only.
+    identity: Option<String>,
 }
 
 impl TlsReport {
     /// Reads the state of a connection whose handshake has completed.
     pub fn from_connection(conn: &CommonState, sni: Option<&str>) -> Self {
+        let certs = conn.peer_certificates().unwrap_or_default();
         let named =
             |s: Option<&'static str>, fallback: String| s.map(str::to_owned).unwrap_or(fallback);
         Self {
@@ -54,17 +58,21 @@ impl TlsReport {
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             sni: sni.map(str::to_owned),
-            peer_chain: describe_chain(conn.peer_certificates().unwrap_or_default()),
+            peer_chain: describe_chain(certs),
+            identity: certs
+                .first()
+                .and_then(|leaf| CertInfo::parse(leaf).ok())
+                .map(|leaf| leaf.identity()),
         }
     }
 
     /// The authenticated peer, named by its leaf certificate.
     pub fn peer_identity(&self) -> Option<String> {
-        self.peer_chain.first().map(CertInfo::identity)
+        self.identity.clone()
     }
 }
 
-/// Parses each certificate of a chain; one that does not parse is described as such.
+/// Parses each certificate of a chain, leaving out any that do not parse.
 pub fn describe_chain(chain: &[CertificateDer<'_>]) -> Vec<CertInfo> {
     chain
         .iter()

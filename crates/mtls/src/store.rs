@@ -15,9 +15,9 @@ use crate::pem;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::write::{self, Access};
 
-/// Checks a certificate name: letters, digits, `.`, `_` and `-`, starting with a letter or
-/// digit, at most 64 characters. No path separators, no `..`.
-pub fn validate_name(name: &str) -> Result<()> {
+/// Checks a file stem: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
+/// at most 64 characters. No path separators, no `..`.
+pub fn check_stem(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -34,7 +34,14 @@ pub fn validate_name(name: &str) -> Result<()> {
              NAME.crt and NAME.key in the folder, so no '/' and no '..')"
         )));
     }
-    if RESERVED.contains(&name) {
+    Ok(())
+}
+
+/// Checks a name for a new certificate: a valid stem that is not one of the folder's own
+/// files (compared without case, for case-insensitive file systems).
+pub fn validate_name(name: &str) -> Result<()> {
+    check_stem(name)?;
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(Error::Invalid(format!(
             "{name:?} is reserved for the folder's own files ({}); pick another name",
             RESERVED.join(", ")
@@ -65,11 +72,21 @@ impl Stored {
     }
 }
 
-/// Every `NAME.crt` directly in the folder, sorted by name.
+/// Every readable `NAME.crt` directly in the folder, sorted by name (a damaged file is
+/// skipped here; [`scan_all`] reports it).
 pub fn scan(dir: &CertsDir) -> Result<Vec<Stored>> {
+    Ok(scan_all(dir)?.0)
+}
+
+/// A certificate file that could not be read, and why.
+pub type Broken = (PathBuf, String);
+
+/// Every `NAME.crt` in the folder: those that parse, and those that do not with the reason.
+pub fn scan_all(dir: &CertsDir) -> Result<(Vec<Stored>, Vec<Broken>)> {
     let entries = fs::read_dir(dir.path())
         .map_err(|e| Error::read("the certificate folder", dir.path(), e))?;
-    let mut out = Vec::new();
+    let mut good = Vec::new();
+    let mut broken = Vec::new();
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(name) = file.strip_suffix(".crt") else {
@@ -79,19 +96,25 @@ pub fn scan(dir: &CertsDir) -> Result<Vec<Stored>> {
             continue;
         }
         let cert_path = dir.cert(name);
-        let chain = pem::certificates(&cert_path, "a certificate")?;
-        let info = CertInfo::parse(&chain[0])
-            .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
-        out.push(Stored {
-            name: name.to_string(),
-            key_path: dir.key(name),
-            cert_path,
-            chain,
-            info,
+        let parsed = pem::certificates(&cert_path, "a certificate").and_then(|chain| {
+            let info = CertInfo::parse(&chain[0])
+                .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
+            Ok((chain, info))
         });
+        match parsed {
+            Ok((chain, info)) => good.push(Stored {
+                name: name.to_string(),
+                key_path: dir.key(name),
+                cert_path,
+                chain,
+                info,
+            }),
+            Err(e) => broken.push((cert_path, e.to_string())),
+        }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    good.sort_by(|a, b| a.name.cmp(&b.name));
+    broken.sort();
+    Ok((good, broken))
 }
 
 /// The CA in `all` that issued `leaf`: same subject as the leaf's issuer and, when both
@@ -261,6 +284,13 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     write::ensure_absent(&cert_path, req.force, why)?;
     write::ensure_absent(&key_path, req.force, why)?;
     let replaced = cert_path.exists();
+    if replaced && scan(dir)?.iter().any(|s| s.name == req.name && s.is_ca()) {
+        return Err(Error::Invalid(format!(
+            "{} is a CA certificate; `issue` never replaces a CA, because everything it signed \
+             would stop verifying. Pick another name, or delete the CA's files yourself",
+            cert_path.display()
+        )));
+    }
 
     let cn = req.common_name.clone().unwrap_or_else(|| req.name.clone());
     let org = req
@@ -268,22 +298,24 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| format!("{cn} Company"));
     let subject = pki::demo_subject(&org, &cn);
+    let root = Role::Ca.stem();
     let issuer_name = match (req.kind, &req.issuer) {
-        (Kind::Intermediate, Some(i)) if i != "ca" => {
+        (Kind::Intermediate, Some(i)) if i != root => {
             return Err(Error::Invalid(format!(
-                "an intermediate CA is signed by the root (ca), not by {i:?}: this tool keeps \
-                 chains one intermediate deep"
+                "an intermediate CA is signed by the root ({root}), not by {i:?}: this tool \
+                 keeps chains one intermediate deep"
             )));
         }
-        (Kind::Intermediate, _) => "ca".to_string(),
+        (Kind::Intermediate, _) => root.to_string(),
         (_, Some(i)) => i.clone(),
         (_, None) => default_issuer(dir).to_string(),
     };
+    check_stem(&issuer_name)?;
     let ca = load_authority(dir, &issuer_name)?;
     let existing: Vec<String> = scan(dir)?.into_iter().map(|s| s.info.serial).collect();
 
-    let (cert_pem, key_pem, granted) = loop {
-        let (cert_pem, key_pem, der, granted) = match req.kind {
+    let (chain, key_pem, granted) = loop {
+        let (chain, key_pem, granted) = match req.kind {
             Kind::Intermediate => {
                 let inter = CertAuthority::new_intermediate(
                     subject.clone(),
@@ -291,12 +323,7 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
                     req.validity,
                     &ca,
                 )?;
-                (
-                    inter.cert_pem.clone(),
-                    inter.key_pem(),
-                    inter.der.clone(),
-                    inter.validity,
-                )
+                (inter.chain.clone(), inter.key_pem(), inter.validity)
             }
             Kind::Client | Kind::Server => {
                 let given = if req.sans.is_empty() {
@@ -320,20 +347,32 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
                     key_type: req.key_type,
                     validity: req.validity,
                 })?;
-                (leaf.cert_pem, leaf.key_pem, leaf.der, leaf.validity)
+                (leaf.chain, leaf.key_pem, leaf.validity)
             }
         };
-        let info = CertInfo::parse(&der).map_err(Error::Invalid)?;
-        // 127 random bits never collide in practice; checking costs nothing.
+        let info = CertInfo::parse(&chain[0]).map_err(Error::Invalid)?;
+        // 126 random bits never collide in practice; checking costs nothing.
         if !existing.contains(&info.serial) {
-            break (cert_pem, key_pem, granted);
+            break (chain, key_pem, granted);
         }
     };
-    write::create_dir(dir.path())?;
-    write::atomic(&key_path, key_pem.as_bytes(), Access::Secret)?;
-    write::atomic(&cert_path, cert_pem.as_bytes(), Access::Public)?;
-    let chain = pem::certificates(&cert_path, "the new certificate")?;
     let info = CertInfo::parse(&chain[0]).map_err(Error::Invalid)?;
+    if req.kind != Kind::Intermediate {
+        verify_new_leaf(dir, &chain, &info)?;
+    }
+    write::create_dir(dir.path())?;
+    write::publish(&key_path, key_pem.as_bytes(), Access::Secret, req.force)?;
+    write::publish(
+        &cert_path,
+        pki::chain_pem(&chain).as_bytes(),
+        Access::Public,
+        req.force,
+    )?;
+    // A new CA needs its own (empty) list in crl.pem, or servers loading the file would
+    // refuse every certificate it issues as "revocation status unknown".
+    if req.kind == Kind::Intermediate && dir.crl().exists() {
+        crate::crl::resign(dir, crate::crl::DEFAULT_DAYS)?;
+    }
     Ok(Outcome {
         cert_path,
         key_path,
@@ -345,13 +384,51 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     })
 }
 
-/// Re-issues the leaf NAME with the same subject, SANs and usage, a fresh key and serial,
-/// and a new validity window (by default as long as the old one), from the CA that issued it.
+/// Checks a freshly made leaf against the folder's root exactly as a handshake would, before
+/// anything is written.
+fn verify_new_leaf(
+    dir: &CertsDir,
+    chain: &[CertificateDer<'static>],
+    info: &CertInfo,
+) -> Result<()> {
+    let trust = crate::tls::Trust::load(&dir.ca_cert())?;
+    let Some(usage) = Usage::of(&info.ext_key_usage) else {
+        return Ok(());
+    };
+    let host = info.sans.iter().find_map(|san| match san {
+        crate::certinfo::San::Dns(d) => Some(d.trim_start_matches("*.").to_string()),
+        crate::certinfo::San::Ip(ip) => Some(ip.to_string()),
+        _ => None,
+    });
+    let host = match (usage, host) {
+        (Usage::Client, _) => String::new(),
+        (_, Some(h)) => h,
+        (_, None) => {
+            return Err(Error::Invalid(
+                "a server certificate needs at least one DNS or IP SAN: clients compare the \
+                 host they dial with those names (URIs do not count); add --san"
+                    .into(),
+            ));
+        }
+    };
+    crate::tls::verify_leaf(&trust, chain, usage, &host).map_err(|f| {
+        Error::Invalid(format!(
+            "the new certificate would not verify against {} ({}), so nothing was written",
+            dir.ca_cert().display(),
+            f.code()
+        ))
+    })
+}
+
+/// Re-issues the leaf NAME with the same subject, SANs (plus `extra_sans`) and usage, a
+/// fresh key and serial, and a new validity window (by default as long as the old one),
+/// from the CA that issued it.
 pub fn renew(
     dir: &CertsDir,
     name: &str,
     validity: Option<Validity>,
     key_type: Option<KeyType>,
+    extra_sans: &[String],
 ) -> Result<Outcome> {
     validate_name(name)?;
     let all = scan(dir)?;
@@ -368,20 +445,28 @@ pub fn renew(
             old.cert_path.display()
         )));
     }
+    let usage = Usage::of(&old.info.ext_key_usage);
     let issuer = find_issuer(&all, &old.info).ok_or_else(|| {
+        let kind = if usage == Some(Usage::Server) {
+            "--server"
+        } else {
+            "--client"
+        };
         Error::Invalid(format!(
-            "no CA in {} issued {} (its issuer is \"{}\"); renew it where its CA lives",
+            "no CA in {} issued {} (its issuer is \"{}\"); if the CA was minted again since, \
+             issue it anew: `certificate issue {name} {kind} --force`",
             dir.path().display(),
             old.cert_path.display(),
             old.info.issuer
         ))
     })?;
+    let usage = usage.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} allows neither serverAuth nor clientAuth; issue a new one with `certificate issue {name} --client` (or --server)",
+            old.cert_path.display()
+        ))
+    })?;
     let ca = load_authority(dir, &issuer.name)?;
-    let usage = if old.info.ext_key_usage.iter().any(|e| e == "serverAuth") {
-        Usage::Server
-    } else {
-        Usage::Client
-    };
     let key_type = match key_type {
         Some(k) => k,
         None => KeyType::of_description(&old.info.key).ok_or_else(|| {
@@ -394,22 +479,30 @@ pub fn renew(
     let validity = validity.unwrap_or_else(|| {
         Validity::starting_now(old.info.not_after - old.info.not_before - pki::BACKDATE)
     });
+    let mut sans = old
+        .info
+        .sans
+        .iter()
+        .map(pki::san_type)
+        .collect::<Result<Vec<_>>>()?;
+    for extra in extra_sans {
+        let san = pki::parse_san(extra)?;
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
+    }
     let spec = LeafSpec {
         subject: pki::subject_of(&old.chain[0])?,
-        sans: old
-            .info
-            .sans
-            .iter()
-            .map(pki::san_type)
-            .collect::<Result<Vec<_>>>()?,
+        sans,
         usage,
         key_type,
         validity,
     };
     let leaf = ca.issue(&spec)?;
+    let info = CertInfo::parse(&leaf.der).map_err(Error::Invalid)?;
+    verify_new_leaf(dir, &leaf.chain, &info)?;
     write::atomic(&old.key_path, leaf.key_pem.as_bytes(), Access::Secret)?;
     write::atomic(&old.cert_path, leaf.cert_pem.as_bytes(), Access::Public)?;
-    let info = CertInfo::parse(&leaf.der).map_err(Error::Invalid)?;
     Ok(Outcome {
         cert_path: old.cert_path.clone(),
         key_path: old.key_path.clone(),

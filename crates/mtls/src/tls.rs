@@ -168,8 +168,10 @@ impl Default for ServerPolicy {
 const SESSION_CACHE_SIZE: usize = 1024;
 
 /// Builds the server's config: present `identity`, require a client certificate that chains
-/// to `trust` and is not revoked by any of `crls` (checked for the leaf; its issuer's CRL must
-/// be among them).
+/// to `trust` and is not revoked. With CRLs, every certificate of the client's chain is
+/// checked against the list of the CA that issued it, so the lists of all those CAs must be
+/// among `crls` (`certificate revoke` writes one per CA), and a list past its next update
+/// makes the check fail rather than pass.
 pub fn server_config(
     identity: &Identity,
     trust: &Trust,
@@ -180,7 +182,7 @@ pub fn server_config(
     let mut verifier =
         WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider.clone());
     if !crls.is_empty() {
-        verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+        verifier = verifier.with_crls(crls).enforce_revocation_expiration();
     }
     let verifier = verifier
         .build()
@@ -202,24 +204,57 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The chain the server presented, kept so a failed verification can be explained with the
-/// certificate's own names and issuer.
+/// What the client observed of the server during a handshake: the chain it presented (kept
+/// so a failed verification can be explained with the certificate's own names and issuer),
+/// and whether it asked for our certificate.
 #[derive(Clone, Debug, Default)]
-pub struct SeenChain(Arc<Mutex<Vec<CertificateDer<'static>>>>);
+pub struct SeenChain {
+    chain: Arc<Mutex<Vec<CertificateDer<'static>>>>,
+    asked: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl SeenChain {
     /// The chain seen in the last handshake (leaf first); empty before one.
     pub fn get(&self) -> Vec<CertificateDer<'static>> {
-        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+        self.chain.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The server sent a CertificateRequest and we answered with our certificate.
+    pub fn presented(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn set(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.chain.lock() {
             *slot = std::iter::once(end_entity)
                 .chain(intermediates)
                 .map(|c| c.clone().into_owned())
                 .collect();
         }
+    }
+}
+
+/// Our certificate, handed to rustls only when the server asks for one; notes that it did.
+#[derive(Debug)]
+struct Presenting {
+    inner: SingleCertAndKey,
+    asked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl rustls::client::ResolvesClientCert for Presenting {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        let chosen = self.inner.resolve(root_hint_subjects, sigschemes);
+        self.asked
+            .store(chosen.is_some(), std::sync::atomic::Ordering::Relaxed);
+        chosen
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -272,7 +307,7 @@ pub fn client_config(
         .map_err(|e| Error::Config(format!("server verifier: {e}")))?;
     let verifier = Arc::new(RecordingVerifier {
         inner: webpki,
-        seen,
+        seen: seen.clone(),
     });
     // `dangerous()` is only the door to install our own verifier: it records the chain and
     // then delegates every decision to webpki, unchanged.
@@ -282,9 +317,10 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let mut config = match identity {
-        Some(id) => {
-            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(id.key.clone())))
-        }
+        Some(id) => builder.with_client_cert_resolver(Arc::new(Presenting {
+            inner: SingleCertAndKey::from(id.key.clone()),
+            asked: seen.asked.clone(),
+        })),
         None => builder.with_no_client_auth(),
     };
     let alpn: &[&[u8]] = if policy.http1_only { &ALPN[1..] } else { &ALPN };
@@ -420,7 +456,7 @@ pub fn verify_leaf(
     let now = UnixTime::now();
     let provider = provider();
     let result = match usage {
-        crate::pki::Usage::Server => {
+        crate::pki::Usage::Server | crate::pki::Usage::Both => {
             let name = ServerName::try_from(host.to_string())
                 .map_err(|_| Failure::Other(format!("{host:?} is not a host name")))?;
             WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider)
@@ -438,4 +474,15 @@ pub fn verify_leaf(
         }
     };
     result.map_err(|e| Failure::from_rustls(&e))
+}
+
+/// Whether the leaf certificate names `host` (a DNS name or an IP address) among its SANs,
+/// judged the way webpki judges it during a handshake.
+pub fn names_host(leaf: &CertificateDer<'_>, host: &str) -> bool {
+    let Ok(name) = ServerName::try_from(host.to_string()) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(leaf)
+        .and_then(|ee| ee.verify_is_valid_for_subject_name(&name))
+        .is_ok()
 }

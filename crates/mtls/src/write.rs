@@ -49,8 +49,14 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     })
 }
 
-/// Writes `bytes` to `path` atomically with the given access.
+/// Writes `bytes` to `path` atomically, replacing what is there.
 pub fn atomic(path: &Path, bytes: &[u8], access: Access) -> Result<()> {
+    publish(path, bytes, access, true)
+}
+
+/// Writes `bytes` to `path` atomically. Without `replace`, an existing file is never
+/// touched, even if it appeared after an earlier [`ensure_absent`] check (another run).
+pub fn publish(path: &Path, bytes: &[u8], access: Access, replace: bool) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -74,7 +80,13 @@ pub fn atomic(path: &Path, bytes: &[u8], access: Access) -> Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
+        if replace {
+            fs::rename(&tmp, path)?;
+        } else {
+            // A hard link fails if the name is taken: the check and the write are one step.
+            fs::hard_link(&tmp, path)?;
+            fs::remove_file(&tmp)?;
+        }
         // Make the rename itself durable; not every platform can open a folder.
         if let Ok(d) = fs::File::open(&dir) {
             let _ = d.sync_all();
@@ -84,7 +96,13 @@ pub fn atomic(path: &Path, bytes: &[u8], access: Access) -> Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(fail)
+    result.map_err(|e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+            path: path.to_path_buf(),
+            why: "another run created it meanwhile".into(),
+        },
+        _ => fail(e),
+    })
 }
 
 #[cfg(unix)]
@@ -128,6 +146,21 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty(), "temporary files left behind");
+    }
+
+    #[test]
+    fn publishing_without_replace_never_touches_an_existing_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ca.key");
+        publish(&path, b"first", Access::Secret, false).expect("first write");
+        let err = publish(&path, b"second", Access::Secret, false).expect_err("must refuse");
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+        assert_eq!(fs::read(&path).expect("read"), b"first");
+        assert_eq!(
+            fs::read_dir(dir.path()).expect("list").count(),
+            1,
+            "temp file left"
+        );
     }
 
     #[test]
