@@ -286,6 +286,32 @@ fn wrong_files_are_named_with_what_they_hold() {
 }
 
 #[test]
+fn an_ip_url_sends_no_sni_and_a_bad_port_is_named() {
+    let pki = Pki::demo();
+    let server = InProcessServer::start(server_settings(&pki));
+    let out = client(pki.dir(), &["-c", "a", "--url", &server.url("127.0.0.1")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("server name (SNI):   (none)"),
+        "rustls sends no SNI for an IP:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("by the server: it asked for our certificate"),
+        "{stdout}"
+    );
+
+    let error = error_line(&client(
+        pki.dir(),
+        &["-c", "a", "--url", "https://localhost:99999/"],
+    ));
+    assert!(
+        error.contains("a port is a number from 1 to 65535"),
+        "{error}"
+    );
+}
+
+#[test]
 fn plain_http_urls_are_refused_before_connecting() {
     let pki = Pki::demo();
     let error = error_line(&client(

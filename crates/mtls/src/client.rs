@@ -128,15 +128,20 @@ pub(crate) fn parse_url(url: &str) -> Result<Target> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let port = match (authority.port(), authority.port_u16()) {
-        (None, _) => 443,
-        (Some(_), Some(port)) if port > 0 => port,
-        (Some(p), _) => {
-            return Err(Error::Invalid(format!(
-                "--url {url:?} has port {:?}; a port is a number from 1 to 65535",
-                p.as_str()
-            )));
-        }
+    // The text after the host's last ':' (past any IPv6 brackets), parsed here so a port
+    // that does not fit in 16 bits is an error rather than a silent 443.
+    let auth = authority.as_str();
+    let after_host = auth.rsplit_once(']').map_or(auth, |(_, rest)| rest);
+    let port = match after_host.rsplit_once(':') {
+        None => 443,
+        Some((_, text)) => match text.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "--url {url:?} has port {text:?}; a port is a number from 1 to 65535"
+                )));
+            }
+        },
     };
     Ok(Target {
         port,

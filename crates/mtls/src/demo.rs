@@ -138,7 +138,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
         CertAuthority::new_root(pki::demo_subject(org, cn), opts.key_type, opts.ca_validity)?;
     write::create_dir(dir.path())?;
     // Each CA's key first: if anything below fails, the set can still be completed.
-    write_authority(dir, Role::Ca, &root)?;
+    write_authority(dir, Role::Ca, &root, opts.force)?;
     let intermediate = if opts.intermediate {
         let (org, cn) = subject(Role::Intermediate);
         let inter = CertAuthority::new_intermediate(
@@ -147,7 +147,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             opts.ca_validity,
             &root,
         )?;
-        write_authority(dir, Role::Intermediate, &inter)?;
+        write_authority(dir, Role::Intermediate, &inter, opts.force)?;
         Some(inter)
     } else {
         // A stale intermediate from an earlier --intermediate run would become the default
@@ -183,11 +183,17 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             key_type: opts.key_type,
             validity: opts.leaf_validity,
         })?;
-        write::atomic(&dir.role_key(role), leaf.key_pem.as_bytes(), Access::Secret)?;
-        write::atomic(
+        write::publish(
+            &dir.role_key(role),
+            leaf.key_pem.as_bytes(),
+            Access::Secret,
+            opts.force,
+        )?;
+        write::publish(
             &dir.role_cert(role),
             leaf.cert_pem.as_bytes(),
             Access::Public,
+            opts.force,
         )?;
     }
     let mut set = check(dir, opts.key_type)?;
@@ -227,9 +233,19 @@ fn stale_files(dir: &CertsDir, fresh: &[Role]) -> Result<Vec<PathBuf>> {
     Ok(stale)
 }
 
-fn write_authority(dir: &CertsDir, role: Role, ca: &CertAuthority) -> Result<()> {
-    write::atomic(&dir.role_key(role), ca.key_pem().as_bytes(), Access::Secret)?;
-    write::atomic(&dir.role_cert(role), ca.cert_pem.as_bytes(), Access::Public)
+fn write_authority(dir: &CertsDir, role: Role, ca: &CertAuthority, force: bool) -> Result<()> {
+    write::publish(
+        &dir.role_key(role),
+        ca.key_pem().as_bytes(),
+        Access::Secret,
+        force,
+    )?;
+    write::publish(
+        &dir.role_cert(role),
+        ca.cert_pem.as_bytes(),
+        Access::Public,
+        force,
+    )
 }
 
 fn purpose(role: Role, info: &CertInfo) -> (String, String) {

@@ -67,8 +67,8 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
         })
     };
     let put = |name: &str, cert: &str, key: &str| -> Result<()> {
-        write::atomic(&lab.key(name), key.as_bytes(), Access::Secret)?;
-        write::atomic(&lab.cert(name), cert.as_bytes(), Access::Public)
+        write::publish(&lab.key(name), key.as_bytes(), Access::Secret, force)?;
+        write::publish(&lab.cert(name), cert.as_bytes(), Access::Public, force)
     };
 
     // 1. Another CA's client.

@@ -105,6 +105,7 @@ fn write_store(
     path: &Path,
     password: &str,
     encryption: Encryption,
+    force: bool,
 ) -> Result<()> {
     let writer = store_.writer(password);
     let writer = match encryption {
@@ -123,7 +124,7 @@ fn write_store(
             path.display()
         ))
     })?;
-    write::atomic(path, &bytes, Access::Secret)
+    write::publish(path, &bytes, Access::Secret, force)
 }
 
 fn p12_cert(der: &[u8], path: &Path) -> Result<Certificate> {
@@ -173,7 +174,7 @@ pub fn identity(
         name,
         KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)),
     );
-    write_store(&ks, &out, &password.read()?, encryption)?;
+    write_store(&ks, &out, &password.read()?, encryption, force)?;
     Ok(Written {
         path: out,
         alias: name.into(),
@@ -200,7 +201,7 @@ pub fn truststore(
         "ca",
         KeyStoreEntry::Certificate(p12_cert(&root[0], &ca_path)?),
     );
-    write_store(&ks, &out, &password.read()?, encryption)?;
+    write_store(&ks, &out, &password.read()?, encryption, force)?;
     Ok(Written {
         path: out,
         alias: "ca".into(),
