@@ -288,7 +288,8 @@ impl Received {
 }
 
 /// A plain-HTTP application for the proxy tests: answers every request with 200 and the
-/// request head and body it got. With a gate, each response waits until the test opens it.
+/// request head and body it got. With a gate, each request for a path under `/hold/` waits
+/// until the test releases it.
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
@@ -300,7 +301,7 @@ impl EchoUpstream {
         Self::spawn(None)
     }
 
-    /// Each response waits for one [`EchoUpstream::release`].
+    /// Each request under `/hold/` waits for one [`EchoUpstream::release`].
     pub fn gated() -> Self {
         let (tx, rx) = mpsc::channel();
         Self::spawn(Some((tx, rx)))
@@ -334,7 +335,7 @@ impl EchoUpstream {
         format!("http://{}", self.addr)
     }
 
-    /// Lets one gated response go.
+    /// Lets one held request be answered.
     pub fn release(&self) {
         if let Some(g) = &self.gate {
             let _ = g.send(());
@@ -385,7 +386,9 @@ fn serve_echo(
             body: String::from_utf8_lossy(&body).into_owned(),
         };
         seen.lock().expect("lock").push(got.clone());
-        if let Some(gate) = gate {
+        if let Some(gate) = gate
+            && got.head.starts_with("GET /hold/")
+        {
             let _ = gate.lock().expect("lock").recv_timeout(PATIENCE);
         }
         let text = format!("{}\r\n\r\n{}", got.head, got.body);
@@ -402,4 +405,27 @@ fn serve_echo(
 /// The path of a file in the PKI folder (for files tests add).
 pub fn file(pki: &Pki, name: &str) -> PathBuf {
     pki.path(name)
+}
+
+/// The metrics address the server logged (it was started with `--metrics 127.0.0.1:0`).
+pub fn metrics_addr(server: &ServerProcess) -> SocketAddr {
+    let line = server.log.wait_for(&["serving Prometheus metrics"]);
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("metrics.addr="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics.addr in {line:?}"))
+}
+
+/// The value of the sample `name{labels}` (exactly as printed) in a scrape, if present.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Sends SIGTERM without waiting for the exit.
+pub fn sigterm(server: &ServerProcess) {
+    let pid = server.child.id().to_string();
+    let out = crate::common::run(std::process::Command::new("kill").args(["-TERM", &pid]));
+    assert!(out.status.success(), "{}", crate::common::text(&out));
 }
