@@ -217,14 +217,10 @@ impl Server {
                 source,
             })?;
         let metrics_listener = match &settings.metrics_addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| Error::Bind {
-                        addr: addr.clone(),
-                        source,
-                    })?,
-            ),
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                context: format!("cannot serve metrics on {addr} (--metrics)"),
+                source,
+            })?),
             None => None,
         };
         // Installed now, before the server announces itself, so an early SIGHUP reloads.
@@ -330,19 +326,29 @@ impl Server {
         }
 
         tokio::pin!(shutdown);
+        // Under sustained load the limit is reached again and again: say so at most once
+        // every LIMIT_LOG_EVERY (the metric counts every time).
+        const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
+        let mut last_limit_log: Option<Instant> = None;
         loop {
             let permit = match shared.slots.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(_) => {
                     shared.metrics.limit("max_connections");
-                    warn!(
-                        max_connections = shared.max_connections,
-                        "connection limit reached: new connections wait until one closes"
-                    );
+                    let log = last_limit_log.is_none_or(|at| at.elapsed() >= LIMIT_LOG_EVERY);
+                    if log {
+                        last_limit_log = Some(Instant::now());
+                        warn!(
+                            max_connections = shared.max_connections,
+                            "connection limit reached: new connections wait until one closes"
+                        );
+                    }
                     tokio::select! {
                         permit = shared.slots.clone().acquire_owned() => match permit {
                             Ok(permit) => {
-                                info!("below the connection limit again: accepting");
+                                if log {
+                                    info!("below the connection limit again: accepting");
+                                }
                                 permit
                             }
                             Err(_) => break,
