@@ -38,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
+use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::explain::{self, Failure, Side};
 use crate::files::CertsDir;
@@ -547,8 +548,17 @@ async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>)
     let (_, conn) = tls.get_ref();
     let report = TlsReport::from_connection(conn, conn.server_name());
     log_state(peer, &report);
-    let client = report.peer_identity().unwrap_or_else(|| "unknown".into());
-    let decision = shared.access.decide(report.peer_chain.first());
+    // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is
+    // whatever the client chose to send, so it must never stand in for an unparsable leaf.
+    let leaf = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|der| CertInfo::parse(der).ok());
+    let client = leaf
+        .as_ref()
+        .map(CertInfo::identity)
+        .unwrap_or_else(|| "unknown".into());
+    let decision = shared.access.decide(leaf.as_ref());
     match &decision {
         Decision::Open => shared.metrics.handshake_succeeded(),
         Decision::Admitted(rule) => {
