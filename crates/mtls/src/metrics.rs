@@ -6,7 +6,7 @@
 //! | `mtls_handshakes_total` | counter | `outcome`: `success`, `failure` |
 //! | `mtls_handshake_failures_total` | counter | `reason`: `no_certificate`, `unknown_ca`, `expired`, `revoked`, `bad_usage`, `policy_denied`, `timeout`, `protocol`, ... |
 //! | `mtls_requests_total` | counter | `client` (its identity), `status` |
-//! | `mtls_limit_closes_total` | counter | `limit`: `idle_timeout`, `header_timeout`, `header_too_large`, `max_connections` (a connection had to wait) |
+//! | `mtls_limits_hit_total` | counter | `limit`: `idle_timeout`, `header_timeout`, `header_too_large`, `max_connections` (reached: new connections waited) |
 //! | `mtls_reloads_total` | counter | `result`: `success`, `failure` |
 //! | `mtls_open_connections`, `mtls_max_connections` | gauge | |
 //! | `mtls_certificate_expiry_seconds` | gauge | `role` (`server`, `ca`), `subject`, `file` |
@@ -127,7 +127,7 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// A limit closed a connection (or made one wait, for `max_connections`).
+    /// A limit acted: it closed a connection, or (`max_connections`) made new ones wait.
     pub fn limit(&self, which: &'static str) {
         *self.lock().limits.entry(which).or_default() += 1;
     }
@@ -197,9 +197,9 @@ impl Metrics {
 
         family(
             &mut out,
-            "mtls_limit_closes_total",
+            "mtls_limits_hit_total",
             "counter",
-            "Connections closed by a limit (max_connections: a new connection had to wait).",
+            "Times a limit acted: a connection closed by idle_timeout, header_timeout or header_too_large; max_connections reached (new connections waited).",
         );
         for limit in [
             "idle_timeout",
@@ -208,7 +208,7 @@ impl Metrics {
             "max_connections",
         ] {
             let n = c.limits.get(limit).copied().unwrap_or(0);
-            sample(&mut out, "mtls_limit_closes_total", &[("limit", limit)], n);
+            sample(&mut out, "mtls_limits_hit_total", &[("limit", limit)], n);
         }
 
         family(
