@@ -10,6 +10,10 @@
 //! - [`report`] and [`certinfo`]: what a handshake established, and a certificate in words.
 //! - [`explain`]: TLS failures in plain words, from the side that saw them.
 //! - [`error`]: the typed error every fallible function returns.
+//! - For the server as a production endpoint: [`policy`] (which verified clients are
+//!   admitted), [`reload`] (new certificates, keys, CAs and CRLs without a restart),
+//!   [`limits`] (timeouts and sizes against hostile peers), [`proxy`] (forwarding the
+//!   verified identity to an application) and [`metrics`] (Prometheus).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -23,10 +27,15 @@ pub mod explain;
 pub mod files;
 pub mod inspect;
 pub mod lab;
+pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod p12;
 pub mod pem;
 pub mod pki;
+pub mod policy;
+pub mod proxy;
+pub mod reload;
 pub mod report;
 pub mod server;
 pub mod store;

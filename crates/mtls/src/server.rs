@@ -1,39 +1,54 @@
 //! The HTTPS server: accept, then in a task of its own a TLS handshake under a timeout,
-//! then HTTP/1.1 or HTTP/2 (by ALPN) with hyper. It requires a verified client certificate.
+//! then HTTP/1.1 or HTTP/2 (by ALPN) with hyper. It requires a verified client certificate,
+//! then admits the client by its identity ([`crate::policy`]), and answers it itself or
+//! forwards its requests to an upstream application ([`crate::proxy`]).
 //!
 //! Each connection logs the Go demo's blocks: `State` and `Certificate chain` once, when its
 //! handshake completes; `Header` for every request. A failed handshake is logged at warn
 //! with a reason code and a plain-words explanation.
+//!
+//! Around that, the concerns of a real endpoint, each in its own module: the TLS material
+//! is reloaded while the server runs ([`crate::reload`]); hostile or broken peers meet
+//! limits ([`crate::limits`]: handshake, header and idle timeouts, header size, concurrent
+//! connections); counters are served to Prometheus ([`crate::metrics`]).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
+use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::explain::{self, Failure, Side};
 use crate::files::CertsDir;
-use crate::pem;
+use crate::limits::{self, Activity, Expired, GuardedBody, RequestGuard, Tracked};
+use crate::metrics::{self, Gauges, Metrics};
+use crate::policy::{AccessPolicy, Decision, POLICY_DENIED};
+use crate::proxy::{ForwardedIdentity, Proxy, Upstream};
+use crate::reload::{self, Hangup, LiveTls, ReloadTriggers, TlsMaterial, TlsSource};
 use crate::report::TlsReport;
-use crate::tls::{self, Identity, ServerPolicy, Trust};
+use crate::tls::ServerPolicy;
 
 /// Everything the server needs to start. Paths are explicit; [`ServerSettings::in_dir`]
 /// fills them from a certificate folder.
@@ -53,12 +68,25 @@ pub struct ServerSettings {
     pub policy: ServerPolicy,
     /// A peer that has not finished its handshake by then is dropped.
     pub handshake_timeout: Duration,
-    /// How long a client may take to send a request's headers.
+    /// How long a client may take to send a request's headers, from their first byte
+    /// (HTTP/1.1).
     pub header_timeout: Duration,
-    /// Largest request head (request line and headers) accepted, in bytes.
+    /// Largest request head (request line and headers) accepted, in bytes; larger gets 431.
     pub max_header_bytes: usize,
     /// On shutdown, how long in-flight requests get to finish.
     pub drain_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; beyond it, new connections wait to be accepted.
+    pub max_connections: usize,
+    /// Which verified clients are admitted (no rules: all of them).
+    pub access: AccessPolicy,
+    /// When to reload the certificate, key, CA and CRLs.
+    pub reload: ReloadTriggers,
+    /// Forward admitted requests to this application instead of answering them.
+    pub upstream: Option<Upstream>,
+    /// Serve Prometheus metrics over plain HTTP on this address.
+    pub metrics_addr: Option<String>,
 }
 
 impl ServerSettings {
@@ -75,67 +103,163 @@ impl ServerSettings {
             header_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            access: AccessPolicy::default(),
+            reload: ReloadTriggers {
+                interval: Some(Duration::from_secs(2)),
+                sighup: true,
+            },
+            upstream: None,
+            metrics_addr: None,
+        }
+    }
+
+    /// Where the TLS material comes from.
+    pub fn tls_source(&self) -> TlsSource {
+        TlsSource {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            crls: self.crls.clone(),
+            policy: self.policy.clone(),
         }
     }
 
     /// Loads the certificates, key, CA and CRLs, and builds the rustls config.
     pub fn load_tls(&self) -> Result<(Arc<ServerConfig>, explain::Context)> {
-        let identity = Identity::load(&self.cert, &self.key, "the server")?;
-        let trust = Trust::load(&self.ca)?;
-        let mut crls = Vec::new();
-        for path in &self.crls {
-            crls.extend(pem::crls(path, "the certificate revocation list")?);
-        }
-        let config = tls::server_config(&identity, &trust, crls, &self.policy)?;
-        let cx = explain::Context {
-            ca: Some(self.ca.clone()),
-            crls: self.crls.clone(),
-        };
-        Ok((config, cx))
+        let material = TlsMaterial::load(&self.tls_source())?;
+        Ok((material.config, material.explain))
     }
+
+    /// Refuses limits that cannot work, with the flag to fix.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ];
+        for (flag, value) in positive {
+            if value.is_zero() {
+                return Err(Error::Invalid(format!(
+                    "{flag} must be longer than 0 (for example 10s)"
+                )));
+            }
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(Error::Invalid(format!(
+                "--max-header-size {} is too small: HTTP/1.1 needs at least 8KiB for a request head",
+                self.max_header_bytes
+            )));
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(Error::Invalid(format!(
+                "--max-connections {} is out of range: choose 1 to {MAX_CONNECTIONS}",
+                self.max_connections
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// hyper's smallest read buffer, and so the smallest header limit it can enforce.
+const MIN_HEADER_BYTES: usize = 8 * 1024;
+/// The largest `--max-connections` (far beyond what one process's file descriptors allow).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// Where the server is in its life, as connection tasks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Accepting and serving.
+    Running,
+    /// Not accepting; connections finish what they are doing, then close.
+    Draining,
+    /// The drain timeout passed: connections close now.
+    Closing,
 }
 
 /// State every connection task reads.
 struct Shared {
-    tls: Arc<ServerConfig>,
-    explain: explain::Context,
+    tls: Arc<LiveTls>,
     http: auto::Builder<TokioExecutor>,
     handshake_timeout: Duration,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+    access: AccessPolicy,
+    proxy: Option<Proxy>,
+    metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    open: Arc<AtomicUsize>,
+    phase: watch::Receiver<Phase>,
 }
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shared: Arc<Shared>,
+    phase: watch::Sender<Phase>,
+    hangup: Hangup,
+    reload: ReloadTriggers,
     drain_timeout: Duration,
 }
 
 impl Server {
-    /// Loads the TLS material and binds the listening socket.
+    /// Loads the TLS material and binds the listening socket (and the metrics one).
     pub async fn bind(settings: &ServerSettings) -> Result<Self> {
-        let (tls, explain) = settings.load_tls()?;
+        settings.validate()?;
+        let tls = Arc::new(LiveTls::load(settings.tls_source())?);
         let listener = TcpListener::bind(&settings.addr)
             .await
             .map_err(|source| Error::Bind {
                 addr: settings.addr.clone(),
                 source,
             })?;
+        let metrics_listener = match &settings.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                context: format!("cannot serve metrics on {addr} (--metrics)"),
+                source,
+            })?),
+            None => None,
+        };
+        // Installed now, before the server announces itself, so an early SIGHUP reloads.
+        let hangup = Hangup::install(settings.reload.sighup)?;
+        warn_if_above_file_limit(settings.max_connections);
         let mut http = auto::Builder::new(TokioExecutor::new());
+        // The header timeout is enforced per connection (limits::Activity), from the first
+        // byte of a request head, so that an idle keep-alive connection is governed by the
+        // idle timeout alone.
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_timeout)
-            .max_buf_size(settings.max_header_bytes.max(8192));
+            .header_read_timeout(None)
+            .max_buf_size(settings.max_header_bytes);
         http.http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         Ok(Self {
             listener,
+            metrics_listener,
             shared: Arc::new(Shared {
                 tls,
-                explain,
                 http,
                 handshake_timeout: settings.handshake_timeout,
+                header_timeout: settings.header_timeout,
+                idle_timeout: settings.idle_timeout,
+                max_header_bytes: settings.max_header_bytes,
+                access: settings.access.clone(),
+                proxy: settings.upstream.clone().map(Proxy::new),
+                metrics: Arc::new(Metrics::default()),
+                slots: Arc::new(Semaphore::new(settings.max_connections)),
+                max_connections: settings.max_connections,
+                open: Arc::new(AtomicUsize::new(0)),
+                phase: phase_rx,
             }),
+            phase: phase_tx,
+            hangup,
+            reload: settings.reload,
             drain_timeout: settings.drain_timeout,
         })
     }
@@ -148,18 +272,97 @@ impl Server {
         })
     }
 
+    /// The metrics listener's address, when `--metrics` was given.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| {
+                l.local_addr().map_err(|source| Error::Io {
+                    context: "cannot read the metrics address".into(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to the
     /// drain timeout).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let graceful = GracefulShutdown::new();
+        let Server {
+            listener,
+            metrics_listener,
+            shared,
+            phase,
+            hangup,
+            reload,
+            drain_timeout,
+        } = self;
+        let stopped = |mut rx: watch::Receiver<Phase>| async move {
+            let _ = rx.wait_for(|p| *p != Phase::Running).await;
+        };
+        tokio::spawn(reload::watch(
+            shared.tls.clone(),
+            reload,
+            hangup,
+            shared.metrics.clone(),
+            stopped(shared.phase.clone()),
+        ));
+        if let Some(metrics_listener) = metrics_listener {
+            if let Ok(addr) = metrics_listener.local_addr() {
+                info!(metrics.addr = %addr, path = "/metrics", "serving Prometheus metrics over plain HTTP");
+            }
+            let for_render = shared.clone();
+            let render = Arc::new(move || {
+                for_render.metrics.render(&Gauges {
+                    open_connections: for_render.open.load(Ordering::Relaxed),
+                    max_connections: for_render.max_connections,
+                    expiries: for_render.tls.current().expiries(),
+                })
+            });
+            tokio::spawn(metrics::serve(
+                metrics_listener,
+                render,
+                stopped(shared.phase.clone()),
+            ));
+        }
+
         tokio::pin!(shutdown);
+        // Under sustained load the limit is reached again and again: say so at most once
+        // every LIMIT_LOG_EVERY (the metric counts every time).
+        const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
+        let mut last_limit_log: Option<Instant> = None;
         loop {
+            let permit = match shared.slots.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    shared.metrics.limit("max_connections");
+                    let log = last_limit_log.is_none_or(|at| at.elapsed() >= LIMIT_LOG_EVERY);
+                    if log {
+                        last_limit_log = Some(Instant::now());
+                        warn!(
+                            max_connections = shared.max_connections,
+                            "connection limit reached: new connections wait until one closes"
+                        );
+                    }
+                    tokio::select! {
+                        permit = shared.slots.clone().acquire_owned() => match permit {
+                            Ok(permit) => {
+                                if log {
+                                    info!("below the connection limit again: accepting");
+                                }
+                                permit
+                            }
+                            Err(_) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let shared = self.shared.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(connection(stream, peer, shared, watcher));
+                        let slot = Slot::new(permit, &shared.open);
+                        tokio::spawn(connection(stream, peer, shared.clone(), slot));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: never end the loop, but do
@@ -171,29 +374,127 @@ impl Server {
                 () = &mut shutdown => break,
             }
         }
-        drop(self.listener);
+        drop(listener);
+        let _ = phase.send(Phase::Draining);
         info!(
-            connections = graceful.count(),
-            drain_timeout_s = self.drain_timeout.as_secs_f32(),
+            connections = shared.open.load(Ordering::Relaxed),
+            drain_timeout_s = drain_timeout.as_secs_f32(),
             "shutting down: finishing requests in flight"
         );
-        match tokio::time::timeout(self.drain_timeout, graceful.shutdown()).await {
-            Ok(()) => info!("all connections closed"),
-            Err(_) => warn!("drain timeout passed; closing the remaining connections"),
+        let everyone = u32::try_from(shared.max_connections).unwrap_or(u32::MAX);
+        match tokio::time::timeout(drain_timeout, shared.slots.acquire_many(everyone)).await {
+            Ok(_) => info!("all connections closed"),
+            Err(_) => {
+                warn!(
+                    connections = shared.open.load(Ordering::Relaxed),
+                    "drain timeout passed; closing the remaining connections"
+                );
+                let _ = phase.send(Phase::Closing);
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    shared.slots.acquire_many(everyone),
+                )
+                .await;
+            }
         }
         Ok(())
     }
 }
 
-/// One connection, from TCP to the last request.
-async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, watcher: Watcher) {
+/// Warns when `--max-connections` is above the open-file limit (Linux), where accepts would
+/// fail before the limit is reached.
+fn warn_if_above_file_limit(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(soft) = soft {
+        // Listening sockets, the metrics socket, files read on reload, stdio.
+        const SPARE: usize = 32;
+        if max_connections.saturating_add(SPARE) > soft {
+            warn!(
+                max_connections,
+                open_file_limit = soft,
+                "--max-connections is above what this process may open; accepts will fail first: \
+                 raise the limit (ulimit -n) or lower --max-connections"
+            );
+        }
+    }
+}
+
+/// A connection's place under the connection limit, and in the open-connections gauge.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            open: open.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The body of every response: a short text, or an upstream's streamed body.
+pub type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// A plain-text response.
+pub fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// One connection, from TCP to the last request. Before HTTP starts, a shutdown abandons it.
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, slot: Slot) {
     let _ = stream.set_nodelay(true);
+    let mut phase = shared.phase.clone();
+    let tls = tokio::select! {
+        tls = handshake(stream, peer, &shared) => tls,
+        _ = phase.wait_for(|p| *p != Phase::Running) => None,
+    };
+    if let Some(tls) = tls {
+        serve(tls, peer, shared).await;
+    }
+    drop(slot);
+}
+
+/// The TLS handshake under the handshake timeout; failures are logged, counted and
+/// answered (an alert, or a 400 for plain HTTP).
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<TlsStream<TcpStream>> {
+    let material = shared.tls.current();
     let deadline = Instant::now() + shared.handshake_timeout;
     let refuse = |failure: Failure| {
+        shared.metrics.handshake_failed(failure.code());
         warn!(
             peer.addr = %peer,
             reason = failure.code(),
-            explanation = %failure.explain(Side::Server, &shared.explain),
+            explanation = %failure.explain(Side::Server, &material.explain),
             "TLS handshake failed"
         );
     };
@@ -201,44 +502,198 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, wa
         after: shared.handshake_timeout,
     };
     match tokio::time::timeout_at(deadline, first_bytes(&stream)).await {
-        Err(_) => return refuse(timed_out()),
+        Err(_) => {
+            refuse(timed_out());
+            return None;
+        }
         Ok(FirstBytes::Closed) => {
             debug!(peer.addr = %peer, "peer closed the connection before the handshake");
-            return;
+            return None;
         }
         Ok(FirstBytes::PlainHttp) => {
             refuse(Failure::NotTls);
-            return refuse_plain_http(stream).await;
+            refuse_plain_http(stream).await;
+            return None;
         }
         Ok(FirstBytes::Other) => {}
     }
-    let acceptor = TlsAcceptor::from(shared.tls.clone());
+    let acceptor = TlsAcceptor::from(material.config.clone());
     let handshake = acceptor.accept(stream).into_fallible();
-    let tls = match tokio::time::timeout_at(deadline, handshake).await {
-        Ok(Ok(tls)) => tls,
+    match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(tls)) => Some(tls),
         Ok(Err((err, tcp))) => {
             refuse(classify(&err));
-            return linger_close(tcp).await;
+            linger_close(tcp).await;
+            None
         }
-        Err(_) => return refuse(timed_out()),
-    };
+        Err(_) => {
+            refuse(timed_out());
+            None
+        }
+    }
+}
 
+/// What every request on one connection needs to know about it.
+struct ConnectionInfo {
+    peer: SocketAddr,
+    client: String,
+    decision: Decision,
+    forwarded: Option<ForwardedIdentity>,
+    activity: Arc<Activity>,
+}
+
+/// HTTP on an established TLS connection, under the idle and header timeouts, until the
+/// client leaves, a limit closes it, or the server shuts down.
+async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
     let (_, conn) = tls.get_ref();
     let report = TlsReport::from_connection(conn, conn.server_name());
     log_state(peer, &report);
-    let client = Arc::new(report.peer_identity().unwrap_or_else(|| "unknown".into()));
+    // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is
+    // whatever the client chose to send, so it must never stand in for an unparsable leaf.
+    let leaf = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|der| CertInfo::parse(der).ok());
+    let client = leaf
+        .as_ref()
+        .map(CertInfo::identity)
+        .unwrap_or_else(|| "unknown".into());
+    let decision = shared.access.decide(leaf.as_ref());
+    match &decision {
+        Decision::Open => shared.metrics.handshake_succeeded(),
+        Decision::Admitted(rule) => {
+            shared.metrics.handshake_succeeded();
+            info!(peer.addr = %peer, client, rule = %rule, "identity admitted");
+        }
+        Decision::Denied(_) => {
+            shared.metrics.handshake_failed(POLICY_DENIED);
+            warn!(
+                peer.addr = %peer,
+                client,
+                reason = POLICY_DENIED,
+                tried = %decision.tried(),
+                "identity denied: no --allow rule matched; its requests get 403"
+            );
+        }
+    }
+    let forwarded = match (&shared.proxy, conn.peer_certificates()) {
+        (Some(_), Some(chain)) => ForwardedIdentity::from_chain(chain),
+        _ => None,
+    };
+    let h2 = report.alpn.as_deref() == Some("h2");
+    let activity = Activity::new(!h2);
+    let info = Arc::new(ConnectionInfo {
+        peer,
+        client,
+        decision,
+        forwarded,
+        activity: activity.clone(),
+    });
 
+    let for_service = (info.clone(), shared.clone());
     let service = service_fn(move |req| {
-        let client = client.clone();
-        async move { Ok::<_, Infallible>(respond(&req, peer, &client)) }
+        let (info, shared) = for_service.clone();
+        async move { Ok::<_, Infallible>(handle(req, &info, &shared).await) }
     });
     let conn = shared
         .http
-        .serve_connection(TokioIo::new(tls), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        debug!(peer.addr = %peer, error = %e, "connection ended with an error");
+        .serve_connection(TokioIo::new(Tracked::new(tls, activity.clone())), service);
+    tokio::pin!(conn);
+
+    let mut phase = shared.phase.clone();
+    let mut draining = false;
+    let mut idle_closing = false;
+    if *phase.borrow() != Phase::Running {
+        draining = true;
+        conn.as_mut().graceful_shutdown();
     }
+    let ended = loop {
+        tokio::select! {
+            ended = conn.as_mut() => break ended,
+            changed = phase.changed() => {
+                let now = if changed.is_ok() { *phase.borrow() } else { Phase::Closing };
+                if now == Phase::Closing {
+                    return;
+                }
+                if !draining {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            why = activity.expired(shared.idle_timeout, shared.header_timeout), if !idle_closing => {
+                match why {
+                    Expired::Idle => {
+                        idle_closing = true;
+                        shared.metrics.limit("idle_timeout");
+                        info!(
+                            peer.addr = %peer,
+                            client = info.client,
+                            reason = "idle_timeout",
+                            idle_timeout = %limits::format_duration(shared.idle_timeout),
+                            "closing idle connection"
+                        );
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Expired::HeaderTimeout => {
+                        shared.metrics.limit("header_timeout");
+                        warn!(
+                            peer.addr = %peer,
+                            client = info.client,
+                            reason = "header_timeout",
+                            header_timeout = %limits::format_duration(shared.header_timeout),
+                            "request headers did not arrive in time; closing the connection"
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
+        match e.downcast_ref::<hyper::Error>() {
+            Some(h) if h.is_parse_too_large() => {
+                shared.metrics.limit("header_too_large");
+                warn!(
+                    peer.addr = %peer,
+                    client = info.client,
+                    reason = "header_too_large",
+                    max_header_bytes = shared.max_header_bytes,
+                    "request headers too large; answered 431 and closed the connection"
+                );
+            }
+            _ => debug!(peer.addr = %peer, error = %e, "connection ended with an error"),
+        }
+    }
+}
+
+/// One request: logged, then denied, forwarded, or answered with the client's name.
+async fn handle(
+    req: Request<Incoming>,
+    info: &ConnectionInfo,
+    shared: &Shared,
+) -> Response<ResponseBody> {
+    let guard = RequestGuard::new(&info.activity);
+    let client = info.client.as_str();
+    info!(
+        peer.addr = %info.peer,
+        client,
+        method = %req.method(),
+        path = %req.uri().path(),
+        version = ?req.version(),
+        headers = %Redacted(req.headers()),
+        "Header"
+    );
+    let response = if !info.decision.admitted() {
+        text_response(StatusCode::FORBIDDEN, info.decision.forbidden_body(client))
+    } else if let Some(proxy) = &shared.proxy {
+        proxy
+            .forward(req, info.forwarded.as_ref(), info.peer, client)
+            .await
+    } else {
+        text_response(StatusCode::OK, format!("hello, {client}\n"))
+    };
+    shared.metrics.request(client, response.status());
+    response.map(|body| GuardedBody::new(body, guard).boxed_unsync())
 }
 
 /// Logs `State` and `Certificate chain`, once per connection.
@@ -265,26 +720,6 @@ fn log_state(peer: SocketAddr, r: &TlsReport) {
             "Certificate chain"
         );
     }
-}
-
-/// Logs the request's `Header` block and answers with the client's name.
-fn respond(req: &Request<Incoming>, peer: SocketAddr, client: &str) -> Response<Full<Bytes>> {
-    info!(
-        peer.addr = %peer,
-        client,
-        method = %req.method(),
-        path = %req.uri().path(),
-        version = ?req.version(),
-        headers = %Redacted(req.headers()),
-        "Header"
-    );
-    let mut response = Response::new(Full::new(Bytes::from(format!("hello, {client}\n"))));
-    *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 /// Headers for the log, with credentials replaced.

@@ -1,0 +1,358 @@
+//! Limits against hostile or broken peers: handshake, header and idle timeouts, header
+//! size, the connection limit, and the drain on shutdown. Every load loop is bounded in
+//! count, and every wait in time; nothing here asserts how fast anything was (durations are
+//! printed for the record).
+
+mod common;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::Instant;
+
+use common::{PATIENCE, Pki, fetch};
+use support::{
+    Conn, EchoUpstream, client_config, http1, metrics_addr, plain_get, poll, sample, sigterm, start,
+};
+
+fn pair(pki: &Pki, stem: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    Some((pki.certs.cert(stem), pki.certs.key(stem)))
+}
+
+fn good_request(pki: &Pki, addr: SocketAddr) {
+    let url = format!("https://localhost:{}/", addr.port());
+    let ok = fetch(&url, pki.certs.ca_cert(), pair(pki, "client-a")).expect("served");
+    assert_eq!(ok.status.as_u16(), 200);
+}
+
+/// Reads until the server closes (EOF or reset); panics if it has not after PATIENCE.
+fn wait_for_close(stream: &mut TcpStream) {
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                panic!("the server kept a connection open for {PATIENCE:?}")
+            }
+            Err(_) => return, // reset: closed as well
+        }
+    }
+}
+
+/// The first bytes of a TLS record that promises 512 bytes and never sends them.
+const STALLED_HELLO: [u8; 9] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+
+#[test]
+fn silent_and_stalled_peers_are_closed_after_the_handshake_timeout_while_a_good_client_is_served() {
+    let pki = Pki::demo();
+    let server = start(&pki, &["--handshake-timeout", "1s"]);
+    let started = Instant::now();
+    let mut peers: Vec<TcpStream> = (0..50)
+        .map(|i| {
+            let mut s = TcpStream::connect(server.addr).expect("connect");
+            if i % 5 == 0 {
+                s.write_all(&STALLED_HELLO).expect("write");
+            }
+            s
+        })
+        .collect();
+
+    good_request(&pki, server.addr);
+
+    for peer in &mut peers {
+        wait_for_close(peer);
+    }
+    eprintln!(
+        "50 silent or stalled peers closed {:?} after they connected (handshake timeout 1s)",
+        started.elapsed()
+    );
+    let lines = server
+        .log
+        .wait_for_count(&["TLS handshake failed", "reason=\"timeout\""], 50);
+    assert!(
+        lines[0].contains("did not finish the TLS handshake within 1s"),
+        "{}",
+        lines[0]
+    );
+    good_request(&pki, server.addr);
+}
+
+/// Bytes no TLS server can take for a ClientHello, varied by `seed`.
+fn garbage(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut bytes: Vec<u8> = (0..512)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    match seed % 3 {
+        // Not a TLS content type at all.
+        0 => {
+            bytes[0] = [0x00, 0x01, 0x42, 0x7f, 0x99, 0xff][usize::try_from(seed % 6).unwrap_or(0)]
+        }
+        // A handshake record longer than TLS allows.
+        1 => bytes[..5].copy_from_slice(&[0x16, 0x03, 0x01, 0xff, 0xff]),
+        // A complete record whose handshake message is not a ClientHello.
+        _ => bytes[..6].copy_from_slice(&[0x16, 0x03, 0x01, 0x01, 0xfb, 0x63]),
+    }
+    bytes
+}
+
+#[test]
+fn two_hundred_garbage_connections_do_not_disturb_a_good_client() {
+    let pki = Pki::demo();
+    let server = start(&pki, &[]);
+    let addr = server.addr;
+    let started = Instant::now();
+    let attackers: Vec<_> = (0..8u64)
+        .map(|t| {
+            thread::spawn(move || {
+                for i in 0..25u64 {
+                    let mut s = TcpStream::connect(addr).expect("connect");
+                    // The server may refuse before it has read everything.
+                    let _ = s.write_all(&garbage(t * 25 + i));
+                    wait_for_close(&mut s);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        good_request(&pki, addr);
+    }
+    for a in attackers {
+        a.join().expect("attacker thread");
+    }
+    eprintln!(
+        "200 garbage connections (8 at a time) were all refused within {:?}",
+        started.elapsed()
+    );
+    let refused = server
+        .log
+        .wait_for_count(&["TLS handshake failed", "reason=\"protocol\""], 200);
+    assert_eq!(refused.len(), 200, "{}", server.log.all());
+    assert_eq!(server.log.count(&["reason=\"timeout\""]), 0);
+    good_request(&pki, addr);
+}
+
+#[test]
+fn a_one_mebibyte_header_gets_431_or_is_closed() {
+    let pki = Pki::demo();
+    let server = start(&pki, &[]);
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(1 << 20)
+    );
+    // The server stops reading at 64 KiB: the rest may not be accepted.
+    let _ = conn.send(head.as_bytes());
+    match conn.read_reply() {
+        Ok(reply) => assert_eq!(reply.status, 431, "{}", reply.body),
+        Err(e) => eprintln!("the server closed the connection before we read a 431: {e}"),
+    }
+    let line = server.log.wait_for(&["reason=\"header_too_large\""]);
+    assert!(line.contains("max_header_bytes=65536"), "{line}");
+    assert!(line.contains("answered 431"), "{line}");
+    good_request(&pki, server.addr);
+}
+
+#[test]
+fn a_request_head_that_stalls_is_closed_after_the_header_timeout_but_idleness_is_not() {
+    let pki = Pki::demo();
+    let server = start(&pki, &["--header-timeout", "1s", "--idle-timeout", "60s"]);
+    let config = client_config(&pki, Some("client-a"), http1());
+
+    let mut idle = Conn::open(&config, server.addr).expect("connect");
+    assert_eq!(idle.request("/", &[]).expect("request").status, 200);
+
+    let mut slow = Conn::open(&config, server.addr).expect("connect");
+    slow.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .expect("half a head");
+    // Either a clean close or a reset: the point is that it ends.
+    let _ = slow.wait_closed();
+    let line = server.log.wait_for(&["reason=\"header_timeout\""]);
+    assert!(line.contains("header_timeout=1s"), "{line}");
+
+    // `idle` has now waited longer than the header timeout without starting a request: it
+    // is governed by the idle timeout alone and still works.
+    assert_eq!(idle.request("/", &[]).expect("still open").status, 200);
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_but_a_long_request_is_not() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::gated();
+    let server = start(
+        &pki,
+        &["--idle-timeout", "1s", "--upstream", &upstream.url()],
+    );
+    let config = client_config(&pki, Some("client-a"), http1());
+
+    // A request that takes longer than the idle timeout: the upstream holds it.
+    let long = {
+        let config = config.clone();
+        let addr = server.addr;
+        thread::spawn(move || {
+            let mut c = Conn::open(&config, addr).expect("connect");
+            c.request("/hold/slow", &[])
+                .expect("the long request is answered")
+        })
+    };
+    poll("the long request to reach the upstream", || {
+        (!upstream.requests().is_empty()).then_some(())
+    });
+
+    let mut idle = Conn::open(&config, server.addr).expect("connect");
+    assert_eq!(idle.request("/", &[]).expect("request").status, 200);
+    idle.wait_closed().expect("a clean close (close_notify)");
+    let line = server
+        .log
+        .wait_for(&["closing idle connection", "reason=\"idle_timeout\""]);
+    assert!(line.contains("idle_timeout=1s"), "{line}");
+
+    // The idle connection, opened after the long request started, has been closed for
+    // idleness; the long request's connection was never idle, so it is answered.
+    upstream.release();
+    let reply = long.join().expect("long request thread");
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.body.starts_with("GET /hold/slow HTTP/1.1"),
+        "{}",
+        reply.body
+    );
+}
+
+#[test]
+fn beyond_max_connections_new_connections_wait_and_are_served_when_one_closes() {
+    let pki = Pki::demo();
+    let server = start(
+        &pki,
+        &["--max-connections", "5", "--metrics", "127.0.0.1:0"],
+    );
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut held: Vec<Conn> = (0..5)
+        .map(|_| {
+            let mut c = Conn::open(&config, server.addr).expect("connect");
+            assert_eq!(c.request("/", &[]).expect("request").status, 200);
+            c
+        })
+        .collect();
+
+    let sixth = {
+        let config = config.clone();
+        let addr = server.addr;
+        thread::spawn(move || {
+            let mut c = Conn::open(&config, addr).expect("the sixth connects once a slot frees");
+            c.request("/", &[]).expect("the sixth is served").status
+        })
+    };
+    let line = server.log.wait_for(&["connection limit reached"]);
+    assert!(line.contains("max_connections=5"), "{line}");
+
+    // The server stays responsive: its metrics answer, and show the five.
+    let (status, scrape) = plain_get(metrics_addr(&server), "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&scrape, "mtls_open_connections"),
+        Some(5.0),
+        "{scrape}"
+    );
+    assert!(
+        !sixth.is_finished(),
+        "the sixth was served beyond the limit"
+    );
+
+    drop(held.pop());
+    assert_eq!(sixth.join().expect("sixth thread"), 200);
+    server.log.wait_for(&["below the connection limit again"]);
+    for c in &mut held {
+        assert_eq!(c.request("/", &[]).expect("request").status, 200);
+    }
+}
+
+#[test]
+fn shutdown_lets_a_request_in_flight_finish_and_refuses_new_connections() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::gated();
+    let server = start(
+        &pki,
+        &["--upstream", &upstream.url(), "--drain-timeout", "20s"],
+    );
+    let config = client_config(&pki, Some("client-a"), http1());
+    let in_flight = {
+        let addr = server.addr;
+        thread::spawn(move || {
+            let mut c = Conn::open(&config, addr).expect("connect");
+            c.request("/hold/in-flight", &[])
+                .expect("answered during the drain")
+        })
+    };
+    poll("the request to reach the upstream", || {
+        (!upstream.requests().is_empty()).then_some(())
+    });
+    sigterm(&server);
+    server.log.wait_for(&[
+        "shutting down: finishing requests in flight",
+        "connections=1",
+    ]);
+    assert!(
+        TcpStream::connect(server.addr).is_err(),
+        "a draining server must not accept new connections"
+    );
+    upstream.release();
+    let reply = in_flight.join().expect("thread");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("connection"),
+        Some("close"),
+        "{:?}",
+        reply.headers
+    );
+    server.log.wait_for(&["all connections closed"]);
+    let log = server.log.clone();
+    let status = server.terminate();
+    assert!(status.success(), "{status}:\n{}", log.all());
+}
+
+#[test]
+fn the_drain_timeout_closes_a_request_that_takes_too_long() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::gated();
+    let server = start(
+        &pki,
+        &["--upstream", &upstream.url(), "--drain-timeout", "1s"],
+    );
+    let config = client_config(&pki, Some("client-a"), http1());
+    let stuck = {
+        let addr = server.addr;
+        thread::spawn(move || {
+            let mut c = Conn::open(&config, addr).expect("connect");
+            c.request("/hold/stuck", &[]).map(|r| r.status)
+        })
+    };
+    poll("the request to reach the upstream", || {
+        (!upstream.requests().is_empty()).then_some(())
+    });
+    sigterm(&server);
+    let line = server
+        .log
+        .wait_for(&["drain timeout passed; closing the remaining connections"]);
+    assert!(line.contains("connections=1"), "{line}");
+    let outcome = stuck.join().expect("thread");
+    assert!(
+        outcome.is_err(),
+        "the stuck request was answered: {outcome:?}"
+    );
+    let log = server.log.clone();
+    let status = server.terminate();
+    assert!(status.success(), "{status}:\n{}", log.all());
+}

@@ -1,0 +1,143 @@
+//! Hot reload: the server picks up a rotated certificate without dropping connections, and
+//! keeps serving with what it has when the new files are broken.
+
+mod common;
+mod support;
+
+use common::{Pki, leaf};
+use mtls::pki::{Usage, Validity};
+use mtls::write::{self, Access};
+use support::{Conn, client_config, fingerprint, first_cert, http1, start};
+
+#[test]
+fn rotating_the_server_certificate_keeps_open_connections_and_new_ones_see_the_new_one() {
+    let pki = Pki::demo();
+    let server = start(&pki, &["--reload-interval", "100ms"]);
+    let config = client_config(&pki, Some("client-a"), http1());
+
+    let mut kept = Conn::open(&config, server.addr).expect("connect");
+    let old = kept.server_cert();
+    assert_eq!(kept.request("/", &[]).expect("request").status, 200);
+
+    // Rotate as a deployment would: a new key and certificate, two files, two writes. A
+    // poll between the writes sees a key that does not match: it keeps the old material
+    // and tries again when the key changes.
+    let rotated = pki
+        .ca()
+        .issue(&leaf(
+            "localhost",
+            Usage::Server,
+            &["DNS:localhost", "IP:127.0.0.1"],
+            Validity::days(1),
+        ))
+        .expect("issue a new server certificate");
+    let new = rotated.der.clone();
+    assert_ne!(old, new);
+    write::atomic(
+        &pki.certs.cert("server"),
+        rotated.cert_pem.as_bytes(),
+        Access::Public,
+    )
+    .expect("write the certificate");
+    server
+        .log
+        .wait_for(&["reload failed", "server.key does not match the certificate"]);
+    assert_eq!(kept.request("/", &[]).expect("request").status, 200);
+    write::atomic(
+        &pki.certs.key("server"),
+        rotated.key_pem.as_bytes(),
+        Access::Secret,
+    )
+    .expect("write the key");
+    server.log.wait_for(&[
+        "reloaded TLS material",
+        "trigger=\"file change\"",
+        "server.key",
+        &format!("server.cert.sha256={}", fingerprint(&new)),
+    ]);
+
+    let reply = kept
+        .request("/", &[])
+        .expect("the open connection keeps working");
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body,
+        "hello, Client A (spiffe://mtls.demo/client-a)\n"
+    );
+
+    // The same client config would resume its session; the reload started a fresh ticket
+    // key, so it makes a full handshake and sees the new certificate.
+    let mut fresh = Conn::open(&config, server.addr).expect("connect after the rotation");
+    assert!(!fresh.resumed(), "a session from before the reload resumed");
+    assert_eq!(fresh.server_cert(), new);
+    assert_eq!(fresh.request("/", &[]).expect("request").status, 200);
+    assert_eq!(
+        server.log.count(&["State"]),
+        2,
+        "the kept connection was never re-established:\n{}",
+        server.log.all()
+    );
+}
+
+#[test]
+fn broken_material_is_refused_and_the_server_keeps_serving_with_the_old_one() {
+    let pki = Pki::demo();
+    let server = start(&pki, &["--reload-interval", "100ms"]);
+    let before = first_cert(&pki.certs.cert("server"));
+    let key_path = pki.certs.key("server");
+    let good_key = std::fs::read(&key_path).expect("read the key");
+    let still_serving = |what: &str| {
+        // A fresh config each time: a full handshake with whatever is current.
+        let config = client_config(&pki, Some("client-a"), http1());
+        let mut conn = Conn::open(&config, server.addr).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(conn.server_cert(), before, "{what}");
+        assert_eq!(
+            conn.request("/", &[]).expect("request").status,
+            200,
+            "{what}"
+        );
+    };
+
+    // Bad PEM.
+    write::atomic(
+        &key_path,
+        b"-----BEGIN PRIVATE KEY-----\nnot base64 at all!\n-----END PRIVATE KEY-----\n",
+        Access::Secret,
+    )
+    .expect("write");
+    let line = server
+        .log
+        .wait_for(&["reload failed", "server.key is damaged"]);
+    assert!(
+        line.contains("still serving with the previous TLS material"),
+        "{line}"
+    );
+    still_serving("after a damaged key");
+
+    // A key that does not match the certificate.
+    let other = std::fs::read(pki.certs.key("client-a")).expect("read");
+    write::atomic(&key_path, &other, Access::Secret).expect("write");
+    server
+        .log
+        .wait_for(&["reload failed", "server.key does not match the certificate"]);
+    still_serving("after a mismatched key");
+
+    // An unreadable (missing) certificate.
+    write::atomic(&key_path, &good_key, Access::Secret).expect("write");
+    std::fs::remove_file(pki.certs.cert("server")).expect("remove");
+    server
+        .log
+        .wait_for(&["reload failed", "server.crt: no such file"]);
+    still_serving("after a missing certificate");
+
+    // Putting the right files back is picked up like any change.
+    let pem = mtls::pki::to_pem("CERTIFICATE", &before);
+    write::atomic(&pki.certs.cert("server"), pem.as_bytes(), Access::Public).expect("write");
+    server.log.wait_for(&[
+        "reloaded TLS material",
+        &format!("server.cert.sha256={}", fingerprint(&before)),
+    ]);
+    still_serving("after the repair");
+    let line = server.log.wait_for(&["reload failed"]);
+    assert!(line.contains("WARN"), "{line}");
+}
