@@ -169,7 +169,7 @@ impl Failure {
                 other => Failure::Other(format!("certificate rejected: {other}")),
             },
             E::InvalidCertRevocationList(crl) => Failure::BadCrl(format!("{crl:?}")),
-            E::PeerIncompatible(why) => Failure::Incompatible(format!("{why:?}")),
+            E::PeerIncompatible(why) => Failure::Incompatible(incompatible(why)),
             E::InvalidMessage(_) | E::InappropriateMessage { .. } => Failure::NotTls,
             other => Failure::Other(other.to_string()),
         }
@@ -366,8 +366,8 @@ impl Failure {
                     .to_string(),
             },
             Failure::Incompatible(why) => format!(
-                "{we} and {peer} have no TLS version, cipher suite or key exchange in common \
-                 ({why}); this project speaks TLS 1.2 and 1.3 only"
+                "{we} and {peer} cannot agree on how to talk: {why}; this project speaks only \
+                 TLS 1.2 and 1.3, with AEAD cipher suites and ephemeral key exchange"
             ),
             Failure::Timeout { after } => format!(
                 "{peer} did not finish the TLS handshake within {}s",
@@ -449,6 +449,37 @@ fn refused(side: Side, alert: AlertDescription) -> String {
         format!("the server refused our certificate (alert: {name}): {meaning}")
     } else {
         format!("the server ended the handshake (alert: {name}): {meaning}")
+    }
+}
+
+/// What a `PeerIncompatible` means, in words.
+fn incompatible(why: &rustls::PeerIncompatible) -> String {
+    use rustls::PeerIncompatible as P;
+    match why {
+        P::SignatureAlgorithmsExtensionRequired | P::NullCompressionRequired => {
+            "the peer offered only an old protocol (TLS 1.0 or 1.1, or SSL), which is never \
+             accepted; upgrade it to TLS 1.2 or 1.3"
+                .into()
+        }
+        P::SupportedVersionsExtensionRequired => {
+            "the peer offered TLS 1.2 at most, and TLS 1.3 is required here (--min-tls 1.3); \
+             the TLS version one side requires is one the other does not offer"
+                .into()
+        }
+        P::Tls12NotOffered
+        | P::Tls12NotOfferedOrEnabled
+        | P::ServerTlsVersionIsDisabledByOurConfig
+        | P::ServerDoesNotSupportTls12Or13 => {
+            "the TLS version one side requires is one the other does not offer (see --min-tls \
+             and --tls-version)"
+                .into()
+        }
+        P::NoCipherSuitesInCommon => "no cipher suite in common".into(),
+        P::NoKxGroupsInCommon => "no key-exchange group in common".into(),
+        P::NoSignatureSchemesInCommon | P::NoCertificateRequestSignatureSchemesInCommon => {
+            "no signature algorithm in common for the certificates' keys".into()
+        }
+        other => format!("{other:?}"),
     }
 }
 
