@@ -285,7 +285,7 @@ Examples:
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    mtls::logging::init();
+    let _log = mtls::logging::init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -70,7 +70,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    mtls::logging::init();
+    let _log = mtls::logging::init();
     let dir = CertsDir::new(&cli.certs);
     let id = cli.client.map(|w| match w {
         Which::A => ClientId::A,

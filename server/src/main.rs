@@ -131,7 +131,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    mtls::logging::init();
+    let _log = mtls::logging::init();
     let dir = CertsDir::new(&cli.certs);
     let mut settings = ServerSettings::in_dir(&dir);
     settings.addr = cli.addr;
