@@ -549,7 +549,7 @@ impl fmt::Display for Exchange {
         writeln!(f, "What was checked")?;
         writeln!(
             f,
-            "  by us:      the server's chain leads to the CA in {}, its dates are current, it \
+            "  by us:         the server's chain leads to the CA in {}, its dates are current, it \
              is meant for serverAuth, and it names \"{}\"",
             self.ca.display(),
             self.host

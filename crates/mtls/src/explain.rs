@@ -339,9 +339,14 @@ impl Failure {
             Failure::BadSignature => {
                 let fix = match side {
                     Side::Client => {
-                        "issue the server's certificate again from the current CA, or point --ca at the CA that issued it"
+                        "if the server was started before that, restart it so it loads its new \
+                         certificate; otherwise issue its certificate again from the current CA, \
+                         or point --ca at the CA that issued it"
                     }
-                    Side::Server => "issue the client's certificate again from the current CA",
+                    Side::Server => {
+                        "restart this server if the CA was minted again while it ran; otherwise \
+                         issue the client's certificate again from the current CA"
+                    }
                 };
                 format!(
                     "{peer}'s certificate names an issuer that matches our CA by name{ca}, but \
