@@ -126,6 +126,10 @@ pub fn not_yet_valid() -> Validity {
     }
 }
 
+/// A position in a [`Lines`] log (see [`Lines::mark`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark(usize);
+
 /// Lines a child process wrote to stderr, shared with a reader thread.
 #[derive(Clone, Default)]
 pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
@@ -150,12 +154,31 @@ impl Lines {
 
     /// Waits until `n` lines contain every needle; returns them, or panics with the log.
     pub fn wait_for_count(&self, needles: &[&str], n: usize) -> Vec<String> {
+        self.wait_for_count_after(Mark(0), needles, n)
+    }
+
+    /// A point in the log: later waits can look only at what comes after it, so that a
+    /// line from an earlier step cannot satisfy them.
+    pub fn mark(&self) -> Mark {
+        Mark(self.0.0.lock().expect("lines lock").len())
+    }
+
+    /// Like [`Lines::wait_for`], but only lines written after `mark` count.
+    pub fn wait_for_after(&self, mark: Mark, needles: &[&str]) -> String {
+        self.wait_for_count_after(mark, needles, 1)
+            .pop()
+            .expect("at least one matching line")
+    }
+
+    /// Like [`Lines::wait_for_count`], but only lines written after `mark` count.
+    pub fn wait_for_count_after(&self, mark: Mark, needles: &[&str], n: usize) -> Vec<String> {
         let (lock, cv) = &*self.0;
         let deadline = Instant::now() + PATIENCE;
         let mut lines = lock.lock().expect("lines lock");
         loop {
             let found: Vec<String> = lines
                 .iter()
+                .skip(mark.0)
                 .filter(|l| needles.iter().all(|x| l.contains(x)))
                 .cloned()
                 .collect();
@@ -165,7 +188,8 @@ impl Lines {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
-                "fewer than {n} log lines contain {needles:?}; the log was:\n{}",
+                "fewer than {n} log lines after line {} contain {needles:?}; the log was:\n{}",
+                mark.0,
                 lines.join("\n")
             );
             lines = cv.wait_timeout(lines, left).expect("lines wait").0;
