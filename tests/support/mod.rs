@@ -71,7 +71,11 @@ pub struct Conn {
 impl Conn {
     /// Connects to `addr` as `localhost` and finishes the handshake.
     pub fn open(config: &Arc<ClientConfig>, addr: SocketAddr) -> io::Result<Self> {
-        let tcp = TcpStream::connect(addr)?;
+        Self::over(config, TcpStream::connect(addr)?)
+    }
+
+    /// Finishes a TLS handshake as `localhost` over a TCP connection already made.
+    pub fn over(config: &Arc<ClientConfig>, tcp: TcpStream) -> io::Result<Self> {
         tcp.set_read_timeout(Some(PATIENCE))?;
         tcp.set_write_timeout(Some(PATIENCE))?;
         let name = ServerName::try_from("localhost").expect("server name");
