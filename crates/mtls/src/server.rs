@@ -561,16 +561,17 @@ async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>)
     let decision = shared.access.decide(leaf.as_ref());
     match &decision {
         Decision::Open => shared.metrics.handshake_succeeded(),
-        Decision::Admitted(rule) => {
+        Decision::Admitted { rule, matched } => {
             shared.metrics.handshake_succeeded();
-            info!(peer.addr = %peer, client, rule = %rule, "identity admitted");
+            info!(peer.addr = %peer, client, rule = %rule, matched = matched.as_str(), "identity admitted");
         }
-        Decision::Denied(_) => {
+        Decision::Denied { why, .. } => {
             shared.metrics.handshake_failed(POLICY_DENIED);
             warn!(
                 peer.addr = %peer,
                 client,
                 reason = POLICY_DENIED,
+                why = %why,
                 tried = %decision.tried(),
                 "identity denied: no --allow rule matched; its requests get 403"
             );
