@@ -35,7 +35,7 @@ use tracing::warn;
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::certinfo::hex;
-use crate::server::{ResponseBody, text_response};
+use crate::response::{ResponseBody, text_response};
 
 /// The identity headers removed from every client request: only the proxy sets them.
 pub const IDENTITY_HEADERS: [&str; 4] = [

@@ -22,10 +22,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -48,6 +47,7 @@ use crate::policy::{AccessPolicy, Decision, POLICY_DENIED};
 use crate::proxy::{ForwardedIdentity, Proxy, Upstream};
 use crate::reload::{self, Hangup, LiveTls, ReloadTriggers, TlsMaterial, TlsSource};
 use crate::report::TlsReport;
+pub use crate::response::{ResponseBody, text_response};
 use crate::tls::ServerPolicy;
 
 /// Everything the server needs to start. Paths are explicit; [`ServerSettings::in_dir`]
@@ -446,24 +446,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// The body of every response: a short text, or an upstream's streamed body.
-pub type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
-
-/// A plain-text response.
-pub fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 /// One connection, from TCP to the last request. Before HTTP starts, a shutdown abandons it.
