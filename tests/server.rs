@@ -380,3 +380,58 @@ fn a_port_in_use_is_explained() {
     assert!(stderr.contains("address already in use"), "{stderr}");
     assert!(stderr.contains("--addr 127.0.0.1:0"), "{stderr}");
 }
+
+#[test]
+fn names_in_client_certificates_cannot_forge_log_lines() {
+    let pki = Pki::demo();
+    let mut spec = leaf(
+        "Client Evil",
+        Usage::Client,
+        &["URI:spiffe://mtls.demo/evil"],
+        Validity::days(1),
+    );
+    spec.subject = mtls::pki::demo_subject("Evil Company", "Client Evil\nINFO forged: admin");
+    pki.issue(&pki.ca(), "client-evil", &spec);
+    // webpki ignores certificates a client appends that it does not need: append one whose
+    // subject is a whole forged log line.
+    let junk = mtls::pki::CertAuthority::new_root(
+        mtls::pki::demo_subject("Junk", "junk\nWARN forged: appended"),
+        mtls::pki::KeyType::EcdsaP256,
+        Validity::days(1),
+    )
+    .expect("mint a junk certificate");
+    let path = pki.certs.cert("client-evil");
+    let mut chain = std::fs::read_to_string(&path).expect("read");
+    chain.push_str(&junk.cert_pem);
+    std::fs::write(&path, chain).expect("write");
+
+    let server = start(&pki);
+    let ex = fetch(
+        &server.url("localhost"),
+        pki.certs.ca_cert(),
+        client_pair(&pki, "client-evil"),
+    )
+    .expect("the client is verified");
+    assert_eq!(ex.status.as_u16(), 200);
+    let line = server
+        .log
+        .wait_for(&["Certificate chain", "index=0", "Evil Company"]);
+    assert!(
+        line.contains(r"CN=Client Evil\nINFO forged: admin"),
+        "the newline must be escaped: {line}"
+    );
+    server.log.wait_for(&["Header", "method=GET"]);
+    server
+        .log
+        .wait_for(&["not on its path to the CA", "left_out=1"]);
+    let log = server.log.all();
+    assert!(
+        !log.contains("junk"),
+        "an appended certificate was logged:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("forged") && !l.contains("Client Evil")),
+        "a certificate name forged a log line:\n{log}"
+    );
+}

@@ -46,7 +46,7 @@ use crate::metrics::{self, Gauges, Metrics};
 use crate::policy::{AccessPolicy, Decision, POLICY_DENIED};
 use crate::proxy::{ForwardedIdentity, Proxy, Upstream};
 use crate::reload::{self, Hangup, LiveTls, ReloadTriggers, TlsMaterial, TlsSource};
-use crate::report::TlsReport;
+use crate::report::{PeerPath, TlsReport};
 pub use crate::response::{ResponseBody, text_response};
 use crate::tls::ServerPolicy;
 
@@ -528,19 +528,16 @@ struct ConnectionInfo {
 /// client leaves, a limit closes it, or the server shuts down.
 async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
     let (_, conn) = tls.get_ref();
-    let report = TlsReport::from_connection(conn, conn.server_name());
-    log_state(peer, &report);
+    let report = TlsReport::negotiated(conn, conn.server_name());
     // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is
     // whatever the client chose to send, so it must never stand in for an unparsable leaf.
-    let leaf = conn
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|der| CertInfo::parse(der).ok());
+    let chain = PeerPath::of(conn.peer_certificates().unwrap_or_default());
+    let leaf = chain.leaf.as_ref();
     let client = leaf
-        .as_ref()
         .map(CertInfo::identity)
         .unwrap_or_else(|| "unknown".into());
-    let decision = shared.access.decide(leaf.as_ref());
+    log_state(peer, &report, &client, &chain);
+    let decision = shared.access.decide(leaf);
     match &decision {
         Decision::Open => shared.metrics.handshake_succeeded(),
         Decision::Admitted { rule, matched } => {
@@ -679,8 +676,10 @@ async fn handle(
     response.map(|body| GuardedBody::new(body, guard).boxed_unsync())
 }
 
-/// Logs `State` and `Certificate chain`, once per connection.
-fn log_state(peer: SocketAddr, r: &TlsReport) {
+/// Logs `State` and `Certificate chain`, once per connection. Names from certificates are
+/// the client's words (x509-parser does not escape them): they are logged as quoted,
+/// escaped strings, and only for the leaf and the certificates on its path.
+fn log_state(peer: SocketAddr, r: &TlsReport, client: &str, chain: &PeerPath) {
     info!(
         peer.addr = %peer,
         tls.version = %r.version,
@@ -690,17 +689,26 @@ fn log_state(peer: SocketAddr, r: &TlsReport) {
         tls.resumed = r.resumed,
         tls.alpn = r.alpn.as_deref().unwrap_or("none"),
         tls.sni = r.sni.as_deref().unwrap_or("none"),
-        client = r.peer_identity().as_deref().unwrap_or("unknown"),
+        client,
         "State"
     );
-    for (index, cert) in r.peer_chain.iter().enumerate() {
+    let leaf = chain.leaf.iter().map(|c| (0, c));
+    let path = chain.path.iter().map(|(i, c)| (*i, c));
+    for (index, cert) in leaf.chain(path) {
         info!(
             peer.addr = %peer,
             index,
-            subject = %cert.subject,
-            issuer = %cert.issuer,
-            sans = %cert.sans_text(),
+            subject = cert.subject.as_str(),
+            issuer = cert.issuer.as_str(),
+            sans = cert.sans_text().as_str(),
             "Certificate chain"
+        );
+    }
+    if chain.left_out > 0 {
+        info!(
+            peer.addr = %peer,
+            left_out = chain.left_out,
+            "the client sent certificates that are not on its path to the CA (or do not parse); they are not logged"
         );
     }
 }
