@@ -4,10 +4,11 @@
 mod common;
 mod support;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 
-use common::{Pki, expired, fetch, leaf, run};
+use common::{PATIENCE, Pki, expired, fetch, leaf, run};
 use mtls::pki::{Usage, Validity};
 use support::{metrics_addr, plain_get, poll, sample, start, write_crl};
 
@@ -169,5 +170,21 @@ fn a_scrape_counts_handshakes_failures_by_reason_and_requests_by_client() {
     let (status, body) = plain_get(metrics, "/");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("GET /metrics"), "{body}");
+
+    // An HTTP/1.1 scraper gets one answer per connection: the listener closes after it.
+    let mut scraper = TcpStream::connect(metrics).expect("connect");
+    scraper.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    scraper
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("write");
+    let mut answer = String::new();
+    scraper
+        .read_to_string(&mut answer)
+        .expect("the metrics listener closes the connection after one answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     drop(silent);
 }

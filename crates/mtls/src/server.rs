@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::explain::{self, Failure, Side};
 use crate::files::CertsDir;
 use crate::limits::{self, Activity, Expired, GuardedBody, RequestGuard, Tracked};
-use crate::metrics::{self, Gauges, Metrics};
+use crate::metrics::{self, ClientMetrics, Gauges, Metrics};
 use crate::policy::{AccessPolicy, Decision, POLICY_DENIED};
 use crate::proxy::{ForwardedIdentity, Proxy, Upstream};
 use crate::reload::{self, Hangup, LiveTls, ReloadTriggers, TlsMaterial, TlsSource};
@@ -519,6 +519,7 @@ async fn handshake(
 struct ConnectionInfo {
     peer: SocketAddr,
     client: String,
+    counters: ClientMetrics,
     decision: Decision,
     forwarded: Option<ForwardedIdentity>,
     activity: Arc<Activity>,
@@ -564,6 +565,7 @@ async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>)
     let activity = Activity::new(!h2);
     let info = Arc::new(ConnectionInfo {
         peer,
+        counters: shared.metrics.client(&client),
         client,
         decision,
         forwarded,
@@ -672,7 +674,7 @@ async fn handle(
     } else {
         text_response(StatusCode::OK, format!("hello, {client}\n"))
     };
-    shared.metrics.request(client, response.status());
+    info.counters.request(response.status());
     response.map(|body| GuardedBody::new(body, guard).boxed_unsync())
 }
 
