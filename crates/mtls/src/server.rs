@@ -30,6 +30,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -44,7 +45,7 @@ use crate::files::CertsDir;
 use crate::limits::{self, Activity, Expired, GuardedBody, RequestGuard, Tracked};
 use crate::metrics::{self, ClientMetrics, Gauges, Metrics};
 use crate::policy::{AccessPolicy, Decision, POLICY_DENIED};
-use crate::proxy::{ForwardedIdentity, Proxy, Upstream};
+use crate::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE, Proxy, Upstream};
 use crate::reload::{self, Hangup, LiveTls, ReloadTriggers, TlsMaterial, TlsSource};
 use crate::report::{PeerPath, TlsReport};
 pub use crate::response::{ResponseBody, text_response};
@@ -539,28 +540,51 @@ async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>)
         .unwrap_or_else(|| "unknown".into());
     log_state(peer, &report, &client, &chain);
     let decision = shared.access.decide(leaf);
-    match &decision {
-        Decision::Open => shared.metrics.handshake_succeeded(),
-        Decision::Admitted { rule, matched } => {
-            shared.metrics.handshake_succeeded();
-            info!(peer.addr = %peer, client, rule = %rule, matched = matched.as_str(), "identity admitted");
-        }
-        Decision::Denied { why, .. } => {
-            shared.metrics.handshake_failed(POLICY_DENIED);
-            warn!(
-                peer.addr = %peer,
-                client,
-                reason = POLICY_DENIED,
-                why = %why,
-                tried = %decision.tried(),
-                "identity denied: no --allow rule matched; its requests get 403"
-            );
-        }
+    if let Decision::Denied { why, .. } = &decision {
+        shared.metrics.handshake_failed(POLICY_DENIED);
+        warn!(
+            peer.addr = %peer,
+            client,
+            reason = POLICY_DENIED,
+            why = %why,
+            tried = %decision.tried(),
+            "identity denied: no --allow rule matched; its requests get 403"
+        );
     }
-    let forwarded = match (&shared.proxy, conn.peer_certificates()) {
-        (Some(_), Some(chain)) => ForwardedIdentity::from_chain(chain),
+    // An admitted client's requests carry its identity to the upstream: built now, once,
+    // and a client whose identity cannot be forwarded is refused before any request.
+    let forwarded = match (&shared.proxy, decision.admitted()) {
+        (Some(_), true) => {
+            let presented = conn.peer_certificates().unwrap_or_default();
+            let on_path: Vec<CertificateDer<'_>> = presented
+                .first()
+                .into_iter()
+                .chain(chain.path.iter().filter_map(|(i, _)| presented.get(*i)))
+                .map(|der| CertificateDer::from(der.as_ref()))
+                .collect();
+            match ForwardedIdentity::from_chain(&on_path) {
+                Ok(id) => Some(id),
+                Err(why) => {
+                    shared.metrics.handshake_failed(IDENTITY_UNFORWARDABLE);
+                    warn!(
+                        peer.addr = %peer,
+                        client,
+                        reason = IDENTITY_UNFORWARDABLE,
+                        why = why.as_str(),
+                        "refusing the connection: the client's identity cannot be forwarded to the upstream"
+                    );
+                    return;
+                }
+            }
+        }
         _ => None,
     };
+    if let Decision::Admitted { rule, matched } = &decision {
+        info!(peer.addr = %peer, client, rule = %rule, matched = matched.as_str(), "identity admitted");
+    }
+    if decision.admitted() {
+        shared.metrics.handshake_succeeded();
+    }
     let h2 = report.alpn.as_deref() == Some("h2");
     let activity = Activity::new(!h2);
     let info = Arc::new(ConnectionInfo {
@@ -668,9 +692,15 @@ async fn handle(
     let response = if !info.decision.admitted() {
         text_response(StatusCode::FORBIDDEN, info.decision.forbidden_body(client))
     } else if let Some(proxy) = &shared.proxy {
-        proxy
-            .forward(req, info.forwarded.as_ref(), info.peer, client)
-            .await
+        match &info.forwarded {
+            Some(identity) => proxy.forward(req, identity, info.peer, client).await,
+            // serve() refuses such a connection before any request; never forward
+            // without an identity.
+            None => text_response(
+                StatusCode::FORBIDDEN,
+                format!("forbidden: {client} cannot be forwarded\n"),
+            ),
+        }
     } else {
         text_response(StatusCode::OK, format!("hello, {client}\n"))
     };
