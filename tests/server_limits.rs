@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{PATIENCE, Pki, fetch};
+use mtls::tls::ClientPolicy;
 use support::{
     Conn, EchoUpstream, client_config, http1, metrics_addr, plain_get, poll, sample, sigterm, start,
 };
@@ -161,6 +162,7 @@ fn a_request_head_over_the_limit_gets_431() {
     assert_eq!(reply.status, 431, "{}", reply.body);
     let line = server.log.wait_for(&["reason=\"header_too_large\""]);
     assert!(line.contains("max_header_bytes=65536"), "{line}");
+    assert!(line.contains("answered=true"), "{line}");
     assert!(line.contains("answered 431"), "{line}");
     good_request(&pki, server.addr);
 }
@@ -247,7 +249,7 @@ fn beyond_max_connections_new_connections_wait_and_are_served_when_one_closes() 
             c
         })
         .collect();
-    assert_eq!(server.log.count(&["State"]), 5, "{}", server.log.all());
+    server.log.wait_for_count(&["State"], 5);
 
     let (connected, tcp_done) = mpsc::channel();
     let sixth = {
@@ -294,7 +296,7 @@ fn beyond_max_connections_new_connections_wait_and_are_served_when_one_closes() 
     drop(held.pop());
     assert_eq!(sixth.join().expect("sixth thread"), 200);
     server.log.wait_for(&["below the connection limit again"]);
-    assert_eq!(server.log.count(&["State"]), 6, "{}", server.log.all());
+    server.log.wait_for_count(&["State"], 6);
     for c in &mut held {
         assert_eq!(c.request("/", &[]).expect("request").status, 200);
     }
@@ -376,4 +378,134 @@ fn the_drain_timeout_closes_a_request_that_takes_too_long() {
     let log = server.log.clone();
     let status = server.terminate();
     assert!(status.success(), "{status}:\n{}", log.all());
+}
+
+#[test]
+fn a_request_whose_body_stalls_is_closed_after_the_stall_timeout() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::start();
+    let server = start(
+        &pki,
+        &["--upstream", &upstream.url(), "--idle-timeout", "3s"],
+    );
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut stalled = Conn::open(&config, server.addr).expect("connect");
+    // The head promises 100 bytes of body; a few arrive, then nothing.
+    stalled
+        .send(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nfirst")
+        .expect("send the head and the first bytes");
+    // Either a clean close or a reset: the point is that it ends, well before the proxy's
+    // 60 s response timeout.
+    let _ = stalled.wait_closed();
+    let line = server
+        .log
+        .wait_for(&["reason=\"stall_timeout\"", "made no progress"]);
+    assert!(line.contains("stall_timeout=3s"), "{line}");
+    // A client that sends its body is served on the same server.
+    let mut good = Conn::open(&config, server.addr).expect("connect");
+    good.send(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
+        .expect("send");
+    let reply = good.read_reply().expect("a reply");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.body.ends_with("hello"), "{}", reply.body);
+}
+
+/// The client connection preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[test]
+fn an_http2_client_that_never_acknowledges_is_dropped_and_streams_are_capped() {
+    let pki = Pki::demo();
+    let server = start(&pki, &["--idle-timeout", "2s"]);
+    // Offers h2 first, as the client library does.
+    let config = client_config(&pki, Some("client-a"), ClientPolicy::default());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    assert_eq!(conn.alpn().as_deref(), Some(&b"h2"[..]));
+    conn.send(H2_PREFACE).expect("send the preface");
+    // The server's first frame is its SETTINGS: it caps concurrent streams at 100.
+    let head = conn.read_bytes(9).expect("a frame header");
+    assert_eq!(head[3], 0x4, "not a SETTINGS frame: {head:?}");
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let payload = conn.read_bytes(len).expect("the SETTINGS payload");
+    let max_streams = payload
+        .chunks(6)
+        .find(|s| s[..2] == [0x00, 0x03])
+        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
+    assert_eq!(max_streams, Some(100), "{payload:?}");
+    // From now on this client acknowledges nothing: not the SETTINGS, not the PING that a
+    // graceful close (GOAWAY) sends and waits for. It is closed nonetheless.
+    let _ = conn.read_to_close();
+    server
+        .log
+        .wait_for(&["closing idle connection", "reason=\"idle_timeout\""]);
+}
+
+#[test]
+fn the_protocol_follows_alpn_and_an_http2_preface_without_it_is_not_served_as_http2() {
+    let pki = Pki::demo();
+    let server = start(&pki, &[]);
+    let base = client_config(&pki, Some("client-a"), http1());
+    let mut none = (*base).clone();
+    none.alpn_protocols.clear();
+    for (what, config) in [
+        ("no ALPN", std::sync::Arc::new(none)),
+        ("ALPN http/1.1", base.clone()),
+    ] {
+        let mut conn = Conn::open(&config, server.addr).expect("connect");
+        assert_ne!(conn.alpn().as_deref(), Some(&b"h2"[..]), "{what}");
+        conn.send(H2_PREFACE).expect("send the preface");
+        let answer = conn.read_to_close();
+        let text = String::from_utf8_lossy(&answer);
+        // An HTTP/2 server's first bytes are a SETTINGS frame; this one answers, if at all,
+        // in HTTP/1.1.
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 "),
+            "{what}: the preface was served as HTTP/2: {answer:?}"
+        );
+    }
+    good_request(&pki, server.addr);
+}
+
+#[test]
+fn a_denied_client_gets_its_403_and_then_its_connection_closes() {
+    let pki = Pki::demo();
+    let server = start(&pki, &["--allow-uri", "spiffe://mtls.demo/client-a"]);
+    let config = client_config(&pki, Some("client-b"), http1());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    let reply = conn.request("/", &[]).expect("a 403");
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(
+        reply.header("connection"),
+        Some("close"),
+        "{:?}",
+        reply.headers
+    );
+    conn.wait_closed().expect("a clean close");
+}
+
+#[test]
+fn a_refused_connection_lingers_outside_the_connection_limit() {
+    let pki = Pki::demo();
+    let server = start(
+        &pki,
+        &["--max-connections", "1", "--metrics", "127.0.0.1:0"],
+    );
+    let metrics = metrics_addr(&server);
+    // Garbage, then silence: the server refuses it and lingers (up to 2 s) for the peer to
+    // read the alert and close, which this peer does not do.
+    let mut peer = TcpStream::connect(server.addr).expect("connect");
+    peer.write_all(&garbage(0)).expect("write");
+    server
+        .log
+        .wait_for(&["TLS handshake failed", "reason=\"protocol\""]);
+    poll("a lingering connection that holds no slot", || {
+        let (status, scrape) = plain_get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        let lingering = sample(&scrape, "mtls_lingering_connections");
+        let open = sample(&scrape, "mtls_open_connections");
+        (lingering == Some(1.0) && open == Some(0.0)).then_some(())
+    });
+    // The only slot is free for a good client meanwhile.
+    good_request(&pki, server.addr);
+    drop(peer);
 }

@@ -109,6 +109,36 @@ impl Conn {
         )
     }
 
+    /// The ALPN protocol agreed, if any.
+    pub fn alpn(&self) -> Option<Vec<u8>> {
+        self.tls.conn.alpn_protocol().map(<[u8]>::to_vec)
+    }
+
+    /// Reads exactly `n` raw bytes (after any already buffered).
+    pub fn read_bytes(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        while self.buffered.len() < n {
+            self.fill()?;
+        }
+        Ok(self.buffered.drain(..n).collect())
+    }
+
+    /// Reads raw bytes until the server closes the connection (at most [`PATIENCE`]); an
+    /// error after some bytes (a reset) ends the read too.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        loop {
+            match self.fill() {
+                Ok(()) => continue,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    panic!("the server did not close the connection within {PATIENCE:?}")
+                }
+                Err(_) => return std::mem::take(&mut self.buffered),
+            }
+        }
+    }
+
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.tls.write_all(bytes)?;

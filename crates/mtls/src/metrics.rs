@@ -9,7 +9,7 @@
 //! | `mtls_limits_hit_total` | counter | `limit`: `idle_timeout`, `header_timeout`, `header_too_large`, `stall_timeout`, `close_deadline`, `max_connections` (reached: new connections waited) |
 //! | `mtls_reloads_total` | counter | `result`: `success`, `failure` |
 //! | `mtls_reload_closed_connections_total` | counter | `reason`: why an open connection's client no longer verified after a reload |
-//! | `mtls_open_connections`, `mtls_max_connections` | gauge | |
+//! | `mtls_open_connections`, `mtls_max_connections`, `mtls_lingering_connections` | gauge | |
 //! | `mtls_certificate_expiry_seconds` | gauge | `role` (`server`, `ca`), `subject`, `file` |
 //! | `mtls_crl_expiry_seconds` | gauge | `file`, `issuer` (seconds until its nextUpdate) |
 //!
@@ -187,6 +187,8 @@ pub struct Gauges {
     pub open_connections: usize,
     /// `--max-connections`.
     pub max_connections: usize,
+    /// Refused connections still open for their lingering close.
+    pub lingering_connections: usize,
     /// Loaded certificates and CRLs, and when they expire.
     pub expiries: Vec<Expiry>,
 }
@@ -423,6 +425,18 @@ impl Metrics {
             "mtls_max_connections",
             &[],
             gauges.max_connections,
+        );
+        family(
+            &mut out,
+            "mtls_lingering_connections",
+            "gauge",
+            "Refused connections kept open for a moment so that their alert is read (outside --max-connections).",
+        );
+        sample(
+            &mut out,
+            "mtls_lingering_connections",
+            &[],
+            gauges.lingering_connections,
         );
 
         family(
@@ -719,6 +733,7 @@ mod tests {
         let gauges = Gauges {
             open_connections: 3,
             max_connections: 10,
+            lingering_connections: 0,
             expiries: vec![
                 Expiry {
                     what: Expiring::Certificate {

@@ -5,8 +5,9 @@
 //! accepted connection reads it once, and is told when it changes. A reload builds a whole
 //! new config first and swaps it in only when everything loaded; a reload that fails
 //! (unreadable file, bad PEM, a key that does not match the certificate) keeps the old one
-//! and says why. Established connections keep their TLS session; subscribers
-//! ([`LiveTls::subscribe`]) are told of every successful reload.
+//! and says why. Established connections keep their TLS session, but each one is told of
+//! the reload ([`LiveTls::subscribe`]) and verifies its client's chain again with the new
+//! verifier, closing if it no longer passes (a client revoked by a new CRL, a replaced CA).
 //!
 //! [`watch`] reloads on SIGHUP, and when any watched file changes, polled at an interval:
 //! its metadata (modification time, size, inode) or its content (SHA-256; the files are
@@ -457,7 +458,7 @@ pub async fn watch(
                     server.cert.not_after = %format_time(material.server_cert.not_after),
                     crls = material.crls.len(),
                     revoked = material.crls.iter().map(|c| c.revoked).sum::<usize>(),
-                    "reloaded TLS material: new handshakes use it, open connections keep theirs"
+                    "reloaded TLS material: new handshakes use it; open connections verify their client again"
                 );
             }
             Err(e) => {
