@@ -20,10 +20,6 @@ fn start(pki: &Pki) -> ServerProcess {
     )
 }
 
-fn client_pair(pki: &Pki, stem: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    Some((pki.certs.cert(stem), pki.certs.key(stem)))
-}
-
 /// Asserts the client saw the server refuse it with `alert`, and returns its message.
 fn assert_refused(result: mtls::Result<mtls::client::Exchange>, alert: AlertDescription) -> String {
     match result {
@@ -49,7 +45,7 @@ fn client_a_and_client_b_get_200_and_the_log_names_them() {
         let ex = fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, role.stem()),
+            pki.pair(role.stem()),
         )
         .expect("request succeeds");
         assert_eq!(ex.status.as_u16(), 200);
@@ -150,7 +146,7 @@ fn client_from_another_ca_is_refused_as_unknown_ca() {
         fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, "client-c"),
+            pki.pair("client-c"),
         ),
         AlertDescription::UnknownCA,
     );
@@ -181,7 +177,7 @@ fn expired_client_is_refused_as_expired() {
         fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, "client-old"),
+            pki.pair("client-old"),
         ),
         AlertDescription::CertificateExpired,
     );
@@ -212,7 +208,7 @@ fn server_auth_only_certificate_is_refused_as_a_client() {
         fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, "not-a-client"),
+            pki.pair("not-a-client"),
         ),
         AlertDescription::UnsupportedCertificate,
     );
@@ -310,7 +306,7 @@ fn sigterm_stops_the_server_cleanly() {
     let ok = fetch(
         &server.url("127.0.0.1"),
         pki.certs.ca_cert(),
-        client_pair(&pki, "client-a"),
+        pki.pair("client-a"),
     )
     .expect("request before shutdown");
     assert_eq!(ok.status.as_u16(), 200);
@@ -409,7 +405,7 @@ fn names_in_client_certificates_cannot_forge_log_lines() {
     let ex = fetch(
         &server.url("localhost"),
         pki.certs.ca_cert(),
-        client_pair(&pki, "client-evil"),
+        pki.pair("client-evil"),
     )
     .expect("the client is verified");
     assert_eq!(ex.status.as_u16(), 200);

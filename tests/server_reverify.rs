@@ -5,15 +5,11 @@
 mod common;
 mod support;
 
-use std::process::Command;
-
-use common::{Pki, leaf, run, text};
+use common::{Pki, leaf};
 use mtls::pki::{Usage, Validity};
 use mtls::tls::{ClientPolicy, TlsVersion};
 use mtls::write::{self, Access};
-use support::{
-    Conn, client_config, http1, metrics_addr, plain_get, poll, sample, start, write_crl,
-};
+use support::{Conn, client_config, http1, metrics_addr, plain_get, poll, sample, start};
 use time::OffsetDateTime;
 
 /// HTTP/1.1 only, at one TLS version.
@@ -30,12 +26,6 @@ fn wait_until_past(t: OffsetDateTime) {
     poll("the clock to pass the deadline", || {
         (OffsetDateTime::now_utc() > t + time::Duration::seconds(1)).then_some(())
     });
-}
-
-fn sighup(server: &common::ServerProcess) {
-    let pid = server.child.id().to_string();
-    let sent = run(Command::new("kill").args(["-HUP", &pid]));
-    assert!(sent.status.success(), "{}", text(&sent));
 }
 
 #[test]
@@ -139,7 +129,7 @@ fn a_session_resumed_after_the_crl_went_stale_is_refused() {
 fn a_client_revoked_by_a_reload_cannot_resume_its_way_back_in() {
     let pki = Pki::demo();
     let crl = pki.certs.crl();
-    write_crl(&pki, &crl, &[]);
+    pki.write_crl(&crl, &[]);
     let server = start(
         &pki,
         &[
@@ -158,9 +148,9 @@ fn a_client_revoked_by_a_reload_cannot_resume_its_way_back_in() {
         assert_eq!(first.request("/", &[]).expect("served").status, 200);
     }
 
-    write_crl(&pki, &crl, &["client-b"]);
+    pki.write_crl(&crl, &["client-b"]);
     let mark = server.log.mark();
-    sighup(&server);
+    server.signal("HUP");
     server
         .log
         .wait_for_after(mark, &["reloaded TLS material", "revoked=1"]);
@@ -179,7 +169,7 @@ fn a_client_revoked_by_a_reload_cannot_resume_its_way_back_in() {
 fn an_open_connection_is_closed_when_a_reload_revokes_its_client() {
     let pki = Pki::demo();
     let crl = pki.certs.crl();
-    write_crl(&pki, &crl, &[]);
+    pki.write_crl(&crl, &[]);
     let server = start(
         &pki,
         &[
@@ -199,8 +189,8 @@ fn an_open_connection_is_closed_when_a_reload_revokes_its_client() {
     assert_eq!(a.request("/", &[]).expect("A served").status, 200);
 
     // B keeps its connection alive; a reload revokes it.
-    write_crl(&pki, &crl, &["client-b"]);
-    sighup(&server);
+    pki.write_crl(&crl, &["client-b"]);
+    server.signal("HUP");
     let line = server.log.wait_for(&[
         "the client no longer verifies after a reload",
         "reason=\"revoked\"",
