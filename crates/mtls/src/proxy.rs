@@ -716,6 +716,38 @@ mod tests {
         assert_eq!(left, ["accept", "x-client-id"]);
     }
 
+    /// A body of one data frame, then trailers.
+    struct WithTrailers(Vec<Frame<Bytes>>);
+
+    impl Body for WithTrailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0.is_empty() {
+                Poll::Ready(None)
+            } else {
+                Poll::Ready(Some(Ok(self.0.remove(0))))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn trailers_are_dropped_and_data_is_kept() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+        let body = NoTrailers::new(WithTrailers(vec![
+            Frame::data(Bytes::from_static(b"hello")),
+            Frame::trailers(trailers),
+        ]));
+        let collected = body.collect().await.expect("a body");
+        assert!(collected.trailers().is_none());
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"hello"));
+    }
+
     #[test]
     fn cookie_fields_are_joined_for_http_1_1() {
         let mut headers = HeaderMap::new();
