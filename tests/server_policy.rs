@@ -354,6 +354,8 @@ fn sessions_resume_by_default_and_not_with_no_resumption() {
                 "hello, Client A (spiffe://mtls.demo/client-a)\n"
             );
         }
+        // Log lines arrive through a writer thread: wait for all four connections' lines.
+        server.log.wait_for_count(&["State"], 4);
         let resumed = server.log.count(&["State", "tls.resumed=true"]);
         assert_eq!(
             resumed,

@@ -71,6 +71,9 @@ fn rotating_the_server_certificate_keeps_open_connections_and_new_ones_see_the_n
     assert!(!fresh.resumed(), "a session from before the reload resumed");
     assert_eq!(fresh.server_cert(), new);
     assert_eq!(fresh.request("/", &[]).expect("request").status, 200);
+    // Log lines arrive through a writer thread: wait for the fresh connection's, then count.
+    server.log.wait_for_count(&["State"], 2);
+    server.log.wait_for_count(&["Header"], 3);
     assert_eq!(
         server.log.count(&["State"]),
         2,
