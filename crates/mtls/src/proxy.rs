@@ -245,9 +245,9 @@ fn is_identity_header(name: &str) -> bool {
         || (name.starts_with("x-client-") && name.ends_with("-dn"))
 }
 
-/// Removes every header that could claim a client identity (see [`is_identity_header`])
-/// and every [`ADDRESS_HEADERS`] header; returns the identity ones that were present,
-/// sorted, for the log.
+/// Removes every header that could claim a client identity ([`IDENTITY_HEADERS`], and
+/// nginx's, HAProxy's and Traefik's certificate headers) and every [`ADDRESS_HEADERS`]
+/// header; returns the identity ones that were present, sorted, for the log.
 pub fn strip_identity_headers(headers: &mut HeaderMap) -> Vec<HeaderName> {
     let mut found: Vec<HeaderName> = headers
         .keys()
