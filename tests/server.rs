@@ -20,10 +20,6 @@ fn start(pki: &Pki) -> ServerProcess {
     )
 }
 
-fn client_pair(pki: &Pki, stem: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    Some((pki.certs.cert(stem), pki.certs.key(stem)))
-}
-
 /// Asserts the client saw the server refuse it with `alert`, and returns its message.
 fn assert_refused(result: mtls::Result<mtls::client::Exchange>, alert: AlertDescription) -> String {
     match result {
@@ -49,7 +45,7 @@ fn client_a_and_client_b_get_200_and_the_log_names_them() {
         let ex = fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, role.stem()),
+            pki.pair(role.stem()),
         )
         .expect("request succeeds");
         assert_eq!(ex.status.as_u16(), 200);
@@ -150,7 +146,7 @@ fn client_from_another_ca_is_refused_as_unknown_ca() {
         fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, "client-c"),
+            pki.pair("client-c"),
         ),
         AlertDescription::UnknownCA,
     );
@@ -181,7 +177,7 @@ fn expired_client_is_refused_as_expired() {
         fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, "client-old"),
+            pki.pair("client-old"),
         ),
         AlertDescription::CertificateExpired,
     );
@@ -212,7 +208,7 @@ fn server_auth_only_certificate_is_refused_as_a_client() {
         fetch(
             &server.url("localhost"),
             pki.certs.ca_cert(),
-            client_pair(&pki, "not-a-client"),
+            pki.pair("not-a-client"),
         ),
         AlertDescription::UnsupportedCertificate,
     );
@@ -310,7 +306,7 @@ fn sigterm_stops_the_server_cleanly() {
     let ok = fetch(
         &server.url("127.0.0.1"),
         pki.certs.ca_cert(),
-        client_pair(&pki, "client-a"),
+        pki.pair("client-a"),
     )
     .expect("request before shutdown");
     assert_eq!(ok.status.as_u16(), 200);
@@ -379,4 +375,59 @@ fn a_port_in_use_is_explained() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("address already in use"), "{stderr}");
     assert!(stderr.contains("--addr 127.0.0.1:0"), "{stderr}");
+}
+
+#[test]
+fn names_in_client_certificates_cannot_forge_log_lines() {
+    let pki = Pki::demo();
+    let mut spec = leaf(
+        "Client Evil",
+        Usage::Client,
+        &["URI:spiffe://mtls.demo/evil"],
+        Validity::days(1),
+    );
+    spec.subject = mtls::pki::demo_subject("Evil Company", "Client Evil\nINFO forged: admin");
+    pki.issue(&pki.ca(), "client-evil", &spec);
+    // webpki ignores certificates a client appends that it does not need: append one whose
+    // subject is a whole forged log line.
+    let junk = mtls::pki::CertAuthority::new_root(
+        mtls::pki::demo_subject("Junk", "junk\nWARN forged: appended"),
+        mtls::pki::KeyType::EcdsaP256,
+        Validity::days(1),
+    )
+    .expect("mint a junk certificate");
+    let path = pki.certs.cert("client-evil");
+    let mut chain = std::fs::read_to_string(&path).expect("read");
+    chain.push_str(&junk.cert_pem);
+    std::fs::write(&path, chain).expect("write");
+
+    let server = start(&pki);
+    let ex = fetch(
+        &server.url("localhost"),
+        pki.certs.ca_cert(),
+        pki.pair("client-evil"),
+    )
+    .expect("the client is verified");
+    assert_eq!(ex.status.as_u16(), 200);
+    let line = server
+        .log
+        .wait_for(&["Certificate chain", "index=0", "Evil Company"]);
+    assert!(
+        line.contains(r"CN=Client Evil\nINFO forged: admin"),
+        "the newline must be escaped: {line}"
+    );
+    server.log.wait_for(&["Header", "method=GET"]);
+    server
+        .log
+        .wait_for(&["not on its path to the CA", "left_out=1"]);
+    let log = server.log.all();
+    assert!(
+        !log.contains("junk"),
+        "an appended certificate was logged:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("forged") && !l.contains("Client Evil")),
+        "a certificate name forged a log line:\n{log}"
+    );
 }

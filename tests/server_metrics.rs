@@ -4,18 +4,15 @@
 mod common;
 mod support;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::path::PathBuf;
 
-use common::{Pki, expired, fetch, leaf, run};
+use common::{PATIENCE, Pki, expired, fetch, leaf};
+use mtls::explain::Failure;
 use mtls::pki::{Usage, Validity};
-use support::{metrics_addr, plain_get, poll, sample, start, write_crl};
-
-type Pair = Option<(std::path::PathBuf, std::path::PathBuf)>;
-
-fn pair(pki: &Pki, stem: &str) -> Pair {
-    Some((pki.certs.cert(stem), pki.certs.key(stem)))
-}
+use rustls::AlertDescription;
+use support::{metrics_addr, plain_get, poll, sample, start};
 
 #[test]
 fn a_scrape_counts_handshakes_failures_by_reason_and_requests_by_client() {
@@ -53,7 +50,7 @@ fn a_scrape_counts_handshakes_failures_by_reason_and_requests_by_client() {
         ),
     );
     let crl = pki.certs.crl();
-    write_crl(&pki, &crl, &["client-rev"]);
+    pki.write_crl(&crl, &["client-rev"]);
 
     let server = start(
         &pki,
@@ -64,26 +61,57 @@ fn a_scrape_counts_handshakes_failures_by_reason_and_requests_by_client() {
             crl.to_str().expect("path"),
             "--allow-uri",
             "spiffe://mtls.demo/client-a",
+            // Long enough for the good clients on a loaded machine; the silent peer waits it out.
             "--handshake-timeout",
-            "1s",
+            "3s",
         ],
     );
     let metrics = metrics_addr(&server);
     let url = server.url("localhost");
     let ca_file = pki.certs.ca_cert();
-    let status = |who: Pair| fetch(&url, ca_file.clone(), who).map(|ex| ex.status.as_u16());
+    let status = |who: Option<(PathBuf, PathBuf)>| {
+        fetch(&url, ca_file.clone(), who).map(|ex| ex.status.as_u16())
+    };
 
-    assert_eq!(status(pair(&pki, "client-a")).expect("A"), 200);
-    assert_eq!(status(pair(&pki, "client-a")).expect("A again"), 200);
-    assert_eq!(status(pair(&pki, "client-b")).expect("B"), 403);
-    for refused in [
-        None,
-        pair(&pki, "client-c"),
-        pair(&pki, "client-old"),
-        pair(&pki, "client-rev"),
-        pair(&pki, "not-a-client"),
+    assert_eq!(status(pki.pair("client-a")).expect("A"), 200);
+    assert_eq!(status(pki.pair("client-a")).expect("A again"), 200);
+    assert_eq!(status(pki.pair("client-b")).expect("B"), 403);
+    // Each refused client is refused for its own reason, not merely refused.
+    for (who, refused, alert) in [
+        (
+            "no certificate",
+            None,
+            AlertDescription::CertificateRequired,
+        ),
+        (
+            "another CA",
+            pki.pair("client-c"),
+            AlertDescription::UnknownCA,
+        ),
+        (
+            "expired",
+            pki.pair("client-old"),
+            AlertDescription::CertificateExpired,
+        ),
+        (
+            "revoked",
+            pki.pair("client-rev"),
+            AlertDescription::CertificateRevoked,
+        ),
+        (
+            "server-only usage",
+            pki.pair("not-a-client"),
+            AlertDescription::UnsupportedCertificate,
+        ),
     ] {
-        assert!(status(refused).is_err());
+        match status(refused) {
+            Err(e) => assert_eq!(
+                e.failure(),
+                Some(&Failure::PeerRefused { alert }),
+                "{who}: {e}"
+            ),
+            Ok(code) => panic!("{who} was answered {code}"),
+        }
     }
     let (plain, _) = plain_get(server.addr, "/");
     assert_eq!(plain, 400);
@@ -92,12 +120,7 @@ fn a_scrape_counts_handshakes_failures_by_reason_and_requests_by_client() {
         .log
         .wait_for(&["TLS handshake failed", "reason=\"timeout\""]);
 
-    let pid = server.child.id().to_string();
-    assert!(
-        run(Command::new("kill").args(["-HUP", &pid]))
-            .status
-            .success()
-    );
+    server.signal("HUP");
     server.log.wait_for(&["reloaded TLS material"]);
 
     let scrape = poll("every connection to close", || {
@@ -169,5 +192,21 @@ fn a_scrape_counts_handshakes_failures_by_reason_and_requests_by_client() {
     let (status, body) = plain_get(metrics, "/");
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("GET /metrics"), "{body}");
+
+    // An HTTP/1.1 scraper gets one answer per connection: the listener closes after it.
+    let mut scraper = TcpStream::connect(metrics).expect("connect");
+    scraper.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    scraper
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("write");
+    let mut answer = String::new();
+    scraper
+        .read_to_string(&mut answer)
+        .expect("the metrics listener closes the connection after one answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     drop(silent);
 }

@@ -9,11 +9,8 @@ use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{Pki, fetch, require_tool, run, text};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use common::{Pki, fetch, leaf, require_tool, run, text};
+use mtls::pki::{CertAuthority, KeyType, Usage, Validity};
 use support::{Conn, EchoUpstream, client_config, http1, start};
 
 fn byte_sequence(der: &[u8]) -> String {
@@ -68,13 +65,29 @@ fn the_proxy_forwards_the_verified_identity_and_drops_forged_headers() {
             "/app/orders?id=7",
             &[
                 ("Client-Cert", ":Zm9yZ2Vk:"),
+                ("Client-Cert", ":ZHVwbGljYXRl:"),
                 ("client-cert-chain", ":Zm9yZ2Vk:"),
                 (
                     "X-Forwarded-Client-Cert",
                     "Hash=00;URI=spiffe://mtls.demo/admin",
                 ),
+                ("x-forwarded-client-cert", "URI=spiffe://mtls.demo/second"),
                 ("X-SSL-CERT", "forged-pem"),
+                ("X-SSL-Client-S-DN", "CN=forged-dn"),
+                ("SSL-Client-Cert", "forged-ssl-client"),
+                ("X-Client-Cert", "forged-x-client"),
+                ("X-Client-Verify", "SUCCESS-forged"),
+                ("X-Client-Subject-DN", "CN=forged-subject"),
                 ("X-Forwarded-For", "203.0.113.66"),
+                ("Forwarded", "for=203.0.113.67;proto=http"),
+                ("X-Real-IP", "203.0.113.68"),
+                ("X-Forwarded-Host", "forged-host.example"),
+                ("X-Forwarded-Port", "4444"),
+                // Naming the identity headers hop-by-hop must not remove the proxy's own.
+                (
+                    "Connection",
+                    "x-forwarded-client-cert, client-cert, forwarded",
+                ),
             ],
         )
         .expect("proxied request");
@@ -91,9 +104,13 @@ fn the_proxy_forwards_the_verified_identity_and_drops_forged_headers() {
     );
     for forged in [
         "Zm9yZ2Vk",
+        "ZHVwbGljYXRl",
         "spiffe://mtls.demo/admin",
-        "forged-pem",
-        "203.0.113.66",
+        "spiffe://mtls.demo/second",
+        "forged",
+        "SUCCESS",
+        "203.0.113.",
+        "4444",
     ] {
         assert!(
             !got.head.contains(forged),
@@ -146,13 +163,21 @@ fn the_proxy_forwards_the_verified_identity_and_drops_forged_headers() {
         vec!["127.0.0.1".to_string()]
     );
     assert_eq!(got.headers("x-forwarded-proto"), vec!["https".to_string()]);
+    assert_eq!(
+        got.headers("forwarded"),
+        vec!["for=127.0.0.1;proto=https".to_string()]
+    );
+    assert!(got.headers("x-real-ip").is_empty(), "{}", got.head);
+    assert!(got.headers("x-forwarded-host").is_empty(), "{}", got.head);
 
     let line = server
         .log
         .wait_for(&["removed identity headers the client sent"]);
     assert!(
         line.contains(
-            "headers=client-cert, client-cert-chain, x-forwarded-client-cert, x-ssl-cert"
+            "headers=client-cert, client-cert-chain, ssl-client-cert, x-client-cert, \
+             x-client-subject-dn, x-client-verify, x-forwarded-client-cert, x-ssl-cert, \
+             x-ssl-client-s-dn"
         ),
         "{line}"
     );
@@ -172,36 +197,24 @@ fn the_proxy_forwards_the_verified_identity_and_drops_forged_headers() {
 /// Mints an intermediate CA under the demo CA and a client ("Client C") under it, and writes
 /// `client-c.crt` (leaf, then intermediate) and `client-c.key`. Returns the intermediate's DER.
 fn client_behind_an_intermediate(pki: &Pki) -> Vec<u8> {
-    let now = time::OffsetDateTime::now_utc();
-    let mut params = CertificateParams::default();
-    params.distinguished_name = mtls::pki::demo_subject("Intermediate Company", "Intermediate CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.use_authority_key_identifier_extension = true;
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(30);
-    let root = pki.ca();
-    let intermediate =
-        CertifiedIssuer::signed_by(params, KeyPair::generate().expect("key"), root.issuer())
-            .expect("sign the intermediate");
-
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name = mtls::pki::demo_subject("Client C Company", "Client C");
-    leaf.subject_alt_names = vec![SanType::URI(
-        "spiffe://mtls.demo/client-c".try_into().expect("uri"),
-    )];
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    leaf.use_authority_key_identifier_extension = true;
-    leaf.not_before = now - time::Duration::hours(1);
-    leaf.not_after = now + time::Duration::days(1);
-    let key = KeyPair::generate().expect("key");
-    let cert = leaf.signed_by(&key, &intermediate).expect("sign the leaf");
-    let chain = format!("{}{}", cert.pem(), intermediate.pem());
-    std::fs::write(pki.certs.cert("client-c"), chain).expect("write");
-    std::fs::write(pki.certs.key("client-c"), key.serialize_pem()).expect("write");
-    intermediate.der().to_vec()
+    let intermediate = CertAuthority::new_intermediate(
+        mtls::pki::demo_subject("Intermediate Company", "Intermediate CA"),
+        KeyType::EcdsaP256,
+        Validity::days(30),
+        &pki.ca(),
+    )
+    .expect("mint the intermediate");
+    pki.issue(
+        &intermediate,
+        "client-c",
+        &leaf(
+            "Client C",
+            Usage::Client,
+            &["URI:spiffe://mtls.demo/client-c"],
+            Validity::days(1),
+        ),
+    );
+    intermediate.der.to_vec()
 }
 
 #[test]
@@ -274,14 +287,13 @@ fn an_unreachable_upstream_gets_a_502_that_says_so() {
     )
     .expect("an answer");
     assert_eq!(reply.status.as_u16(), 502);
-    assert!(
-        reply.body.starts_with(&format!(
-            "bad gateway: the upstream {upstream} did not answer"
-        )),
-        "{}",
-        reply.body
+    assert_eq!(
+        reply.body,
+        "bad gateway: the application behind this proxy did not answer; the proxy's log says why\n"
     );
-    assert!(reply.body.contains("Connection refused"), "{}", reply.body);
+    // Where the application lives, and how it failed, is for the operator, not the client.
+    assert!(!reply.body.contains(&closed.to_string()), "{}", reply.body);
+    assert!(!reply.body.contains("refused"), "{}", reply.body);
     let line = server.log.wait_for(&["upstream request failed"]);
     assert!(line.contains(&format!("upstream={upstream}")), "{line}");
     assert!(line.contains("Connection refused"), "{line}");
@@ -301,4 +313,128 @@ fn an_upstream_that_is_not_plain_http_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("speaks plain HTTP"), "{stderr}");
+}
+
+#[test]
+fn forged_identity_headers_over_http2_are_dropped_too() {
+    require_tool("curl");
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::start();
+    let server = start(&pki, &["--upstream", &upstream.url()]);
+    let mut args: Vec<String> = [
+        "-sS",
+        "--http2",
+        "--cacert",
+        pki.certs.ca_cert().to_str().expect("path"),
+        "--cert",
+        pki.certs.cert("client-a").to_str().expect("path"),
+        "--key",
+        pki.certs.key("client-a").to_str().expect("path"),
+        "-w",
+        "\n%{http_code} %{http_version}",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    for header in [
+        "X-Forwarded-Client-Cert: URI=spiffe://mtls.demo/admin",
+        "Client-Cert: :Zm9yZ2Vk:",
+        "X-SSL-Client-S-DN: CN=forged",
+        "X-Forwarded-For: 203.0.113.66",
+        "Forwarded: for=203.0.113.66",
+        "Cookie: a=1",
+        "Cookie: b=2",
+    ] {
+        args.push("-H".into());
+        args.push(header.into());
+    }
+    args.push(server.url("localhost"));
+    let out = run(Command::new("curl").args(&args));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.ends_with("200 2"), "{stdout}");
+    let got = &upstream.requests()[0];
+    for forged in [
+        "spiffe://mtls.demo/admin",
+        "Zm9yZ2Vk",
+        "CN=forged",
+        "203.0.113.66",
+    ] {
+        assert!(
+            !got.head.contains(forged),
+            "{forged} reached the upstream:\n{}",
+            got.head
+        );
+    }
+    let xfcc = got.headers("x-forwarded-client-cert");
+    assert_eq!(xfcc.len(), 1, "{}", got.head);
+    assert!(
+        xfcc[0].ends_with(";URI=spiffe://mtls.demo/client-a"),
+        "{xfcc:?}"
+    );
+    assert_eq!(got.headers("cookie"), vec!["a=1; b=2".to_string()]);
+}
+
+#[test]
+fn a_uri_san_with_control_characters_is_forwarded_escaped_not_dropped() {
+    let pki = Pki::demo();
+    pki.issue(
+        &pki.ca(),
+        "client-odd",
+        &leaf(
+            "Client Odd",
+            Usage::Client,
+            &["URI:spiffe://mtls.demo/odd\u{7f}name"],
+            Validity::days(1),
+        ),
+    );
+    let upstream = EchoUpstream::start();
+    let server = start(&pki, &["--upstream", &upstream.url()]);
+    let config = client_config(&pki, Some("client-odd"), http1());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    let reply = conn.request("/", &[]).expect("proxied request");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let got = &upstream.requests()[0];
+    let xfcc = got.headers("x-forwarded-client-cert");
+    assert_eq!(
+        xfcc.len(),
+        1,
+        "the identity headers must be there:\n{}",
+        got.head
+    );
+    assert!(
+        xfcc[0].ends_with(";URI=spiffe://mtls.demo/odd%7Fname"),
+        "{xfcc:?}"
+    );
+    assert_eq!(got.headers("client-cert").len(), 1, "{}", got.head);
+}
+
+#[test]
+fn a_client_whose_identity_cannot_be_forwarded_is_refused_before_any_request() {
+    let pki = Pki::demo();
+    pki.issue(
+        &pki.ca(),
+        "client-two",
+        &leaf(
+            "Client Two",
+            Usage::Client,
+            &["URI:spiffe://x/evil", "URI:spiffe://mtls.demo/client-a"],
+            Validity::days(1),
+        ),
+    );
+    let upstream = EchoUpstream::start();
+    let server = start(&pki, &["--upstream", &upstream.url()]);
+    let config = client_config(&pki, Some("client-two"), http1());
+    let outcome = Conn::open(&config, server.addr).and_then(|mut c| c.request("/", &[]));
+    assert!(outcome.is_err(), "served: {outcome:?}");
+    let line = server.log.wait_for(&[
+        "refusing the connection",
+        "reason=\"identity_unforwardable\"",
+    ]);
+    assert!(line.contains("2 URI SANs"), "{line}");
+    assert!(upstream.requests().is_empty());
+    // Everyone else is still forwarded.
+    let a = client_config(&pki, Some("client-a"), http1());
+    let mut conn = Conn::open(&a, server.addr).expect("connect");
+    assert_eq!(conn.request("/", &[]).expect("request").status, 200);
 }

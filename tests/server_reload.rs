@@ -71,6 +71,9 @@ fn rotating_the_server_certificate_keeps_open_connections_and_new_ones_see_the_n
     assert!(!fresh.resumed(), "a session from before the reload resumed");
     assert_eq!(fresh.server_cert(), new);
     assert_eq!(fresh.request("/", &[]).expect("request").status, 200);
+    // Log lines arrive through a writer thread: wait for the fresh connection's, then count.
+    server.log.wait_for_count(&["State"], 2);
+    server.log.wait_for_count(&["Header"], 3);
     assert_eq!(
         server.log.count(&["State"]),
         2,
@@ -99,6 +102,7 @@ fn broken_material_is_refused_and_the_server_keeps_serving_with_the_old_one() {
     };
 
     // Bad PEM.
+    let mark = server.log.mark();
     write::atomic(
         &key_path,
         b"-----BEGIN PRIVATE KEY-----\nnot base64 at all!\n-----END PRIVATE KEY-----\n",
@@ -107,7 +111,7 @@ fn broken_material_is_refused_and_the_server_keeps_serving_with_the_old_one() {
     .expect("write");
     let line = server
         .log
-        .wait_for(&["reload failed", "server.key is damaged"]);
+        .wait_for_after(mark, &["reload failed", "server.key is damaged"]);
     assert!(
         line.contains("still serving with the previous TLS material"),
         "{line}"
@@ -116,27 +120,34 @@ fn broken_material_is_refused_and_the_server_keeps_serving_with_the_old_one() {
 
     // A key that does not match the certificate.
     let other = std::fs::read(pki.certs.key("client-a")).expect("read");
+    let mark = server.log.mark();
     write::atomic(&key_path, &other, Access::Secret).expect("write");
-    server
-        .log
-        .wait_for(&["reload failed", "server.key does not match the certificate"]);
+    server.log.wait_for_after(
+        mark,
+        &["reload failed", "server.key does not match the certificate"],
+    );
     still_serving("after a mismatched key");
 
     // An unreadable (missing) certificate.
+    let mark = server.log.mark();
     write::atomic(&key_path, &good_key, Access::Secret).expect("write");
     std::fs::remove_file(pki.certs.cert("server")).expect("remove");
     server
         .log
-        .wait_for(&["reload failed", "server.crt: no such file"]);
+        .wait_for_after(mark, &["reload failed", "server.crt: no such file"]);
     still_serving("after a missing certificate");
 
     // Putting the right files back is picked up like any change.
     let pem = mtls::pki::to_pem("CERTIFICATE", &before);
+    let mark = server.log.mark();
     write::atomic(&pki.certs.cert("server"), pem.as_bytes(), Access::Public).expect("write");
-    server.log.wait_for(&[
-        "reloaded TLS material",
-        &format!("server.cert.sha256={}", fingerprint(&before)),
-    ]);
+    server.log.wait_for_after(
+        mark,
+        &[
+            "reloaded TLS material",
+            &format!("server.cert.sha256={}", fingerprint(&before)),
+        ],
+    );
     still_serving("after the repair");
     let line = server.log.wait_for(&["reload failed"]);
     assert!(line.contains("WARN"), "{line}");

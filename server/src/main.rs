@@ -101,7 +101,8 @@ struct Cli {
     #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size, help_heading = "Limits")]
     max_header_size: usize,
 
-    /// A keep-alive connection with no request in flight for this long is closed.
+    /// A keep-alive connection with no request in flight for this long is closed; so is one
+    /// whose request in flight makes no progress on the client's side for this long.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "Limits")]
     idle_timeout: Duration,
 

@@ -49,6 +49,41 @@ impl Pki {
         self.certs.path().join(name)
     }
 
+    /// The certificate and key files of `stem`, as [`fetch`] takes them.
+    pub fn pair(&self, stem: &str) -> Option<(PathBuf, PathBuf)> {
+        Some((self.certs.cert(stem), self.certs.key(stem)))
+    }
+
+    /// Writes to `path` a CRL signed by the demo CA that revokes the leaves in `stems`
+    /// (next update in 7 days), with the library's own CRL code.
+    pub fn write_crl(&self, path: &Path, stems: &[&str]) {
+        let now = OffsetDateTime::now_utc();
+        let entries: Vec<mtls::crl::Entry> = stems
+            .iter()
+            .map(|stem| {
+                let leaf = &mtls::pem::certificates(&self.certs.cert(stem), "a test leaf")
+                    .expect("read the leaf")[0];
+                let info = mtls::certinfo::CertInfo::parse(leaf).expect("parse the leaf");
+                mtls::crl::Entry {
+                    serial: mtls::certinfo::unhex(&info.serial),
+                    at: now - time::Duration::minutes(1),
+                    reason: None,
+                }
+            })
+            .collect();
+        // A fresh number each time, so a newer list is told apart from an older one.
+        let number = u64::try_from(now.unix_timestamp_nanos() / 1000).expect("time");
+        let pem = mtls::crl::sign(
+            &self.ca(),
+            &entries,
+            number,
+            now,
+            now + time::Duration::days(7),
+        )
+        .expect("sign the CRL");
+        write::atomic(path, pem.as_bytes(), Access::Public).expect("write the CRL");
+    }
+
     pub fn ca(&self) -> CertAuthority {
         CertAuthority::load(&self.certs.ca_cert(), &self.certs.key("ca")).expect("load the demo CA")
     }
@@ -126,6 +161,10 @@ pub fn not_yet_valid() -> Validity {
     }
 }
 
+/// A position in a [`Lines`] log (see [`Lines::mark`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Mark(usize);
+
 /// Lines a child process wrote to stderr, shared with a reader thread.
 #[derive(Clone, Default)]
 pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
@@ -150,12 +189,31 @@ impl Lines {
 
     /// Waits until `n` lines contain every needle; returns them, or panics with the log.
     pub fn wait_for_count(&self, needles: &[&str], n: usize) -> Vec<String> {
+        self.wait_for_count_after(Mark(0), needles, n)
+    }
+
+    /// A point in the log: later waits can look only at what comes after it, so that a
+    /// line from an earlier step cannot satisfy them.
+    pub fn mark(&self) -> Mark {
+        Mark(self.0.0.lock().expect("lines lock").len())
+    }
+
+    /// Like [`Lines::wait_for`], but only lines written after `mark` count.
+    pub fn wait_for_after(&self, mark: Mark, needles: &[&str]) -> String {
+        self.wait_for_count_after(mark, needles, 1)
+            .pop()
+            .expect("at least one matching line")
+    }
+
+    /// Like [`Lines::wait_for_count`], but only lines written after `mark` count.
+    pub fn wait_for_count_after(&self, mark: Mark, needles: &[&str], n: usize) -> Vec<String> {
         let (lock, cv) = &*self.0;
         let deadline = Instant::now() + PATIENCE;
         let mut lines = lock.lock().expect("lines lock");
         loop {
             let found: Vec<String> = lines
                 .iter()
+                .skip(mark.0)
                 .filter(|l| needles.iter().all(|x| l.contains(x)))
                 .cloned()
                 .collect();
@@ -165,7 +223,8 @@ impl Lines {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
-                "fewer than {n} log lines contain {needles:?}; the log was:\n{}",
+                "fewer than {n} log lines after line {} contain {needles:?}; the log was:\n{}",
+                mark.0,
                 lines.join("\n")
             );
             lines = cv.wait_timeout(lines, left).expect("lines wait").0;
@@ -246,10 +305,16 @@ impl ServerProcess {
         format!("https://{host}:{}/", self.addr.port())
     }
 
+    /// Sends `signal` (`HUP`, `TERM`) without waiting for anything.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let out = run(Command::new("kill").args([&format!("-{signal}"), &pid]));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.signal("TERM");
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {

@@ -1,17 +1,16 @@
 //! Helpers for the server's production-feature tests (policy, reload, limits, proxy,
-//! metrics): a blocking TLS client that keeps its connection open, CRLs minted with rcgen,
-//! a plain-HTTP upstream that echoes what it got, and bounded polls.
+//! metrics) on top of [`crate::common`]: a blocking TLS client that keeps its connection
+//! open, a plain-HTTP upstream that echoes what it got, metrics scrapes, and bounded polls.
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use mtls::certinfo::CertInfo;
 use mtls::tls::{ClientPolicy, Identity, SeenChain, Trust};
-use mtls::write::{self, Access};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
@@ -71,7 +70,11 @@ pub struct Conn {
 impl Conn {
     /// Connects to `addr` as `localhost` and finishes the handshake.
     pub fn open(config: &Arc<ClientConfig>, addr: SocketAddr) -> io::Result<Self> {
-        let tcp = TcpStream::connect(addr)?;
+        Self::over(config, TcpStream::connect(addr)?)
+    }
+
+    /// Finishes a TLS handshake as `localhost` over a TCP connection already made.
+    pub fn over(config: &Arc<ClientConfig>, tcp: TcpStream) -> io::Result<Self> {
         tcp.set_read_timeout(Some(PATIENCE))?;
         tcp.set_write_timeout(Some(PATIENCE))?;
         let name = ServerName::try_from("localhost").expect("server name");
@@ -103,6 +106,36 @@ impl Conn {
             self.tls.conn.handshake_kind(),
             Some(rustls::HandshakeKind::Resumed)
         )
+    }
+
+    /// The ALPN protocol agreed, if any.
+    pub fn alpn(&self) -> Option<Vec<u8>> {
+        self.tls.conn.alpn_protocol().map(<[u8]>::to_vec)
+    }
+
+    /// Reads exactly `n` raw bytes (after any already buffered).
+    pub fn read_bytes(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        while self.buffered.len() < n {
+            self.fill()?;
+        }
+        Ok(self.buffered.drain(..n).collect())
+    }
+
+    /// Reads raw bytes until the server closes the connection (at most [`PATIENCE`]); an
+    /// error after some bytes (a reset) ends the read too.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        loop {
+            match self.fill() {
+                Ok(()) => continue,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    panic!("the server did not close the connection within {PATIENCE:?}")
+                }
+                Err(_) => return std::mem::take(&mut self.buffered),
+            }
+        }
     }
 
     /// Sends raw bytes.
@@ -204,39 +237,6 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// The first certificate in a PEM file, DER.
 pub fn first_cert(path: &Path) -> CertificateDer<'static> {
     mtls::pem::certificates(path, "a test certificate").expect("read")[0].clone()
-}
-
-/// Writes a CRL signed by the demo CA that revokes the leaves in `stems`, to `path`.
-pub fn write_crl(pki: &Pki, path: &Path, stems: &[&str]) {
-    let ca = pki.ca();
-    let now = time::OffsetDateTime::now_utc();
-    let revoked = stems
-        .iter()
-        .map(|stem| {
-            let info = CertInfo::parse(&first_cert(&pki.certs.cert(stem))).expect("parse");
-            let serial: Vec<u8> = info
-                .serial
-                .split(':')
-                .map(|b| u8::from_str_radix(b, 16).expect("hex serial"))
-                .collect();
-            rcgen::RevokedCertParams {
-                serial_number: rcgen::SerialNumber::from_slice(&serial),
-                revocation_time: now - time::Duration::minutes(1),
-                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }
-        })
-        .collect();
-    let params = rcgen::CertificateRevocationListParams {
-        this_update: now - time::Duration::minutes(5),
-        next_update: now + time::Duration::days(7),
-        crl_number: rcgen::SerialNumber::from(u64::try_from(now.unix_timestamp()).expect("time")),
-        issuing_distribution_point: None,
-        revoked_certs: revoked,
-        key_identifier_method: rcgen::KeyIdMethod::Sha256,
-    };
-    let crl = params.signed_by(ca.issuer()).expect("sign the CRL");
-    write::atomic(path, crl.pem().expect("pem").as_bytes(), Access::Public).expect("write CRL");
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most [`PATIENCE`].
@@ -402,11 +402,6 @@ fn serve_echo(
     }
 }
 
-/// The path of a file in the PKI folder (for files tests add).
-pub fn file(pki: &Pki, name: &str) -> PathBuf {
-    pki.path(name)
-}
-
 /// The metrics address the server logged (it was started with `--metrics 127.0.0.1:0`).
 pub fn metrics_addr(server: &ServerProcess) -> SocketAddr {
     let line = server.log.wait_for(&["serving Prometheus metrics"]);
@@ -421,11 +416,4 @@ pub fn sample(scrape: &str, series: &str) -> Option<f64> {
     scrape
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Sends SIGTERM without waiting for the exit.
-pub fn sigterm(server: &ServerProcess) {
-    let pid = server.child.id().to_string();
-    let out = crate::common::run(std::process::Command::new("kill").args(["-TERM", &pid]));
-    assert!(out.status.success(), "{}", crate::common::text(&out));
 }

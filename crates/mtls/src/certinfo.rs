@@ -170,14 +170,17 @@ impl CertInfo {
     }
 
     /// A short name for the certificate's owner: `Client A (spiffe://mtls.demo/client-a)`.
+    /// Every URI SAN is named, so that a certificate with several cannot pass for the first.
     pub fn identity(&self) -> String {
         let cn = self
             .common_name
             .clone()
             .unwrap_or_else(|| self.subject.clone());
-        match self.uris().next() {
-            Some(uri) => format!("{cn} ({uri})"),
-            None => cn,
+        let uris: Vec<&str> = self.uris().collect();
+        if uris.is_empty() {
+            cn
+        } else {
+            format!("{cn} ({})", uris.join(", "))
         }
     }
 

@@ -7,7 +7,8 @@
 //! - [`tls`]: the only rustls configuration code, for both sides.
 //! - [`server`] and [`client`]: the HTTPS server that requires a client certificate, and
 //!   one request that presents one.
-//! - [`report`] and [`certinfo`]: what a handshake established, and a certificate in words.
+//! - [`report`] and [`certinfo`]: what a handshake established, and a certificate in words;
+//!   [`response`]: the bodies the server answers with.
 //! - [`explain`]: TLS failures in plain words, from the side that saw them.
 //! - [`error`]: the typed error every fallible function returns.
 //! - For the server as a production endpoint: [`policy`] (which verified clients are
@@ -37,6 +38,7 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod report;
+pub mod response;
 pub mod server;
 pub mod store;
 pub mod tls;

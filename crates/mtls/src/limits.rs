@@ -2,12 +2,16 @@
 //!
 //! - [`parse_duration`] and [`parse_size`] read `500ms`, `10s`, `2m` and `64KiB`.
 //! - [`Activity`] follows one connection after its handshake: how many requests are in
-//!   flight, since when it has been idle, and since when a request head has been arriving.
-//!   [`Activity::expired`] resolves when the connection has been idle too long, or when a
-//!   request head has taken longer than the header timeout (HTTP/1.1: a slowloris).
-//! - [`Tracked`] wraps the connection's stream to notice the first bytes of a request head;
+//!   flight, since when it has been idle, since when a request head has been arriving, and
+//!   whether requests in flight are moving. [`Activity::expired`] resolves when the
+//!   connection has been idle too long, when a request head has taken longer than the
+//!   header timeout (HTTP/1.1: a slowloris), or when requests in flight have stalled on the
+//!   client for the idle timeout (see [`Expired::Stalled`]).
+//! - [`Tracked`] wraps the connection's stream to notice the first bytes of a request head
+//!   (and counts the bytes written, to tell whether an error was answered);
 //!   [`RequestGuard`] marks one request in flight, from its head until its response body
-//!   has been sent (or dropped).
+//!   has been sent (or dropped); [`GuardedBody`] and [`RequestBody`] watch the response and
+//!   request bodies move; [`AppWait`] marks a handler waiting for the application.
 //!
 //! The connection limit itself is a semaphore in [`crate::server`]: beyond it, new
 //! connections wait in the kernel's accept queue until one closes.
@@ -91,6 +95,12 @@ pub enum Expired {
     Idle,
     /// A request head began arriving and did not finish within the header timeout.
     HeaderTimeout,
+    /// Requests are in flight, but for the idle timeout nothing moved on the client's side:
+    /// no request body bytes arrived while one was awaited, and no response bytes were
+    /// taken (a client that stops sending its body, stops reading, or grants no HTTP/2
+    /// flow-control window). Waiting for the application is not a stall: the proxy's own
+    /// timeouts govern it.
+    Stalled,
 }
 
 /// "Not set" for the millisecond timestamps below.
@@ -107,6 +117,17 @@ pub struct Activity {
     /// Milliseconds since `start` when the first byte of an unfinished request head
     /// arrived, or [`UNSET`].
     head_since: AtomicU64,
+    /// Milliseconds since `start` when a request in flight last moved: it began, a body
+    /// chunk arrived from the client, or a response chunk was taken.
+    progress: AtomicU64,
+    /// Request bodies waiting for the client's next bytes.
+    blocked_on_client: AtomicUsize,
+    /// Handlers and response bodies waiting for the application.
+    waiting_on_app: AtomicUsize,
+    /// Bytes written to the client (plaintext), and how many had been when the current
+    /// request head began.
+    written: AtomicU64,
+    written_at_head: AtomicU64,
     /// Whether request heads are timed (HTTP/1.1; HTTP/2 multiplexes and pings, so only the
     /// idle timeout applies there).
     time_heads: bool,
@@ -121,6 +142,11 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(UNSET),
+            progress: AtomicU64::new(0),
+            blocked_on_client: AtomicUsize::new(0),
+            waiting_on_app: AtomicUsize::new(0),
+            written: AtomicU64::new(0),
+            written_at_head: AtomicU64::new(0),
             time_heads,
             changed: Notify::new(),
         })
@@ -143,12 +169,33 @@ impl Activity {
                 .compare_exchange(UNSET, self.now_ms(), Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
+            self.written_at_head
+                .store(self.written.load(Ordering::Relaxed), Ordering::Relaxed);
             self.changed.notify_one();
         }
     }
 
-    /// Resolves when the connection has been idle for `idle`, or a request head has been
-    /// arriving for longer than `header`. Cancel-safe; call it again after it fired.
+    /// Bytes were written to the peer. Only the connection's own task writes: a plain
+    /// load and store is enough.
+    fn on_write(&self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let total = self.written.load(Ordering::Relaxed).saturating_add(n);
+        self.written.store(total, Ordering::Relaxed);
+    }
+
+    /// Whether anything was written since the unfinished request head began (so an error
+    /// in it, such as 431, was answered).
+    pub fn answered_since_head(&self) -> bool {
+        self.written.load(Ordering::Relaxed) > self.written_at_head.load(Ordering::Relaxed)
+    }
+
+    fn progressed(&self) {
+        self.progress.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Resolves when the connection has been idle for `idle`, a request head has been
+    /// arriving for longer than `header`, or requests in flight have stalled on the client
+    /// for `idle`. Cancel-safe; call it again after it fired.
     pub async fn expired(&self, idle: Duration, header: Duration) -> Expired {
         loop {
             let head = self.head_since.load(Ordering::Acquire);
@@ -157,6 +204,11 @@ impl Activity {
             } else if self.in_flight.load(Ordering::Acquire) == 0 {
                 let since = self.idle_since.load(Ordering::Acquire);
                 Some((self.at(since) + idle, Expired::Idle))
+            } else if self.blocked_on_client.load(Ordering::Acquire) > 0
+                || self.waiting_on_app.load(Ordering::Acquire) == 0
+            {
+                let since = self.progress.load(Ordering::Relaxed);
+                Some((self.at(since) + idle, Expired::Stalled))
             } else {
                 None
             };
@@ -174,6 +226,28 @@ impl Activity {
     }
 }
 
+/// A handler waiting for the application (the upstream), from its request until the
+/// response head: not a stall on the client's side.
+#[derive(Debug)]
+pub struct AppWait<'a>(&'a Activity);
+
+impl<'a> AppWait<'a> {
+    /// Starts waiting.
+    pub fn new(activity: &'a Activity) -> Self {
+        activity.waiting_on_app.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for AppWait<'_> {
+    fn drop(&mut self) {
+        self.0.progressed();
+        if self.0.waiting_on_app.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_one();
+        }
+    }
+}
+
 /// One request in flight on a connection, from its head until its response body is done.
 #[derive(Debug)]
 pub struct RequestGuard(Arc<Activity>);
@@ -181,6 +255,7 @@ pub struct RequestGuard(Arc<Activity>);
 impl RequestGuard {
     /// The head of a request has been read completely.
     pub fn new(activity: &Arc<Activity>) -> Self {
+        activity.progressed();
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         activity.head_since.store(UNSET, Ordering::Release);
         activity.changed.notify_one();
@@ -198,10 +273,12 @@ impl Drop for RequestGuard {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it has been sent.
+/// A response body that keeps its request counted as in flight until it has been sent, and
+/// tells the watchdog when it moves (hyper took a chunk) or waits for the application.
 pub struct GuardedBody<B> {
     inner: B,
-    _guard: RequestGuard,
+    guard: RequestGuard,
+    waiting: bool,
 }
 
 impl<B> GuardedBody<B> {
@@ -209,8 +286,28 @@ impl<B> GuardedBody<B> {
     pub fn new(inner: B, guard: RequestGuard) -> Self {
         Self {
             inner,
-            _guard: guard,
+            guard,
+            waiting: false,
         }
+    }
+
+    fn set_waiting(&mut self, waiting: bool) {
+        if self.waiting == waiting {
+            return;
+        }
+        self.waiting = waiting;
+        let a = &self.guard.0;
+        if waiting {
+            a.waiting_on_app.fetch_add(1, Ordering::AcqRel);
+        } else if a.waiting_on_app.fetch_sub(1, Ordering::AcqRel) == 1 {
+            a.changed.notify_one();
+        }
+    }
+}
+
+impl<B> Drop for GuardedBody<B> {
+    fn drop(&mut self) {
+        self.set_waiting(false);
     }
 }
 
@@ -222,7 +319,86 @@ impl<B: Body + Unpin> Body for GuardedBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Pending => self.set_waiting(true),
+            Poll::Ready(frame) => {
+                self.set_waiting(false);
+                if matches!(frame, Some(Ok(_))) {
+                    self.guard.0.progressed();
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that tells the watchdog when it waits for the client's next bytes, and
+/// when they arrive.
+pub struct RequestBody<B = hyper::body::Incoming> {
+    inner: B,
+    activity: Arc<Activity>,
+    blocked: bool,
+}
+
+impl<B> RequestBody<B> {
+    /// Wraps `inner`, a body the client sends on a connection followed by `activity`.
+    pub fn new(inner: B, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            activity,
+            blocked: false,
+        }
+    }
+
+    fn set_blocked(&mut self, blocked: bool) {
+        if self.blocked == blocked {
+            return;
+        }
+        self.blocked = blocked;
+        let a = &self.activity;
+        if blocked {
+            a.blocked_on_client.fetch_add(1, Ordering::AcqRel);
+            a.changed.notify_one();
+        } else {
+            a.blocked_on_client.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl<B> Drop for RequestBody<B> {
+    fn drop(&mut self) {
+        self.set_blocked(false);
+    }
+}
+
+impl<B: Body + Unpin> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Pending => self.set_blocked(true),
+            Poll::Ready(frame) => {
+                self.set_blocked(false);
+                if matches!(frame, Some(Ok(_))) {
+                    self.activity.progressed();
+                }
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -268,7 +444,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.activity.on_write(n);
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -284,7 +464,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.activity.on_write(n);
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -342,6 +526,8 @@ mod tests {
     async fn a_request_in_flight_is_never_idle_and_idleness_restarts_after_it() {
         let a = Activity::new(true);
         let guard = RequestGuard::new(&a);
+        // A long request: the application takes its time.
+        let app = AppWait::new(&a);
         tokio::time::advance(Duration::from_secs(100)).await;
         let waiting = tokio::time::timeout(
             Duration::from_secs(1000),
@@ -349,6 +535,7 @@ mod tests {
         )
         .await;
         assert!(waiting.is_err(), "expired while a request was in flight");
+        drop(app);
         drop(guard);
         let started = Instant::now();
         let why = a
@@ -369,6 +556,64 @@ mod tests {
             .await;
         assert_eq!(why, Expired::HeaderTimeout);
         assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_body_stops_arriving_stalls_after_the_idle_timeout() {
+        let a = Activity::new(true);
+        let _guard = RequestGuard::new(&a);
+        // The handler waits for the application, and reads the body meanwhile.
+        let _app = AppWait::new(&a);
+        let mut body = RequestBody::new(Pending, a.clone());
+        let waker = std::task::Waker::noop();
+        let polled = Pin::new(&mut body).poll_frame(&mut Context::from_waker(waker));
+        assert!(polled.is_pending());
+        let started = Instant::now();
+        let why = a
+            .expired(Duration::from_secs(60), Duration::from_secs(5))
+            .await;
+        assert_eq!(why, Expired::Stalled);
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_nobody_takes_stalls_but_waiting_for_the_application_does_not() {
+        let a = Activity::new(true);
+        let guard = RequestGuard::new(&a);
+        let app = AppWait::new(&a);
+        let waiting = tokio::time::timeout(
+            Duration::from_secs(1000),
+            a.expired(Duration::from_secs(60), Duration::from_secs(5)),
+        )
+        .await;
+        assert!(
+            waiting.is_err(),
+            "waiting for the application is not a stall"
+        );
+        drop(app);
+        // The response is ready; hyper never takes it (no window, a client not reading).
+        let _body = GuardedBody::new(Pending, guard);
+        let started = Instant::now();
+        let why = a
+            .expired(Duration::from_secs(60), Duration::from_secs(5))
+            .await;
+        assert_eq!(why, Expired::Stalled);
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+    }
+
+    /// A body that never yields.
+    struct Pending;
+
+    impl Body for Pending {
+        type Data = hyper::body::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            Poll::Pending
+        }
     }
 
     #[tokio::test(start_paused = true)]

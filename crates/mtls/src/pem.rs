@@ -12,7 +12,28 @@ use crate::error::{Error, Result};
 ///
 /// Each one must parse as X.509: a damaged certificate is an error here, not a silent skip.
 pub fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let sections = sections(path, what)?;
+    certificates_in(&read(path, what)?, path, what)
+}
+
+/// [`certificates`] from a file's bytes, already read from `path`.
+pub fn certificates_in(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>> {
+    Ok(described_certificates_in(bytes, path, what)?
+        .into_iter()
+        .map(|(der, _)| der)
+        .collect())
+}
+
+/// [`certificates_in`], each with what it says: every certificate is parsed once.
+pub fn described_certificates_in(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<Vec<(CertificateDer<'static>, CertInfo)>> {
+    let sections = parse(bytes, path, what)?;
     let certs: Vec<CertificateDer<'static>> = sections
         .iter()
         .filter(|(kind, _)| *kind == SectionKind::Certificate)
@@ -21,18 +42,26 @@ pub fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'stati
     if certs.is_empty() {
         return Err(wrong_kind(path, what, "CERTIFICATE", &sections));
     }
-    for (i, cert) in certs.iter().enumerate() {
-        CertInfo::parse(cert).map_err(|why| {
-            Error::malformed(what, path, format!("certificate #{} is {why}", i + 1))
-        })?;
-    }
-    Ok(certs)
+    certs
+        .into_iter()
+        .enumerate()
+        .map(|(i, cert)| {
+            let info = CertInfo::parse(&cert).map_err(|why| {
+                Error::malformed(what, path, format!("certificate #{} is {why}", i + 1))
+            })?;
+            Ok((cert, info))
+        })
+        .collect()
 }
 
 /// Reads the one private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
 pub fn private_key(path: &Path, what: &str) -> Result<PrivateKeyDer<'static>> {
-    let bytes = read(path, what)?;
-    if contains(&bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+    private_key_in(&read(path, what)?, path, what)
+}
+
+/// [`private_key`] from a file's bytes, already read from `path`.
+pub fn private_key_in(bytes: &[u8], path: &Path, what: &str) -> Result<PrivateKeyDer<'static>> {
+    if contains(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         return Err(Error::malformed(
             what,
             path,
@@ -40,7 +69,7 @@ pub fn private_key(path: &Path, what: &str) -> Result<PrivateKeyDer<'static>> {
              `openssl pkcs8 -in KEY -out KEY.plain` and keep it mode 0600",
         ));
     }
-    let sections = parse(&bytes, path, what)?;
+    let sections = parse(bytes, path, what)?;
     let mut keys = sections.iter().filter_map(|(kind, der)| match kind {
         SectionKind::PrivateKey | SectionKind::EcPrivateKey | SectionKind::RsaPrivateKey => {
             PrivateKeyDer::from_pem(*kind, der.clone())
@@ -62,7 +91,16 @@ pub fn private_key(path: &Path, what: &str) -> Result<PrivateKeyDer<'static>> {
 
 /// Reads every CRL in a PEM file.
 pub fn crls(path: &Path, what: &str) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let sections = sections(path, what)?;
+    crls_in(&read(path, what)?, path, what)
+}
+
+/// [`crls`] from a file's bytes, already read from `path`.
+pub fn crls_in(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let sections = parse(bytes, path, what)?;
     let crls: Vec<_> = sections
         .iter()
         .filter(|(kind, _)| *kind == SectionKind::Crl)

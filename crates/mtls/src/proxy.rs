@@ -1,49 +1,81 @@
 //! The mTLS-terminating reverse proxy (`--upstream http://HOST:PORT`): it forwards each
 //! admitted request to a plain-HTTP application and tells it who the client is.
 //!
-//! A client must never be able to forge its identity, so the headers that carry it are
-//! removed from every request first, whatever their case ([`IDENTITY_HEADERS`]). Then the
-//! proxy adds, from the chain the client presented and the handshake verified:
+//! A client must never be able to forge its identity, so the headers that could carry one
+//! are removed from every request first, whatever their case: the four this proxy sets
+//! ([`IDENTITY_HEADERS`]) and those other proxies use for the client certificate (nginx's
+//! `X-SSL-*`, `SSL-Client-*`, `X-Client-Cert*`, `X-Client-Verify`, `X-Client-*-DN`).
+//! Then the proxy adds, from the leaf the handshake verified and the certificates on its
+//! path ([`crate::report::PeerPath`]):
 //! - `Client-Cert` (RFC 9440): the leaf as a structured-field byte sequence, `:BASE64(DER):`;
-//! - `Client-Cert-Chain` (RFC 9440): the rest of the chain the client sent, as a list of
-//!   byte sequences (absent when the client sent only its leaf);
+//! - `Client-Cert-Chain` (RFC 9440): the certificates on the leaf's path that the client
+//!   sent, as a list of byte sequences (absent when it sent only its leaf);
 //! - `X-SSL-CERT`: the leaf as PEM, URL-escaped like nginx's `$ssl_client_escaped_cert`;
 //! - `X-Forwarded-Client-Cert` (Envoy's format): `Hash=<sha256 hex of the DER>;
-//!   Subject="<RFC 4514 subject>";URI=<first URI SAN>`.
+//!   Subject="<RFC 4514 subject>";URI=<the URI SAN>`, control characters escaped.
 //!
-//! `X-Forwarded-For` and `X-Forwarded-Proto` are replaced too (the client's IP; `https`).
-//! Bodies stream in both directions; connections to the upstream are pooled. An upstream
-//! that cannot be reached gets the client a 502 that says so.
+//! These are built once per connection ([`ForwardedIdentity::from_chain`]); a client whose
+//! identity cannot be put into them (its leaf does not parse, or it has more than one URI
+//! SAN) is refused before any request. The addresses a client could claim (`Forwarded`,
+//! `X-Forwarded-For`, `-Host`, `-Port`, `-Proto`, `X-Real-IP`) are removed too, and the
+//! proxy sets `Forwarded: for=...;proto=https`, `X-Forwarded-For` and `X-Forwarded-Proto`.
+//!
+//! Bodies stream in both directions, without trailers (HTTP/1.1 to the application);
+//! HTTP/2 `cookie` fields are joined into one. Connections to the upstream are pooled, and
+//! at most [`MAX_UPSTREAM_REQUESTS`] requests are in flight to it at once. An upstream that
+//! cannot be reached gets the client a 502 that says so (the details go to the log).
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::certinfo::hex;
-use crate::server::{ResponseBody, text_response};
+use crate::response::{ResponseBody, text_response};
 
-/// The identity headers removed from every client request: only the proxy sets them.
+/// The identity headers this proxy sets; removed from every client request.
 pub const IDENTITY_HEADERS: [&str; 4] = [
     "client-cert",
     "client-cert-chain",
     "x-forwarded-client-cert",
     "x-ssl-cert",
 ];
+
+/// Address headers a client could forge; removed from every request (the proxy sets its
+/// own `Forwarded`, `X-Forwarded-For` and `X-Forwarded-Proto`).
+pub const ADDRESS_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// The reason code when a verified client's identity cannot be forwarded.
+pub const IDENTITY_UNFORWARDABLE: &str = "identity_unforwardable";
+
+/// Most requests in flight to the upstream at once; more wait (within the response
+/// timeout) for one to finish.
+pub const MAX_UPSTREAM_REQUESTS: usize = 1024;
 
 /// How long the upstream may take to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,42 +152,64 @@ pub struct ForwardedIdentity {
 }
 
 impl ForwardedIdentity {
-    /// From the chain the client presented (leaf first); `None` without a leaf or when the
-    /// leaf does not parse.
-    pub fn from_chain(chain: &[CertificateDer<'_>]) -> Option<Self> {
-        let (leaf, rest) = chain.split_first()?;
-        let (_, cert) = X509Certificate::from_der(leaf).ok()?;
+    /// From the leaf the client presented, followed by the certificates on its path (see
+    /// [`crate::report::PeerPath`]). Fails, saying why, when the leaf does not parse, when
+    /// it has more than one URI SAN (which one is the client?), or when a value cannot be
+    /// put into a header.
+    pub fn from_chain(chain: &[CertificateDer<'_>]) -> Result<Self, String> {
+        let (leaf, rest) = chain
+            .split_first()
+            .ok_or("the client presented no certificate")?;
+        let (_, cert) = X509Certificate::from_der(leaf)
+            .map_err(|e| format!("its certificate does not parse ({e})"))?;
+        let header = |what: &str, value: &[u8]| {
+            HeaderValue::from_bytes(value)
+                .map_err(|_| format!("its {what} cannot be written into a header"))
+        };
         let byte_sequence = |der: &[u8]| format!(":{}:", BASE64.encode(der));
-        let client_cert = HeaderValue::from_str(&byte_sequence(leaf)).ok()?;
+        let client_cert = header("certificate", byte_sequence(leaf).as_bytes())?;
         let client_cert_chain = if rest.is_empty() {
             None
         } else {
             let list: Vec<String> = rest.iter().map(|c| byte_sequence(c)).collect();
-            HeaderValue::from_str(&list.join(", ")).ok()
+            Some(header("chain", list.join(", ").as_bytes())?)
         };
         let pem = crate::pki::to_pem("CERTIFICATE", leaf);
-        let ssl_cert = HeaderValue::from_str(&url_escape(&pem)).ok()?;
+        let ssl_cert = header("certificate", url_escape(&pem).as_bytes())?;
         let mut xfcc = format!(
             "Hash={};Subject=\"{}\"",
             hex(&crate::sha256(leaf), "").to_ascii_lowercase(),
             rfc4514(cert.subject())
         );
-        let uri = cert
+        let uris: Vec<&str> = cert
             .subject_alternative_name()
-            .ok()
-            .flatten()
-            .and_then(|san| {
-                san.value.general_names.iter().find_map(|n| match n {
-                    x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
-                    _ => None,
-                })
-            });
-        if let Some(uri) = uri {
-            xfcc.push_str(";URI=");
-            xfcc.push_str(&xfcc_value(&uri));
+            .map_err(|e| format!("its subject alternative names do not parse ({e})"))?
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        match uris.as_slice() {
+            [] => {}
+            [uri] => {
+                xfcc.push_str(";URI=");
+                xfcc.push_str(&xfcc_value(uri));
+            }
+            several => {
+                return Err(format!(
+                    "its certificate has {} URI SANs; the proxy forwards exactly one identity",
+                    several.len()
+                ));
+            }
         }
-        let xfcc = HeaderValue::from_bytes(xfcc.as_bytes()).ok()?;
-        Some(Self {
+        let xfcc = header("subject", xfcc.as_bytes())?;
+        Ok(Self {
             client_cert,
             client_cert_chain,
             ssl_cert,
@@ -179,12 +233,57 @@ impl ForwardedIdentity {
     }
 }
 
-/// Removes every [`IDENTITY_HEADERS`] header; returns the names that were present.
-pub fn strip_identity_headers(headers: &mut HeaderMap) -> Vec<&'static str> {
-    IDENTITY_HEADERS
-        .into_iter()
-        .filter(|name| headers.remove(*name).is_some())
-        .collect()
+/// Whether a client-sent header could claim a client certificate: the four this proxy sets,
+/// or one another proxy (nginx, HAProxy, Traefik) uses for it.
+fn is_identity_header(name: &str) -> bool {
+    IDENTITY_HEADERS.contains(&name)
+        || name.starts_with("x-ssl-")
+        || name.starts_with("ssl-client-")
+        || name.starts_with("x-client-cert")
+        || name == "x-client-verify"
+        || name == "x-client-dn"
+        || (name.starts_with("x-client-") && name.ends_with("-dn"))
+}
+
+/// Removes every header that could claim a client identity ([`IDENTITY_HEADERS`], and
+/// nginx's, HAProxy's and Traefik's certificate headers) and every [`ADDRESS_HEADERS`]
+/// header; returns the identity ones that were present, sorted, for the log.
+pub fn strip_identity_headers(headers: &mut HeaderMap) -> Vec<HeaderName> {
+    let mut found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_identity_header(n.as_str()) || ADDRESS_HEADERS.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    for name in &found {
+        headers.remove(name);
+    }
+    found.retain(|n| is_identity_header(n.as_str()));
+    found.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    found
+}
+
+/// HTTP/2 may split `cookie` into several fields; HTTP/1.1 needs one, joined with `; `
+/// (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// The client's address as `Forwarded` writes it (RFC 7239): IPv6 in quoted brackets.
+fn forwarded_for(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("for={v4};proto=https"),
+        IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=https"),
+    }
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
@@ -292,30 +391,115 @@ fn escape_dn_value(value: &str) -> String {
     out
 }
 
-/// An XFCC value, quoted when it holds a separator.
+/// An XFCC value: control characters and non-ASCII bytes percent-escaped (a URI SAN is
+/// ASCII; no header may carry a control character), then quoted when it holds a separator,
+/// as Envoy quotes it.
 fn xfcc_value(value: &str) -> String {
-    if value.contains([',', ';', '=', '"', ' ']) {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    let mut escaped = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_control() || !b.is_ascii() {
+            escaped.push_str(&format!("%{b:02X}"));
+        } else {
+            escaped.push(char::from(b));
+        }
+    }
+    if escaped.contains([',', ';', '=', '"', ' ']) {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
-        value.to_string()
+        escaped
+    }
+}
+
+/// A body without its trailers: the HTTP/1.1 hop to (or from) the application does not
+/// carry them, so they are dropped here, visibly, rather than by accident.
+#[derive(Debug)]
+pub struct NoTrailers<B> {
+    inner: B,
+}
+
+impl<B> NoTrailers<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B) -> Self {
+        Self { inner }
+    }
+}
+
+impl<B: Body + Unpin> Body for NoTrailers<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        loop {
+            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) if frame.is_trailers() => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The upstream's response body, holding its place under [`MAX_UPSTREAM_REQUESTS`] until
+/// it has been sent (or dropped).
+struct UpstreamBody {
+    inner: NoTrailers<Incoming>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
 /// Forwards requests to one upstream over pooled HTTP/1.1 connections.
 #[derive(Clone, Debug)]
-pub struct Proxy {
+pub struct Proxy<B = Incoming> {
     upstream: Upstream,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, NoTrailers<B>>,
+    slots: Arc<Semaphore>,
 }
 
-impl Proxy {
+impl<B> Proxy<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
     /// A proxy to `upstream`.
     pub fn new(upstream: Upstream) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Self { upstream, client }
+        Self {
+            upstream,
+            client,
+            slots: Arc::new(Semaphore::new(MAX_UPSTREAM_REQUESTS)),
+        }
     }
 
     /// The upstream.
@@ -324,11 +508,12 @@ impl Proxy {
     }
 
     /// Forwards `req` from the client at `peer`, with its identity, and returns the
-    /// upstream's response (or a 502/504 that says what went wrong).
+    /// upstream's response (or a 502/504 that says what went wrong; the details are logged,
+    /// not sent to the client).
     pub async fn forward(
         &self,
-        req: Request<Incoming>,
-        identity: Option<&ForwardedIdentity>,
+        req: Request<B>,
+        identity: &ForwardedIdentity,
         peer: SocketAddr,
         client: &str,
     ) -> Response<ResponseBody> {
@@ -339,23 +524,27 @@ impl Proxy {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        strip_hop_by_hop(&mut parts.headers);
         let forged = strip_identity_headers(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers);
         if !forged.is_empty() {
+            let names: Vec<&str> = forged.iter().map(HeaderName::as_str).collect();
             warn!(
                 peer.addr = %peer,
                 client,
-                headers = %forged.join(", "),
+                headers = %names.join(", "),
                 "removed identity headers the client sent; only this proxy sets them"
             );
         }
-        if let Some(id) = identity {
-            id.apply(&mut parts.headers);
-        }
-        if let Ok(ip) = HeaderValue::from_str(&peer.ip().to_string()) {
+        join_cookies(&mut parts.headers);
+        identity.apply(&mut parts.headers);
+        let ip = peer.ip().to_canonical();
+        if let Ok(value) = HeaderValue::from_str(&ip.to_string()) {
             parts
                 .headers
-                .insert(HeaderName::from_static("x-forwarded-for"), ip);
+                .insert(HeaderName::from_static("x-forwarded-for"), value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for(ip)) {
+            parts.headers.insert(header::FORWARDED, value);
         }
         parts.headers.insert(
             HeaderName::from_static("x-forwarded-proto"),
@@ -384,23 +573,32 @@ impl Proxy {
             }
         };
         parts.version = Version::HTTP_11;
-        let request = Request::from_parts(parts, body);
-        match tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(request)).await {
-            Ok(Ok(response)) => {
+        let request = Request::from_parts(parts, NoTrailers::new(body));
+        let exchange = async {
+            let slot = match self.slots.clone().acquire_owned().await {
+                Ok(slot) => slot,
+                Err(_) => std::future::pending().await,
+            };
+            (self.client.request(request).await, slot)
+        };
+        match tokio::time::timeout(RESPONSE_TIMEOUT, exchange).await {
+            Ok((Ok(response), slot)) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                let body = UpstreamBody {
+                    inner: NoTrailers::new(body),
+                    _slot: slot,
+                };
                 Response::from_parts(parts, body.boxed_unsync())
             }
-            Ok(Err(e)) => {
+            Ok((Err(e), _)) => {
                 let why = causes(&e);
                 warn!(peer.addr = %peer, client, upstream = %self.upstream, error = %why, "upstream request failed");
                 text_response(
                     StatusCode::BAD_GATEWAY,
-                    format!(
-                        "bad gateway: the upstream {} did not answer ({why}); is the application \
-                         behind this proxy running?\n",
-                        self.upstream
-                    ),
+                    "bad gateway: the application behind this proxy did not answer; the \
+                     proxy's log says why\n"
+                        .into(),
                 )
             }
             Err(_) => {
@@ -408,8 +606,8 @@ impl Proxy {
                 text_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!(
-                        "gateway timeout: the upstream {} did not start its response within {}s\n",
-                        self.upstream,
+                        "gateway timeout: the application behind this proxy did not start its \
+                         response within {}s\n",
                         RESPONSE_TIMEOUT.as_secs()
                     ),
                 )
@@ -463,24 +661,119 @@ mod tests {
     }
 
     #[test]
-    fn identity_headers_are_removed_whatever_their_case() {
+    fn identity_and_address_headers_are_removed_whatever_their_case() {
         let mut headers = HeaderMap::new();
         for (name, value) in [
             ("Client-Cert", ":Zm9yZ2Vk:"),
             ("X-Forwarded-Client-Cert", "URI=spiffe://mtls.demo/admin"),
             ("x-ssl-cert", "forged"),
             ("CLIENT-CERT-CHAIN", ":Zm9v:"),
+            ("X-SSL-Client-S-DN", "CN=admin"),
+            ("X-SSL-Client-Verify", "SUCCESS"),
+            ("SSL-Client-Cert", "forged"),
+            ("X-Client-Cert", "forged"),
+            ("X-Client-Cert-Chain", "forged"),
+            ("X-Client-Verify", "SUCCESS"),
+            ("X-Client-Subject-DN", "CN=admin"),
+            ("X-Client-Issuer-DN", "CN=CA"),
+            ("X-Client-DN", "CN=admin"),
+            ("Forwarded", "for=203.0.113.66"),
+            ("X-Real-IP", "203.0.113.66"),
+            ("X-Forwarded-Host", "admin.internal"),
+            ("X-Forwarded-Port", "443"),
+            ("X-Forwarded-For", "203.0.113.66"),
             ("accept", "*/*"),
+            ("x-client-id", "kept: not a certificate header"),
         ] {
             headers.append(
                 HeaderName::from_bytes(name.as_bytes()).expect("name"),
                 HeaderValue::from_static(value),
             );
         }
+        headers.append("client-cert", HeaderValue::from_static(":ZHVw:"));
         let removed = strip_identity_headers(&mut headers);
-        assert_eq!(removed.len(), 4, "{removed:?}");
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key("accept"));
+        let names: Vec<&str> = removed.iter().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "client-cert",
+                "client-cert-chain",
+                "ssl-client-cert",
+                "x-client-cert",
+                "x-client-cert-chain",
+                "x-client-dn",
+                "x-client-issuer-dn",
+                "x-client-subject-dn",
+                "x-client-verify",
+                "x-forwarded-client-cert",
+                "x-ssl-cert",
+                "x-ssl-client-s-dn",
+                "x-ssl-client-verify",
+            ]
+        );
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-client-id"]);
+    }
+
+    /// A body of one data frame, then trailers.
+    struct WithTrailers(Vec<Frame<Bytes>>);
+
+    impl Body for WithTrailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0.is_empty() {
+                Poll::Ready(None)
+            } else {
+                Poll::Ready(Some(Ok(self.0.remove(0))))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn trailers_are_dropped_and_data_is_kept() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+        let body = NoTrailers::new(WithTrailers(vec![
+            Frame::data(Bytes::from_static(b"hello")),
+            Frame::trailers(trailers),
+        ]));
+        let collected = body.collect().await.expect("a body");
+        assert!(collected.trailers().is_none());
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"hello"));
+    }
+
+    #[test]
+    fn cookie_fields_are_joined_for_http_1_1() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        headers.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut headers);
+        let cookies: Vec<&HeaderValue> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, [&HeaderValue::from_static("a=1; b=2; c=3")]);
+    }
+
+    #[test]
+    fn forwarded_names_the_client_as_rfc_7239_writes_it() {
+        assert_eq!(
+            forwarded_for("192.0.2.7".parse().expect("ip")),
+            "for=192.0.2.7;proto=https"
+        );
+        assert_eq!(
+            forwarded_for("2001:db8::1".parse().expect("ip")),
+            "for=\"[2001:db8::1]\";proto=https"
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(
+            forwarded_for(mapped.to_canonical()),
+            "for=192.0.2.7;proto=https"
+        );
     }
 
     #[test]
@@ -522,6 +815,14 @@ mod tests {
     }
 
     #[test]
+    fn xfcc_values_escape_control_characters_so_they_fit_in_a_header() {
+        let value = xfcc_value("spiffe://x/a\nb\u{7f}c\rd\u{0}");
+        assert_eq!(value, "spiffe://x/a%0Ab%7Fc%0Dd%00");
+        assert!(HeaderValue::from_str(&value).is_ok());
+        assert_eq!(xfcc_value("spiffe://x/é"), "spiffe://x/%C3%A9");
+    }
+
+    #[test]
     fn a_leaf_becomes_the_four_headers() {
         let ca = crate::pki::CertAuthority::new_root(
             crate::pki::demo_subject("CA Company", "CA"),
@@ -559,5 +860,50 @@ mod tests {
                 .expect("ascii")
                 .starts_with("-----BEGIN%20CERTIFICATE-----%0A")
         );
+    }
+
+    fn ca() -> crate::pki::CertAuthority {
+        crate::pki::CertAuthority::new_root(
+            crate::pki::demo_subject("CA Company", "CA"),
+            crate::pki::KeyType::EcdsaP256,
+            crate::pki::Validity::days(1),
+        )
+        .expect("ca")
+    }
+
+    fn client_with(uris: &[&str]) -> CertificateDer<'static> {
+        ca().issue(&crate::pki::LeafSpec {
+            subject: crate::pki::demo_subject("Client Company", "Client"),
+            sans: uris
+                .iter()
+                .map(|u| crate::pki::parse_san(&format!("URI:{u}")).expect("san"))
+                .collect(),
+            usage: crate::pki::Usage::Client,
+            key_type: crate::pki::KeyType::EcdsaP256,
+            validity: crate::pki::Validity::days(1),
+        })
+        .expect("leaf")
+        .der
+    }
+
+    #[test]
+    fn a_uri_with_control_characters_is_forwarded_escaped() {
+        let leaf = client_with(&["spiffe://mtls.demo/a\u{7f}b"]);
+        let id = ForwardedIdentity::from_chain(std::slice::from_ref(&leaf)).expect("identity");
+        let mut headers = HeaderMap::new();
+        id.apply(&mut headers);
+        let xfcc = headers["x-forwarded-client-cert"].to_str().expect("ascii");
+        assert!(xfcc.ends_with(";URI=spiffe://mtls.demo/a%7Fb"), "{xfcc}");
+    }
+
+    #[test]
+    fn an_identity_that_cannot_be_forwarded_is_an_error_that_says_why() {
+        let two = client_with(&["spiffe://x/evil", "spiffe://mtls.demo/client-a"]);
+        let err = ForwardedIdentity::from_chain(std::slice::from_ref(&two)).expect_err("two URIs");
+        assert!(err.contains("2 URI SANs"), "{err}");
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+        let err = ForwardedIdentity::from_chain(&[garbage]).expect_err("not a certificate");
+        assert!(err.contains("does not parse"), "{err}");
+        assert!(ForwardedIdentity::from_chain(&[]).is_err());
     }
 }

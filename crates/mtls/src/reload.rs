@@ -1,28 +1,36 @@
 //! Hot reload of the server's certificate, key, CA and CRLs, without dropping connections.
 //!
-//! [`LiveTls`] holds the current [`TlsMaterial`] (a complete rustls config plus the facts the
-//! logs and metrics need) behind a lock that every accepted connection reads once. A reload
-//! builds a whole new config first and swaps it in only when everything loaded; a reload
-//! that fails (unreadable file, bad PEM, a key that does not match the certificate) keeps
-//! the old one and says why. Established connections keep the config they started with.
+//! [`LiveTls`] holds the current [`TlsMaterial`] (a complete rustls config, the client
+//! verifier inside it, and the facts the logs and metrics need) in a watch channel: every
+//! accepted connection reads it once, and is told when it changes. A reload builds a whole
+//! new config first and swaps it in only when everything loaded; a reload that fails
+//! (unreadable file, bad PEM, a key that does not match the certificate) keeps the old one
+//! and says why. Established connections keep their TLS session, but each one is told of
+//! the reload ([`LiveTls::subscribe`]) and verifies its client's chain again with the new
+//! verifier, closing if it no longer passes (a client revoked by a new CRL, a replaced CA).
 //!
-//! [`watch`] reloads on SIGHUP, and when any watched file's metadata (modification time,
-//! size, inode) changes, polled at an interval. Rotating a certificate and its key is two
-//! writes: a poll that falls between them sees a key that does not match, keeps the old
-//! material, and tries again when the second file changes.
+//! [`watch`] reloads on SIGHUP, and when any watched file changes, polled at an interval:
+//! its metadata (modification time, size, inode) or its content (SHA-256; the files are
+//! tiny, and an in-place rewrite of the same size within one mtime tick changes nothing
+//! else). Each file is read once per attempt: the bytes that are parsed are the bytes that
+//! are fingerprinted. Polls and loads run on the blocking thread pool. Rotating a
+//! certificate and its key is two writes: a poll that falls between them sees a key that
+//! does not match, keeps the old material, and tries again when the second file changes.
 //!
 //! Each reload starts a fresh session cache and ticket key, so no session from before a
-//! reload resumes afterwards: a client revoked by a new CRL cannot skip the check by
-//! resuming.
+//! reload resumes afterwards (and a resumed session's chain is verified again anyway, see
+//! [`crate::tls::ServerTls`]).
 
 use std::future::Future;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateRevocationListDer;
 use time::OffsetDateTime;
+use tokio::sync::watch as channel;
 use tracing::{info, warn};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -32,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::explain;
 use crate::metrics::{Expiring, Expiry, Metrics};
 use crate::pem;
-use crate::tls::{self, Identity, ServerPolicy, Trust};
+use crate::tls::{self, Identity, ServerPolicy, ServerTls, Trust};
 
 /// Where the server's TLS material comes from.
 #[derive(Clone, Debug)]
@@ -76,6 +84,8 @@ pub struct CrlFacts {
 pub struct TlsMaterial {
     /// The rustls config built from it.
     pub config: Arc<ServerConfig>,
+    /// The config and the client verifier in it, to verify a client's chain again.
+    pub tls: ServerTls,
     /// What failure explanations may mention (the CA and CRL files).
     pub explain: explain::Context,
     /// The server's leaf certificate.
@@ -88,40 +98,79 @@ pub struct TlsMaterial {
     pub source: TlsSource,
 }
 
+/// Every file of a [`TlsSource`], read once, in [`TlsSource::files`] order.
+struct Contents(Vec<(Stamp, io::Result<Vec<u8>>)>);
+
+impl Contents {
+    fn read(source: &TlsSource) -> Self {
+        Self(source.files().iter().map(|p| Stamp::read(p)).collect())
+    }
+
+    fn stamps(&self) -> Vec<Stamp> {
+        self.0.iter().map(|(stamp, _)| stamp.clone()).collect()
+    }
+
+    /// The bytes of file `i`, or the error reading it, naming the file as `what`.
+    fn take(&mut self, i: usize, path: &Path, what: &str) -> Result<Vec<u8>> {
+        match self
+            .0
+            .get_mut(i)
+            .map(|(_, bytes)| std::mem::replace(bytes, Err(io::Error::other("already parsed"))))
+        {
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(e)) => Err(Error::read(what, path, e)),
+            None => Err(Error::read(what, path, io::ErrorKind::NotFound.into())),
+        }
+    }
+}
+
 impl TlsMaterial {
     /// Loads every file and builds the rustls config; any problem is an error that names the
     /// file.
     pub fn load(source: &TlsSource) -> Result<Self> {
-        let identity = Identity::load(&source.cert, &source.key, "the server")?;
-        let trust = Trust::load(&source.ca)?;
-        let describe = |path: &Path, what: &str| -> Result<Vec<CertInfo>> {
-            pem::certificates(path, what)?
-                .iter()
-                .map(|der| CertInfo::parse(der).map_err(|why| Error::malformed(what, path, why)))
-                .collect()
-        };
-        let cas = describe(&source.ca, "the CA certificate")?;
-        let server_cert = describe(&source.cert, "the server's certificate")?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                Error::malformed(
-                    "the server's certificate",
-                    &source.cert,
-                    "it holds no certificate",
-                )
-            })?;
+        Self::parse(source, Contents::read(source))
+    }
+
+    /// Builds the material from the files' contents as read (each file read once).
+    fn parse(source: &TlsSource, mut files: Contents) -> Result<Self> {
+        // The order of TlsSource::files(): certificate, key, CA, then the CRLs.
+        let cert_what = "the server's certificate";
+        let cert = files.take(0, &source.cert, cert_what)?;
+        let key_what = "the server's private key";
+        let key = files.take(1, &source.key, key_what)?;
+        let chain = pem::described_certificates_in(&cert, &source.cert, cert_what)?;
+        let key = pem::private_key_in(&key, &source.key, key_what)?;
+        let server_cert = chain
+            .first()
+            .map(|(_, info)| info.clone())
+            .ok_or_else(|| Error::malformed(cert_what, &source.cert, "it holds no certificate"))?;
+        let identity = Identity::from_der(
+            chain.into_iter().map(|(der, _)| der).collect(),
+            key,
+            &source.cert,
+            &source.key,
+        )?;
+        let ca_what = "the CA certificate";
+        let ca = files.take(2, &source.ca, ca_what)?;
+        let (ca_certs, cas): (Vec<_>, Vec<_>) =
+            pem::described_certificates_in(&ca, &source.ca, ca_what)?
+                .into_iter()
+                .unzip();
+        let trust = Trust::from_certs(ca_certs, &source.ca)?;
         let mut crls = Vec::new();
         let mut facts = Vec::new();
-        for path in &source.crls {
-            for der in pem::crls(path, "the certificate revocation list")? {
+        for (i, path) in source.crls.iter().enumerate() {
+            let what = "the certificate revocation list";
+            let bytes = files.take(3 + i, path, what)?;
+            for der in pem::crls_in(&bytes, path, what)? {
                 facts.push(crl_facts(path, &der)?);
                 crls.push(der);
             }
         }
-        let config = tls::server_config(&identity, &trust, crls, &source.policy)?;
+        let tls = tls::server_tls(&identity, &trust, crls, &source.policy)?;
         Ok(Self {
-            config,
+            config: tls.config.clone(),
+            tls,
             explain: explain::Context {
                 ca: Some(source.ca.clone()),
                 crls: source.crls.clone(),
@@ -189,28 +238,32 @@ fn crl_facts(path: &Path, der: &CertificateRevocationListDer<'_>) -> Result<CrlF
     })
 }
 
-/// A file's metadata, to notice that it changed.
+/// A file's metadata and the SHA-256 of its content, to notice that it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp {
     modified: Option<SystemTime>,
     len: Option<u64>,
     inode: Option<u64>,
+    sha256: Option<Vec<u8>>,
 }
 
 impl Stamp {
+    /// Reads `path` once: its stamp, and its bytes for whoever parses them.
+    fn read(path: &Path) -> (Self, io::Result<Vec<u8>>) {
+        let meta = std::fs::metadata(path).ok();
+        let bytes = std::fs::read(path);
+        let stamp = Self {
+            modified: meta.as_ref().and_then(|m| m.modified().ok()),
+            len: meta.as_ref().map(std::fs::Metadata::len),
+            inode: meta.as_ref().and_then(inode),
+            sha256: bytes.as_ref().ok().map(|b| crate::sha256(b)),
+        };
+        (stamp, bytes)
+    }
+
+    #[cfg(test)]
     fn of(path: &Path) -> Self {
-        match std::fs::metadata(path) {
-            Ok(m) => Self {
-                modified: m.modified().ok(),
-                len: Some(m.len()),
-                inode: inode(&m),
-            },
-            Err(_) => Self {
-                modified: None,
-                len: None,
-                inode: None,
-            },
-        }
+        Self::read(path).0
     }
 }
 
@@ -229,54 +282,59 @@ fn inode(_: &std::fs::Metadata) -> Option<u64> {
 #[derive(Debug)]
 pub struct LiveTls {
     source: TlsSource,
-    current: RwLock<Arc<TlsMaterial>>,
-    /// The files' metadata at the last load attempt.
+    current: channel::Sender<Arc<TlsMaterial>>,
+    /// The files' stamps at the last load attempt.
     seen: Mutex<Vec<Stamp>>,
 }
 
 impl LiveTls {
     /// Loads the material for the first time.
     pub fn load(source: TlsSource) -> Result<Self> {
-        let seen = source.files().iter().map(|p| Stamp::of(p)).collect();
-        let material = TlsMaterial::load(&source)?;
+        let files = Contents::read(&source);
+        let seen = files.stamps();
+        let material = TlsMaterial::parse(&source, files)?;
         material.warn_if_not_current();
         Ok(Self {
             source,
-            current: RwLock::new(Arc::new(material)),
+            current: channel::Sender::new(Arc::new(material)),
             seen: Mutex::new(seen),
         })
     }
 
     /// What new handshakes use now.
     pub fn current(&self) -> Arc<TlsMaterial> {
-        // Writers only swap an Arc, so a poisoned lock still holds a complete value.
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.borrow().clone()
     }
 
-    /// Files whose metadata differs from the last load attempt.
+    /// What new handshakes use now, and a receiver that is told when a reload replaces it
+    /// (the material it returns counts as seen).
+    pub fn subscribe(&self) -> channel::Receiver<Arc<TlsMaterial>> {
+        self.current.subscribe()
+    }
+
+    /// Files whose stamp (metadata or content) differs from the last load attempt. Reads
+    /// the files: call it off the async threads.
     pub fn changed(&self) -> Vec<PathBuf> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         self.source
             .files()
             .into_iter()
             .zip(seen.iter())
-            .filter(|(path, stamp)| Stamp::of(path) != **stamp)
+            .filter(|(path, stamp)| Stamp::read(path).0 != **stamp)
             .map(|(path, _)| path.to_path_buf())
             .collect()
     }
 
-    /// Loads everything again and, if it all loads, makes it current. On failure the old
-    /// material stays. Either way the files' metadata is remembered, so a failed reload is
-    /// retried when a file changes again (or on SIGHUP).
+    /// Loads everything again and, if it all loads, makes it current (and tells every
+    /// subscriber). On failure the old material stays. Either way the files' stamps are
+    /// remembered, so a failed reload is retried when a file changes again (or on SIGHUP).
+    /// Reads files: call it off the async threads.
     pub fn reload(&self) -> Result<Arc<TlsMaterial>> {
-        let stamps = self.source.files().iter().map(|p| Stamp::of(p)).collect();
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamps;
-        let material = Arc::new(TlsMaterial::load(&self.source)?);
+        let files = Contents::read(&self.source);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = files.stamps();
+        let material = Arc::new(TlsMaterial::parse(&self.source, files)?);
         material.warn_if_not_current();
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = material.clone();
+        self.current.send_replace(material.clone());
         Ok(material)
     }
 }
@@ -356,16 +414,29 @@ pub async fn watch(
                 None => std::future::pending::<()>().await,
             }
         };
-        let (trigger, changed) = tokio::select! {
-            () = hangup.recv() => ("SIGHUP", live.changed()),
-            () = tick => {
-                let changed = live.changed();
-                if changed.is_empty() {
-                    continue;
-                }
-                ("file change", changed)
-            }
+        let trigger = tokio::select! {
+            () = hangup.recv() => "SIGHUP",
+            () = tick => "file change",
             () = &mut stop => return,
+        };
+        // Reading and parsing files blocks: on the blocking pool, not the async threads.
+        let work = {
+            let live = live.clone();
+            tokio::task::spawn_blocking(move || {
+                let changed = live.changed();
+                if trigger == "file change" && changed.is_empty() {
+                    return None;
+                }
+                Some((changed, live.reload()))
+            })
+        };
+        let (changed, result) = match work.await {
+            Ok(Some(done)) => done,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(trigger, error = %e, "reload did not finish; still serving with the previous TLS material");
+                continue;
+            }
         };
         let changed_text = if changed.is_empty() {
             "(none)".to_string()
@@ -376,7 +447,7 @@ pub async fn watch(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        match live.reload() {
+        match result {
             Ok(material) => {
                 metrics.reload(true);
                 info!(
@@ -387,7 +458,7 @@ pub async fn watch(
                     server.cert.not_after = %format_time(material.server_cert.not_after),
                     crls = material.crls.len(),
                     revoked = material.crls.iter().map(|c| c.revoked).sum::<usize>(),
-                    "reloaded TLS material: new handshakes use it, open connections keep theirs"
+                    "reloaded TLS material: new handshakes use it; open connections verify their client again"
                 );
             }
             Err(e) => {
@@ -419,5 +490,30 @@ mod tests {
         std::fs::rename(&tmp, &path).expect("rename");
         assert_ne!(before, Stamp::of(&path));
         assert_ne!(before, Stamp::of(&dir.path().join("missing.pem")));
+    }
+
+    #[test]
+    fn a_same_size_rewrite_in_place_counts_as_changed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a.pem");
+        std::fs::write(&path, "one").expect("write");
+        let before = Stamp::of(&path);
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        // Same size, same inode, and the same modification time (as within one tick of a
+        // coarse clock): only the content tells.
+        std::fs::write(&path, "two").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(modified))
+            .expect("reset mtime");
+        let after = Stamp::of(&path);
+        assert_eq!(
+            (before.modified, before.len, before.inode),
+            (after.modified, after.len, after.inode)
+        );
+        assert_ne!(before, after);
     }
 }

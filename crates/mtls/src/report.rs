@@ -37,6 +37,19 @@ impl TlsReport {
     /// Reads the state of a connection whose handshake has completed.
     pub fn from_connection(conn: &CommonState, sni: Option<&str>) -> Self {
         let certs = conn.peer_certificates().unwrap_or_default();
+        Self {
+            peer_chain: describe_chain(certs),
+            identity: certs
+                .first()
+                .and_then(|leaf| CertInfo::parse(leaf).ok())
+                .map(|leaf| leaf.identity()),
+            ..Self::negotiated(conn, sni)
+        }
+    }
+
+    /// What was negotiated, without reading the peer's certificates (`peer_chain` is empty):
+    /// for a caller that reads them itself, once (see [`PeerPath`]).
+    pub fn negotiated(conn: &CommonState, sni: Option<&str>) -> Self {
         let named =
             |s: Option<&'static str>, fallback: String| s.map(str::to_owned).unwrap_or(fallback);
         Self {
@@ -58,11 +71,8 @@ impl TlsReport {
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             sni: sni.map(str::to_owned),
-            peer_chain: describe_chain(certs),
-            identity: certs
-                .first()
-                .and_then(|leaf| CertInfo::parse(leaf).ok())
-                .map(|leaf| leaf.identity()),
+            peer_chain: Vec::new(),
+            identity: None,
         }
     }
 
@@ -78,6 +88,70 @@ pub fn describe_chain(chain: &[CertificateDer<'_>]) -> Vec<CertInfo> {
         .iter()
         .filter_map(|c| CertInfo::parse(c).ok())
         .collect()
+}
+
+/// Most certificates after the leaf on a [`PeerPath`] (webpki accepts at most six
+/// intermediates).
+pub const MAX_PATH: usize = 6;
+
+/// Most certificates after the leaf that are read at all: a peer may append any number.
+const MAX_CANDIDATES: usize = 16;
+
+/// A peer's leaf and the certificates it sent that lead from the leaf towards its CA by name
+/// (each one's subject is the issuer of the one before). A peer can append certificates the
+/// verifier never used, with any subject it likes: only those on this path are worth
+/// logging or forwarding, and their names are still the peer's words, to be escaped.
+#[derive(Clone, Debug, Default)]
+pub struct PeerPath {
+    /// The leaf, if it parses.
+    pub leaf: Option<CertInfo>,
+    /// The certificates after the leaf on the path, with their index in the chain as sent.
+    pub path: Vec<(usize, CertInfo)>,
+    /// How many certificates the peer sent that are on neither (or that did not parse).
+    pub left_out: usize,
+}
+
+impl PeerPath {
+    /// Reads the chain a peer sent (leaf first).
+    pub fn of(chain: &[CertificateDer<'_>]) -> Self {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return Self::default();
+        };
+        let Ok(leaf) = CertInfo::parse(leaf) else {
+            return Self {
+                leaf: None,
+                path: Vec::new(),
+                left_out: chain.len(),
+            };
+        };
+        let mut candidates: Vec<Option<(usize, CertInfo)>> = rest
+            .iter()
+            .take(MAX_CANDIDATES)
+            .enumerate()
+            .map(|(i, der)| CertInfo::parse(der).ok().map(|info| (i + 1, info)))
+            .collect();
+        let mut path: Vec<(usize, CertInfo)> = Vec::new();
+        while path.len() < MAX_PATH {
+            let current = path.last().map_or(&leaf, |(_, c)| c);
+            if current.subject == current.issuer {
+                break;
+            }
+            let issuer = current.issuer.clone();
+            let next = candidates
+                .iter_mut()
+                .find(|c| c.as_ref().is_some_and(|(_, info)| info.subject == issuer))
+                .and_then(Option::take);
+            match next {
+                Some(found) => path.push(found),
+                None => break,
+            }
+        }
+        Self {
+            left_out: rest.len() - path.len(),
+            leaf: Some(leaf),
+            path,
+        }
+    }
 }
 
 /// The "State" block, as the client prints it.

@@ -9,31 +9,42 @@
 //!
 //! Around that, the concerns of a real endpoint, each in its own module: the TLS material
 //! is reloaded while the server runs ([`crate::reload`]); hostile or broken peers meet
-//! limits ([`crate::limits`]: handshake, header and idle timeouts, header size, concurrent
-//! connections); counters are served to Prometheus ([`crate::metrics`]).
+//! limits ([`crate::limits`]: handshake, header, idle and stall timeouts, header size,
+//! concurrent connections); counters are served to Prometheus ([`crate::metrics`]).
+//!
+//! A client's chain is verified by rustls in a full handshake only. A resumed session
+//! carries the chain of the handshake it resumes, so the server verifies it again, now,
+//! with the current verifier; and after every reload each open connection verifies its
+//! client again with the new one. A client that no longer passes (expired, revoked, a CRL
+//! past its next update, a replaced CA) is refused, or its connection is closed.
+//!
+//! Every graceful close (idle, denied, no longer verified) has a hard deadline: a peer that
+//! does not cooperate (an HTTP/2 client that never acknowledges the GOAWAY's PING) is
+//! dropped after it.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use rustls::ServerConfig;
+use hyper_util::server::graceful::GracefulConnection;
+use rustls::pki_types::CertificateDer;
+use rustls::{HandshakeKind, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
@@ -42,12 +53,15 @@ use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::explain::{self, Failure, Side};
 use crate::files::CertsDir;
-use crate::limits::{self, Activity, Expired, GuardedBody, RequestGuard, Tracked};
-use crate::metrics::{self, Gauges, Metrics};
+use crate::limits::{
+    self, Activity, AppWait, Expired, GuardedBody, RequestBody, RequestGuard, Tracked,
+};
+use crate::metrics::{self, ClientMetrics, Gauges, Metrics};
 use crate::policy::{AccessPolicy, Decision, POLICY_DENIED};
-use crate::proxy::{ForwardedIdentity, Proxy, Upstream};
+use crate::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE, Proxy, Upstream};
 use crate::reload::{self, Hangup, LiveTls, ReloadTriggers, TlsMaterial, TlsSource};
-use crate::report::TlsReport;
+use crate::report::{PeerPath, TlsReport};
+pub use crate::response::{ResponseBody, text_response};
 use crate::tls::ServerPolicy;
 
 /// Everything the server needs to start. Paths are explicit; [`ServerSettings::in_dir`]
@@ -75,7 +89,8 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// On shutdown, how long in-flight requests get to finish.
     pub drain_timeout: Duration,
-    /// A connection with no request in flight for this long is closed.
+    /// A connection with no request in flight for this long is closed; so is one whose
+    /// requests in flight make no progress on the client's side for this long (a stall).
     pub idle_timeout: Duration,
     /// Most connections open at once; beyond it, new connections wait to be accepted.
     pub max_connections: usize,
@@ -178,20 +193,32 @@ enum Phase {
     Closing,
 }
 
+/// Most HTTP/2 streams a client may have open at once on one connection.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// The longest a graceful close may take before the connection is dropped (shorter when
+/// the idle timeout is).
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Most refused connections lingering at once (outside `--max-connections`); beyond it,
+/// refused connections are closed at once.
+const MAX_LINGERING: usize = 1024;
+
 /// State every connection task reads.
 struct Shared {
     tls: Arc<LiveTls>,
-    http: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
     handshake_timeout: Duration,
     header_timeout: Duration,
     idle_timeout: Duration,
+    close_grace: Duration,
     max_header_bytes: usize,
     access: AccessPolicy,
-    proxy: Option<Proxy>,
+    proxy: Option<Proxy<RequestBody>>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
     max_connections: usize,
     open: Arc<AtomicUsize>,
+    lingering: Arc<Semaphore>,
     phase: watch::Receiver<Phase>,
 }
 
@@ -227,27 +254,40 @@ impl Server {
         // Installed now, before the server announces itself, so an early SIGHUP reloads.
         let hangup = Hangup::install(settings.reload.sighup)?;
         warn_if_above_file_limit(settings.max_connections);
-        let mut http = auto::Builder::new(TokioExecutor::new());
+        // One builder per protocol, chosen by ALPN (no sniffing): a client speaks HTTP/2 only
+        // after agreeing to it, and each protocol's timers are the ones set here.
+        let mut http1 = http1::Builder::new();
         // The header timeout is enforced per connection (limits::Activity), from the first
         // byte of a request head, so that an idle keep-alive connection is governed by the
         // idle timeout alone.
-        http.http1()
+        // max_header_size is the exact limit on a request head; max_buf_size alone is not
+        // (one read may take in more than it, and a head that arrived whole passes).
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(None)
+            .max_header_size(settings.max_header_bytes)
             .max_buf_size(settings.max_header_bytes);
-        http.http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        // Pings find peers that vanished; one that does not answer within the timeout is
+        // dropped.
+        http2
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .keep_alive_interval(settings.idle_timeout.min(Duration::from_secs(30)))
+            .keep_alive_timeout(settings.idle_timeout.min(Duration::from_secs(20)));
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         Ok(Self {
             listener,
             metrics_listener,
             shared: Arc::new(Shared {
                 tls,
-                http,
+                http1,
+                http2,
                 handshake_timeout: settings.handshake_timeout,
                 header_timeout: settings.header_timeout,
                 idle_timeout: settings.idle_timeout,
+                close_grace: settings.idle_timeout.min(CLOSE_GRACE),
                 max_header_bytes: settings.max_header_bytes,
                 access: settings.access.clone(),
                 proxy: settings.upstream.clone().map(Proxy::new),
@@ -255,6 +295,7 @@ impl Server {
                 slots: Arc::new(Semaphore::new(settings.max_connections)),
                 max_connections: settings.max_connections,
                 open: Arc::new(AtomicUsize::new(0)),
+                lingering: Arc::new(Semaphore::new(MAX_LINGERING)),
                 phase: phase_rx,
             }),
             phase: phase_tx,
@@ -316,6 +357,8 @@ impl Server {
                 for_render.metrics.render(&Gauges {
                     open_connections: for_render.open.load(Ordering::Relaxed),
                     max_connections: for_render.max_connections,
+                    lingering_connections: MAX_LINGERING
+                        .saturating_sub(for_render.lingering.available_permits()),
                     expiries: for_render.tls.current().expiries(),
                 })
             });
@@ -448,52 +491,62 @@ impl Drop for Slot {
     }
 }
 
-/// The body of every response: a short text, or an upstream's streamed body.
-pub type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
-
-/// A plain-text response.
-pub fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 /// One connection, from TCP to the last request. Before HTTP starts, a shutdown abandons it.
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, slot: Slot) {
     let _ = stream.set_nodelay(true);
     let mut phase = shared.phase.clone();
-    let tls = tokio::select! {
-        tls = handshake(stream, peer, &shared) => tls,
-        _ = phase.wait_for(|p| *p != Phase::Running) => None,
+    let mut reloads = shared.tls.subscribe();
+    let outcome = tokio::select! {
+        outcome = handshake(stream, peer, &shared, &mut reloads) => outcome,
+        _ = phase.wait_for(|p| *p != Phase::Running) => Handshake::Abandoned,
     };
-    if let Some(tls) = tls {
-        serve(tls, peer, shared).await;
+    match outcome {
+        Handshake::Done(tls) => {
+            serve(tls, peer, shared, reloads).await;
+            drop(slot);
+        }
+        Handshake::Refused(tcp) => {
+            // The refusal is written: the slot goes to the next client now, and the socket
+            // lingers outside the limit (within a bound of its own) so the alert is read.
+            drop(slot);
+            if let Ok(_lingering) = shared.lingering.clone().try_acquire_owned() {
+                linger_close(tcp).await;
+            }
+        }
+        Handshake::Abandoned => drop(slot),
     }
-    drop(slot);
+}
+
+/// How a handshake ended.
+// Built once per connection and moved straight into a match: boxing the stream would cost
+// an allocation to save a copy.
+#[allow(clippy::large_enum_variant)]
+enum Handshake {
+    /// Verified (and, when resumed, verified again): serve it.
+    Done(TlsStream<TcpStream>),
+    /// Refused with an alert or a 400: close it, lingering.
+    Refused(TcpStream),
+    /// Timed out, closed by the peer, or refused after a resumption: nothing more to do.
+    Abandoned,
 }
 
 /// The TLS handshake under the handshake timeout; failures are logged, counted and
-/// answered (an alert, or a 400 for plain HTTP).
+/// answered (an alert, or a 400 for plain HTTP). A resumed session's chain is verified
+/// again with the current verifier.
 async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
-) -> Option<TlsStream<TcpStream>> {
-    let material = shared.tls.current();
+    reloads: &mut watch::Receiver<Arc<TlsMaterial>>,
+) -> Handshake {
+    let material = reloads.borrow_and_update().clone();
     let deadline = Instant::now() + shared.handshake_timeout;
-    let refuse = |failure: Failure| {
+    let refuse = |failure: Failure, material: &TlsMaterial, resumed: bool| {
         shared.metrics.handshake_failed(failure.code());
         warn!(
             peer.addr = %peer,
             reason = failure.code(),
+            tls.resumed = resumed,
             explanation = %failure.explain(Side::Server, &material.explain),
             "TLS handshake failed"
         );
@@ -503,91 +556,144 @@ async fn handshake(
     };
     match tokio::time::timeout_at(deadline, first_bytes(&stream)).await {
         Err(_) => {
-            refuse(timed_out());
-            return None;
+            refuse(timed_out(), &material, false);
+            return Handshake::Abandoned;
         }
         Ok(FirstBytes::Closed) => {
             debug!(peer.addr = %peer, "peer closed the connection before the handshake");
-            return None;
+            return Handshake::Abandoned;
         }
         Ok(FirstBytes::PlainHttp) => {
-            refuse(Failure::NotTls);
-            refuse_plain_http(stream).await;
-            return None;
+            refuse(Failure::NotTls, &material, false);
+            return match tokio::time::timeout_at(deadline, refuse_plain_http(stream)).await {
+                Ok(Some(stream)) => Handshake::Refused(stream),
+                _ => Handshake::Abandoned,
+            };
         }
         Ok(FirstBytes::Other) => {}
     }
     let acceptor = TlsAcceptor::from(material.config.clone());
     let handshake = acceptor.accept(stream).into_fallible();
-    match tokio::time::timeout_at(deadline, handshake).await {
-        Ok(Ok(tls)) => Some(tls),
+    let mut tls = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(tls)) => tls,
         Ok(Err((err, tcp))) => {
-            refuse(classify(&err));
-            linger_close(tcp).await;
-            None
+            refuse(classify(&err), &material, false);
+            return Handshake::Refused(tcp);
         }
         Err(_) => {
-            refuse(timed_out());
-            None
+            refuse(timed_out(), &material, false);
+            return Handshake::Abandoned;
+        }
+    };
+    let (_, conn) = tls.get_ref();
+    if conn.handshake_kind() == Some(HandshakeKind::Resumed) {
+        // rustls restored the chain of the session it resumed without verifying it: verify
+        // it now, with what is current (the CRL may be newer, the certificate expired).
+        let current = reloads.borrow_and_update().clone();
+        let chain = conn.peer_certificates().unwrap_or_default();
+        if let Err(e) = current.tls.verify_client(chain) {
+            refuse(Failure::from_rustls(&e), &current, true);
+            // rustls offers no way to send a certificate alert after the handshake: say
+            // close_notify, and close.
+            let _ = tokio::time::timeout(shared.close_grace, tls.shutdown()).await;
+            return Handshake::Abandoned;
         }
     }
+    Handshake::Done(tls)
 }
 
 /// What every request on one connection needs to know about it.
 struct ConnectionInfo {
     peer: SocketAddr,
     client: String,
+    counters: ClientMetrics,
     decision: Decision,
     forwarded: Option<ForwardedIdentity>,
     activity: Arc<Activity>,
+    /// HTTP/2 (by ALPN); otherwise HTTP/1.1.
+    h2: bool,
+    /// Told when a denied client has been answered: its connection then closes.
+    denied_answered: Notify,
 }
 
-/// HTTP on an established TLS connection, under the idle and header timeouts, until the
-/// client leaves, a limit closes it, or the server shuts down.
-async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>) {
+/// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
+/// HTTP/1.1 otherwise.
+async fn serve(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    reloads: watch::Receiver<Arc<TlsMaterial>>,
+) {
     let (_, conn) = tls.get_ref();
-    let report = TlsReport::from_connection(conn, conn.server_name());
-    log_state(peer, &report);
+    let report = TlsReport::negotiated(conn, conn.server_name());
+    let presented = conn.peer_certificates().unwrap_or_default();
     // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is
     // whatever the client chose to send, so it must never stand in for an unparsable leaf.
-    let leaf = conn
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|der| CertInfo::parse(der).ok());
+    let chain = PeerPath::of(presented);
+    let leaf = chain.leaf.as_ref();
     let client = leaf
-        .as_ref()
         .map(CertInfo::identity)
         .unwrap_or_else(|| "unknown".into());
-    let decision = shared.access.decide(leaf.as_ref());
-    match &decision {
-        Decision::Open => shared.metrics.handshake_succeeded(),
-        Decision::Admitted(rule) => {
-            shared.metrics.handshake_succeeded();
-            info!(peer.addr = %peer, client, rule = %rule, "identity admitted");
-        }
-        Decision::Denied(_) => {
-            shared.metrics.handshake_failed(POLICY_DENIED);
-            warn!(
-                peer.addr = %peer,
-                client,
-                reason = POLICY_DENIED,
-                tried = %decision.tried(),
-                "identity denied: no --allow rule matched; its requests get 403"
-            );
-        }
+    log_state(peer, &report, &client, &chain);
+    let decision = shared.access.decide(leaf);
+    if let Decision::Denied { why, .. } = &decision {
+        shared.metrics.handshake_failed(POLICY_DENIED);
+        warn!(
+            peer.addr = %peer,
+            client,
+            reason = POLICY_DENIED,
+            why = %why,
+            tried = %decision.tried(),
+            "identity denied: no --allow rule matched; its requests get 403"
+        );
     }
-    let forwarded = match (&shared.proxy, conn.peer_certificates()) {
-        (Some(_), Some(chain)) => ForwardedIdentity::from_chain(chain),
+    // An admitted client's requests carry its identity to the upstream: built now, once,
+    // and a client whose identity cannot be forwarded is refused before any request.
+    let forwarded = match (&shared.proxy, decision.admitted()) {
+        (Some(_), true) => {
+            let on_path: Vec<CertificateDer<'_>> = presented
+                .first()
+                .into_iter()
+                .chain(chain.path.iter().filter_map(|(i, _)| presented.get(*i)))
+                .map(|der| CertificateDer::from(der.as_ref()))
+                .collect();
+            match ForwardedIdentity::from_chain(&on_path) {
+                Ok(id) => Some(id),
+                Err(why) => {
+                    shared.metrics.handshake_failed(IDENTITY_UNFORWARDABLE);
+                    warn!(
+                        peer.addr = %peer,
+                        client,
+                        reason = IDENTITY_UNFORWARDABLE,
+                        why = why.as_str(),
+                        "refusing the connection: the client's identity cannot be forwarded to the upstream"
+                    );
+                    return;
+                }
+            }
+        }
         _ => None,
     };
+    if let Decision::Admitted { rule, matched } = &decision {
+        info!(peer.addr = %peer, client, rule = %rule, matched = matched.as_str(), "identity admitted");
+    }
+    if decision.admitted() {
+        shared.metrics.handshake_succeeded();
+    }
+    // Kept to verify the client again after a reload.
+    let verified: Vec<CertificateDer<'static>> =
+        presented.iter().map(|c| c.clone().into_owned()).collect();
     let h2 = report.alpn.as_deref() == Some("h2");
     let activity = Activity::new(!h2);
     let info = Arc::new(ConnectionInfo {
         peer,
+        counters: shared.metrics.client(&client),
         client,
         decision,
         forwarded,
         activity: activity.clone(),
+        h2,
+        denied_answered: Notify::new(),
     });
 
     let for_service = (info.clone(), shared.clone());
@@ -595,73 +701,175 @@ async fn serve(tls: TlsStream<TcpStream>, peer: SocketAddr, shared: Arc<Shared>)
         let (info, shared) = for_service.clone();
         async move { Ok::<_, Infallible>(handle(req, &info, &shared).await) }
     });
-    let conn = shared
-        .http
-        .serve_connection(TokioIo::new(Tracked::new(tls, activity.clone())), service);
-    tokio::pin!(conn);
-
-    let mut phase = shared.phase.clone();
-    let mut draining = false;
-    let mut idle_closing = false;
-    if *phase.borrow() != Phase::Running {
-        draining = true;
-        conn.as_mut().graceful_shutdown();
+    let io = TokioIo::new(Tracked::new(tls, activity));
+    let watch = Watch {
+        info: &info,
+        shared: &shared,
+        reloads,
+        verified,
+    };
+    if h2 {
+        watch
+            .drive(shared.http2.serve_connection(io, service))
+            .await;
+    } else {
+        watch
+            .drive(shared.http1.serve_connection(io, service))
+            .await;
     }
-    let ended = loop {
-        tokio::select! {
-            ended = conn.as_mut() => break ended,
-            changed = phase.changed() => {
-                let now = if changed.is_ok() { *phase.borrow() } else { Phase::Closing };
-                if now == Phase::Closing {
-                    return;
-                }
-                if !draining {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                }
+}
+
+/// What watches one connection while hyper serves it: the server's phase, the watchdog's
+/// timers, reloads, and a denied client's answer.
+struct Watch<'a> {
+    info: &'a ConnectionInfo,
+    shared: &'a Shared,
+    reloads: watch::Receiver<Arc<TlsMaterial>>,
+    /// The chain the client presented, to verify again after a reload.
+    verified: Vec<CertificateDer<'static>>,
+}
+
+impl Watch<'_> {
+    /// Drives `conn` until the client leaves, a limit or a reload closes it, or the server
+    /// shuts down. Every graceful close gets `close_grace`, then the connection is dropped.
+    async fn drive<C>(mut self, conn: C)
+    where
+        C: GracefulConnection<Error = hyper::Error>,
+    {
+        let Watch { info, shared, .. } = self;
+        let peer = info.peer;
+        let activity = &info.activity;
+        tokio::pin!(conn);
+        let mut phase = shared.phase.clone();
+        let mut draining = false;
+        // When a graceful close began, the moment it must have finished.
+        let mut close_by: Option<Instant> = None;
+        let close = |conn: Pin<&mut C>, close_by: &mut Option<Instant>| {
+            if close_by.is_none() {
+                *close_by = Some(Instant::now() + shared.close_grace);
+                conn.graceful_shutdown();
             }
-            why = activity.expired(shared.idle_timeout, shared.header_timeout), if !idle_closing => {
-                match why {
-                    Expired::Idle => {
-                        idle_closing = true;
-                        shared.metrics.limit("idle_timeout");
-                        info!(
-                            peer.addr = %peer,
-                            client = info.client,
-                            reason = "idle_timeout",
-                            idle_timeout = %limits::format_duration(shared.idle_timeout),
-                            "closing idle connection"
-                        );
+        };
+        if *phase.borrow() != Phase::Running {
+            draining = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let ended = loop {
+            let deadline = async {
+                match close_by {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Biased, the connection last: a shutdown or a reload that happened is acted on
+            // before the next response is written (a response to a draining server says
+            // `Connection: close`).
+            tokio::select! {
+                biased;
+                changed = phase.changed() => {
+                    let now = if changed.is_ok() { *phase.borrow() } else { Phase::Closing };
+                    if now == Phase::Closing {
+                        return;
+                    }
+                    if !draining {
+                        draining = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    Expired::HeaderTimeout => {
-                        shared.metrics.limit("header_timeout");
+                }
+                () = deadline => {
+                    shared.metrics.limit("close_deadline");
+                    info!(
+                        peer.addr = %peer,
+                        client = info.client,
+                        reason = "close_deadline",
+                        close_grace = %limits::format_duration(shared.close_grace),
+                        "the connection did not close in time; dropping it"
+                    );
+                    return;
+                }
+                changed = self.reloads.changed() => {
+                    if changed.is_err() {
+                        // The live material is gone only when the server is: nothing to watch.
+                        self.reloads = shared.tls.subscribe();
+                        continue;
+                    }
+                    let material = self.reloads.borrow_and_update().clone();
+                    if let Err(e) = material.tls.verify_client(&self.verified) {
+                        let failure = Failure::from_rustls(&e);
+                        shared.metrics.closed_on_reload(failure.code());
                         warn!(
                             peer.addr = %peer,
                             client = info.client,
-                            reason = "header_timeout",
-                            header_timeout = %limits::format_duration(shared.header_timeout),
-                            "request headers did not arrive in time; closing the connection"
+                            reason = failure.code(),
+                            explanation = %failure.explain(Side::Server, &material.explain),
+                            "the client no longer verifies after a reload; closing its connection"
                         );
-                        return;
+                        close(conn.as_mut(), &mut close_by);
                     }
                 }
+                () = info.denied_answered.notified(), if close_by.is_none() => {
+                    close(conn.as_mut(), &mut close_by);
+                }
+                why = activity.expired(shared.idle_timeout, shared.header_timeout), if close_by.is_none() => {
+                    match why {
+                        Expired::Idle => {
+                            shared.metrics.limit("idle_timeout");
+                            info!(
+                                peer.addr = %peer,
+                                client = info.client,
+                                reason = "idle_timeout",
+                                idle_timeout = %limits::format_duration(shared.idle_timeout),
+                                "closing idle connection"
+                            );
+                            close(conn.as_mut(), &mut close_by);
+                        }
+                        Expired::HeaderTimeout => {
+                            shared.metrics.limit("header_timeout");
+                            warn!(
+                                peer.addr = %peer,
+                                client = info.client,
+                                reason = "header_timeout",
+                                header_timeout = %limits::format_duration(shared.header_timeout),
+                                "request headers did not arrive in time; closing the connection"
+                            );
+                            return;
+                        }
+                        Expired::Stalled => {
+                            shared.metrics.limit("stall_timeout");
+                            warn!(
+                                peer.addr = %peer,
+                                client = info.client,
+                                reason = "stall_timeout",
+                                stall_timeout = %limits::format_duration(shared.idle_timeout),
+                                "a request in flight made no progress on the client's side; closing the connection"
+                            );
+                            return;
+                        }
+                    }
+                }
+                ended = conn.as_mut() => break ended,
             }
-        }
-    };
-    if let Err(e) = ended {
-        match e.downcast_ref::<hyper::Error>() {
-            Some(h) if h.is_parse_too_large() => {
+        };
+        if let Err(e) = ended {
+            if e.is_parse_too_large() {
                 shared.metrics.limit("header_too_large");
+                let answered = activity.answered_since_head();
                 warn!(
                     peer.addr = %peer,
                     client = info.client,
                     reason = "header_too_large",
                     max_header_bytes = shared.max_header_bytes,
-                    "request headers too large; answered 431 and closed the connection"
+                    answered,
+                    "{}",
+                    if answered {
+                        "request headers too large; answered 431 and closed the connection"
+                    } else {
+                        "request headers too large; closed the connection (a 431 could not be written)"
+                    }
                 );
+            } else {
+                debug!(peer.addr = %peer, error = %e, "connection ended with an error");
             }
-            _ => debug!(peer.addr = %peer, error = %e, "connection ended with an error"),
         }
     }
 }
@@ -684,20 +892,39 @@ async fn handle(
         "Header"
     );
     let response = if !info.decision.admitted() {
-        text_response(StatusCode::FORBIDDEN, info.decision.forbidden_body(client))
+        let mut denied = text_response(StatusCode::FORBIDDEN, info.decision.forbidden_body(client));
+        if !info.h2 {
+            denied
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        info.denied_answered.notify_one();
+        denied
     } else if let Some(proxy) = &shared.proxy {
-        proxy
-            .forward(req, info.forwarded.as_ref(), info.peer, client)
-            .await
+        match &info.forwarded {
+            Some(identity) => {
+                let req = req.map(|body| RequestBody::new(body, info.activity.clone()));
+                let _waiting = AppWait::new(&info.activity);
+                proxy.forward(req, identity, info.peer, client).await
+            }
+            // serve() refuses such a connection before any request; never forward
+            // without an identity.
+            None => text_response(
+                StatusCode::FORBIDDEN,
+                format!("forbidden: {client} cannot be forwarded\n"),
+            ),
+        }
     } else {
         text_response(StatusCode::OK, format!("hello, {client}\n"))
     };
-    shared.metrics.request(client, response.status());
+    info.counters.request(response.status());
     response.map(|body| GuardedBody::new(body, guard).boxed_unsync())
 }
 
-/// Logs `State` and `Certificate chain`, once per connection.
-fn log_state(peer: SocketAddr, r: &TlsReport) {
+/// Logs `State` and `Certificate chain`, once per connection. Names from certificates are
+/// the client's words (x509-parser does not escape them): they are logged as quoted,
+/// escaped strings, and only for the leaf and the certificates on its path.
+fn log_state(peer: SocketAddr, r: &TlsReport, client: &str, chain: &PeerPath) {
     info!(
         peer.addr = %peer,
         tls.version = %r.version,
@@ -707,17 +934,26 @@ fn log_state(peer: SocketAddr, r: &TlsReport) {
         tls.resumed = r.resumed,
         tls.alpn = r.alpn.as_deref().unwrap_or("none"),
         tls.sni = r.sni.as_deref().unwrap_or("none"),
-        client = r.peer_identity().as_deref().unwrap_or("unknown"),
+        client,
         "State"
     );
-    for (index, cert) in r.peer_chain.iter().enumerate() {
+    let leaf = chain.leaf.iter().map(|c| (0, c));
+    let path = chain.path.iter().map(|(i, c)| (*i, c));
+    for (index, cert) in leaf.chain(path) {
         info!(
             peer.addr = %peer,
             index,
-            subject = %cert.subject,
-            issuer = %cert.issuer,
-            sans = %cert.sans_text(),
+            subject = cert.subject.as_str(),
+            issuer = cert.issuer.as_str(),
+            sans = cert.sans_text().as_str(),
             "Certificate chain"
+        );
+    }
+    if chain.left_out > 0 {
+        info!(
+            peer.addr = %peer,
+            left_out = chain.left_out,
+            "the client sent certificates that are not on its path to the CA (or do not parse); they are not logged"
         );
     }
 }
@@ -810,16 +1046,17 @@ async fn first_bytes(stream: &TcpStream) -> FirstBytes {
     }
 }
 
-/// Answers a plain-HTTP request with a 400 that says what to do, as nginx does.
-async fn refuse_plain_http(mut stream: TcpStream) {
+/// Answers a plain-HTTP request with a 400 that says what to do, as nginx does; returns the
+/// stream to linger on.
+async fn refuse_plain_http(mut stream: TcpStream) -> Option<TcpStream> {
     const BODY: &str =
         "This port speaks HTTPS with mutual TLS: use an https:// URL and a client certificate.\n";
     let response = format!(
         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
         BODY.len()
     );
-    let _ = stream.write_all(response.as_bytes()).await;
-    linger_close(stream).await;
+    stream.write_all(response.as_bytes()).await.ok()?;
+    Some(stream)
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one.

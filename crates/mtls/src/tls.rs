@@ -11,8 +11,11 @@ use std::sync::{Arc, Mutex};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
@@ -97,6 +100,17 @@ impl Identity {
     pub fn load(cert: &Path, key: &Path, owner: &str) -> Result<Self> {
         let chain = pem::certificates(cert, &format!("{owner}'s certificate"))?;
         let der = pem::private_key(key, &format!("{owner}'s private key"))?;
+        Self::from_der(chain, der, cert, key)
+    }
+
+    /// A chain and key already read from `cert` and `key` (the paths name them in errors);
+    /// checks that the key belongs to the first certificate.
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        der: PrivateKeyDer<'static>,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<Self> {
         let certified =
             CertifiedKey::from_der(chain.clone(), der, &provider()).map_err(|e| match e {
                 rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
@@ -131,7 +145,11 @@ impl Trust {
     /// Loads every certificate in `path` as a trust anchor. One that cannot be used is an
     /// error, never silently skipped.
     pub fn load(path: &Path) -> Result<Self> {
-        let certs = pem::certificates(path, "the CA certificate")?;
+        Self::from_certs(pem::certificates(path, "the CA certificate")?, path)
+    }
+
+    /// Certificates already read from `path`, each a trust anchor.
+    pub fn from_certs(certs: Vec<CertificateDer<'static>>, path: &Path) -> Result<Self> {
         let mut roots = RootCertStore::empty();
         for (i, cert) in certs.into_iter().enumerate() {
             roots.add(cert).map_err(|e| Error::BadTrustAnchor {
@@ -178,6 +196,45 @@ pub fn server_config(
     crls: Vec<CertificateRevocationListDer<'static>>,
     policy: &ServerPolicy,
 ) -> Result<Arc<ServerConfig>> {
+    server_tls(identity, trust, crls, policy).map(|tls| tls.config)
+}
+
+/// A server config and the client verifier inside it.
+///
+/// rustls verifies a client's chain in full handshakes only: a resumed session carries the
+/// chain of the handshake it resumes, unverified since. The server verifies such a chain
+/// again with `verifier` (and the chains of open connections after a reload, with the new
+/// one): the same checks, the same CA, the same CRLs, at a later time.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// The config for new handshakes.
+    pub config: Arc<ServerConfig>,
+    /// The client verifier `config` uses.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl ServerTls {
+    /// Verifies a client's chain (leaf first) now, exactly as a full handshake would.
+    pub fn verify_client(
+        &self,
+        chain: &[CertificateDer<'_>],
+    ) -> std::result::Result<(), rustls::Error> {
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        self.verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ())
+    }
+}
+
+/// [`server_config`], with the verifier it uses.
+pub fn server_tls(
+    identity: &Identity,
+    trust: &Trust,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    policy: &ServerPolicy,
+) -> Result<ServerTls> {
     let provider = provider();
     let mut verifier =
         WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider.clone());
@@ -190,7 +247,7 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(policy.min_version.versions())
         .map_err(|e| Error::Config(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity.key.clone())));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     if policy.resumption {
@@ -201,7 +258,10 @@ pub fn server_config(
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
     }
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        verifier,
+    })
 }
 
 /// What the client observed of the server during a handshake: the chain it presented (kept

@@ -1,0 +1,26 @@
+//! The bodies the server answers with, shared by the server and the proxy: a short text, or
+//! an upstream's streamed body, behind one type.
+
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// The body of every response: a short text, or an upstream's streamed body.
+pub type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// A plain-text response.
+pub fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
