@@ -366,7 +366,8 @@ pub fn client_config(
         .build()
         .map_err(|e| Error::Config(format!("server verifier: {e}")))?;
     let verifier = Arc::new(RecordingVerifier {
-        inner: webpki,
+        judge: Some(webpki),
+        supported: provider.signature_verification_algorithms,
         seen: seen.clone(),
     });
     // `dangerous()` is only the door to install our own verifier: it records the chain and
@@ -393,65 +394,27 @@ pub fn client_config(
 /// server presents, whoever issued it.
 pub fn probe_config(seen: SeenChain) -> Result<Arc<ClientConfig>> {
     let provider = provider();
-    let supported = provider.signature_verification_algorithms;
+    let verifier = Arc::new(RecordingVerifier {
+        judge: None,
+        supported: provider.signature_verification_algorithms,
+        seen,
+    });
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(MinVersion::Tls12.versions())
         .map_err(|e| Error::Config(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(LookOnly { seen, supported }))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-/// Records the chain and ends the handshake: the opposite of trusting it.
-#[derive(Debug)]
-struct LookOnly {
-    seen: SeenChain,
-    supported: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for LookOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        self.seen.set(end_entity, intermediates);
-        Err(rustls::Error::General(
-            "chain recorded for inspection; not trusted".into(),
-        ))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("inspection only".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("inspection only".into()))
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.supported.supported_schemes()
-    }
-}
-
-/// Records the presented chain, then lets webpki decide exactly as the default would.
+/// Records the presented chain, then lets webpki decide exactly as the default would
+/// (`judge`), or, with no judge, refuses it: the opposite of trusting it. Handshake
+/// signatures are checked as webpki's verifier checks them.
 #[derive(Debug)]
 struct RecordingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+    judge: Option<Arc<WebPkiServerVerifier>>,
+    supported: rustls::crypto::WebPkiSupportedAlgorithms,
     seen: SeenChain,
 }
 
@@ -465,8 +428,18 @@ impl ServerCertVerifier for RecordingVerifier {
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         self.seen.set(end_entity, intermediates);
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        match &self.judge {
+            Some(webpki) => webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            None => Err(rustls::Error::General(
+                "chain recorded for inspection; not trusted".into(),
+            )),
+        }
     }
 
     fn verify_tls12_signature(
@@ -475,7 +448,7 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.supported)
     }
 
     fn verify_tls13_signature(
@@ -484,11 +457,11 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.supported)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.supported.supported_schemes()
     }
 }
 
