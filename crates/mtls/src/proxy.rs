@@ -597,8 +597,7 @@ where
                 text_response(
                     StatusCode::BAD_GATEWAY,
                     "bad gateway: the application behind this proxy did not answer; the \
-                     proxy's log says why\n"
-                        .into(),
+                     proxy's log says why\n",
                 )
             }
             Err(_) => {

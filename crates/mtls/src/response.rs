@@ -11,9 +11,9 @@ use hyper::{Response, StatusCode};
 pub type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
 /// A plain-text response.
-pub fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
+pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from(body))
+        Full::new(body.into())
             .map_err(|never| match never {})
             .boxed_unsync(),
     );

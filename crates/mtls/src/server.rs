@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -614,6 +614,9 @@ struct ConnectionInfo {
     h2: bool,
     /// Told when a denied client has been answered: its connection then closes.
     denied_answered: Notify,
+    /// The body every request on this connection gets when not forwarded: "hello, NAME",
+    /// or the 403 for a denied client. Made once; each response shares it.
+    answer: Bytes,
 }
 
 /// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
@@ -685,6 +688,11 @@ async fn serve(
         presented.iter().map(|c| c.clone().into_owned()).collect();
     let h2 = report.alpn.as_deref() == Some("h2");
     let activity = Activity::new(!h2);
+    let answer = Bytes::from(if decision.admitted() {
+        format!("hello, {client}\n")
+    } else {
+        decision.forbidden_body(&client)
+    });
     let info = Arc::new(ConnectionInfo {
         peer,
         counters: shared.metrics.client(&client),
@@ -694,6 +702,7 @@ async fn serve(
         activity: activity.clone(),
         h2,
         denied_answered: Notify::new(),
+        answer,
     });
 
     let for_service = (info.clone(), shared.clone());
@@ -892,7 +901,7 @@ async fn handle(
         "Header"
     );
     let response = if !info.decision.admitted() {
-        let mut denied = text_response(StatusCode::FORBIDDEN, info.decision.forbidden_body(client));
+        let mut denied = text_response(StatusCode::FORBIDDEN, info.answer.clone());
         if !info.h2 {
             denied
                 .headers_mut()
@@ -915,7 +924,7 @@ async fn handle(
             ),
         }
     } else {
-        text_response(StatusCode::OK, format!("hello, {client}\n"))
+        text_response(StatusCode::OK, info.answer.clone())
     };
     info.counters.request(response.status());
     response.map(|body| GuardedBody::new(body, guard).boxed_unsync())
