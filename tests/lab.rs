@@ -238,16 +238,7 @@ fn an_intermediate_chain_works_out_of_the_box_for_server_client_and_curl() {
     server
         .log
         .wait_for(&["Certificate chain", "index=1", "CN=Intermediate CA"]);
-    let out = common::run(std::process::Command::new("curl").args([
-        "-sS",
-        "--cacert",
-        path(&certs.ca_cert()),
-        "--cert",
-        path(&certs.cert("client-b")),
-        "--key",
-        path(&certs.key("client-b")),
-        &server.url("localhost"),
-    ]));
+    let out = common::curl_as(&certs, "client-b", &[&server.url("localhost")]);
     assert!(out.status.success(), "{}", common::text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("hello, Client B"),

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Pki, ServerProcess, expired, fetch, leaf, require_tool, run, text};
+use common::{Pki, ServerProcess, curl_as, expired, fetch, leaf, require_tool, run, text};
 use mtls::explain::Failure;
 use mtls::files::{ClientId, Role};
 use mtls::pki::{Usage, Validity};
@@ -76,22 +76,19 @@ fn state_and_chain_are_logged_once_per_connection_and_headers_per_request() {
     let server = start(&pki);
     let url = server.url("localhost");
     // Two requests on one connection (curl reuses it for the same host).
-    let out = run(Command::new("curl").args([
-        "-sS",
-        "--http1.1",
-        "--cacert",
-        pki.certs.ca_cert().to_str().expect("path"),
-        "--cert",
-        pki.certs.cert("client-a").to_str().expect("path"),
-        "--key",
-        pki.certs.key("client-a").to_str().expect("path"),
-        "-H",
-        "Authorization: Bearer top-secret",
-        "-H",
-        "Cookie: session=also-secret",
-        &url,
-        &url,
-    ]));
+    let out = curl_as(
+        &pki.certs,
+        "client-a",
+        &[
+            "--http1.1",
+            "-H",
+            "Authorization: Bearer top-secret",
+            "-H",
+            "Cookie: session=also-secret",
+            &url,
+            &url,
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     server
         .log
@@ -226,18 +223,15 @@ fn curl_with_a_client_certificate_gets_200() {
     require_tool("curl");
     let pki = Pki::demo();
     let server = start(&pki);
-    let out = run(Command::new("curl").args([
-        "-sS",
-        "--cacert",
-        pki.certs.ca_cert().to_str().expect("path"),
-        "--cert",
-        pki.certs.cert("client-b").to_str().expect("path"),
-        "--key",
-        pki.certs.key("client-b").to_str().expect("path"),
-        "-w",
-        "\n%{http_code} %{http_version}",
-        &server.url("localhost"),
-    ]));
+    let out = curl_as(
+        &pki.certs,
+        "client-b",
+        &[
+            "-w",
+            "\n%{http_code} %{http_version}",
+            &server.url("localhost"),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{Pki, fetch, leaf, require_tool, run, text};
+use common::{Pki, curl_as, fetch, leaf, require_tool, run, text};
 use mtls::pki::{CertAuthority, KeyType, Usage, Validity};
 use support::{Conn, EchoUpstream, client_config, http1, start};
 
@@ -225,23 +225,20 @@ fn an_http2_client_behind_an_intermediate_gets_its_chain_forwarded_and_its_body_
     let upstream = EchoUpstream::start();
     let server = start(&pki, &["--upstream", &upstream.url()]);
     let url = format!("{}submit", server.url("localhost"));
-    let out = run(Command::new("curl").args([
-        "-sS",
-        "--http2",
-        "--cacert",
-        pki.certs.ca_cert().to_str().expect("path"),
-        "--cert",
-        pki.certs.cert("client-c").to_str().expect("path"),
-        "--key",
-        pki.certs.key("client-c").to_str().expect("path"),
-        "-H",
-        "Content-Type: text/plain",
-        "--data-binary",
-        "an order for seven",
-        "-w",
-        "\n%{http_code} %{http_version}",
-        &url,
-    ]));
+    let out = curl_as(
+        &pki.certs,
+        "client-c",
+        &[
+            "--http2",
+            "-H",
+            "Content-Type: text/plain",
+            "--data-binary",
+            "an order for seven",
+            "-w",
+            "\n%{http_code} %{http_version}",
+            &url,
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.ends_with("200 2"), "{stdout}");
@@ -321,21 +318,10 @@ fn forged_identity_headers_over_http2_are_dropped_too() {
     let pki = Pki::demo();
     let upstream = EchoUpstream::start();
     let server = start(&pki, &["--upstream", &upstream.url()]);
-    let mut args: Vec<String> = [
-        "-sS",
-        "--http2",
-        "--cacert",
-        pki.certs.ca_cert().to_str().expect("path"),
-        "--cert",
-        pki.certs.cert("client-a").to_str().expect("path"),
-        "--key",
-        pki.certs.key("client-a").to_str().expect("path"),
-        "-w",
-        "\n%{http_code} %{http_version}",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let mut args: Vec<String> = ["--http2", "-w", "\n%{http_code} %{http_version}"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     for header in [
         "X-Forwarded-Client-Cert: URI=spiffe://mtls.demo/admin",
         "Client-Cert: :Zm9yZ2Vk:",
@@ -349,7 +335,8 @@ fn forged_identity_headers_over_http2_are_dropped_too() {
         args.push(header.into());
     }
     args.push(server.url("localhost"));
-    let out = run(Command::new("curl").args(&args));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = curl_as(&pki.certs, "client-a", &args);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.ends_with("200 2"), "{stdout}");

@@ -458,6 +458,21 @@ pub fn fetch(
     rt.block_on(mtls::client::fetch(&settings))
 }
 
+/// Runs curl (bounded by PATIENCE) as the holder of `stem`'s certificate in `certs`,
+/// trusting the CA there, with `args` after those options.
+pub fn curl_as(certs: &CertsDir, stem: &str, args: &[&str]) -> Output {
+    require_tool("curl");
+    let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
+    run(Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(path(certs.ca_cert()))
+        .arg("--cert")
+        .arg(path(certs.cert(stem)))
+        .arg("--key")
+        .arg(path(certs.key(stem)))
+        .args(args))
+}
+
 /// Whether an external tool is installed (CI installs them; a missing one fails loudly).
 pub fn require_tool(name: &str) {
     let found = Command::new("sh")
