@@ -29,20 +29,13 @@ pub struct TlsReport {
     /// The peer's certificates, leaf first, as it sent them (any that x509-parser cannot
     /// read are left out; the handshake's verifier accepted them nonetheless).
     pub peer_chain: Vec<CertInfo>,
-    /// The peer's identity, from its leaf certificate only.
-    identity: Option<String>,
 }
 
 impl TlsReport {
     /// Reads the state of a connection whose handshake has completed.
     pub fn from_connection(conn: &CommonState, sni: Option<&str>) -> Self {
-        let certs = conn.peer_certificates().unwrap_or_default();
         Self {
-            peer_chain: describe_chain(certs),
-            identity: certs
-                .first()
-                .and_then(|leaf| CertInfo::parse(leaf).ok())
-                .map(|leaf| leaf.identity()),
+            peer_chain: describe_chain(conn.peer_certificates().unwrap_or_default()),
             ..Self::negotiated(conn, sni)
         }
     }
@@ -72,13 +65,7 @@ impl TlsReport {
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             sni: sni.map(str::to_owned),
             peer_chain: Vec::new(),
-            identity: None,
         }
-    }
-
-    /// The authenticated peer, named by its leaf certificate.
-    pub fn peer_identity(&self) -> Option<String> {
-        self.identity.clone()
     }
 }
 

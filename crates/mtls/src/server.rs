@@ -39,8 +39,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
+use rustls::HandshakeKind;
 use rustls::pki_types::CertificateDer;
-use rustls::{HandshakeKind, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -51,7 +51,7 @@ use tracing::{debug, info, warn};
 
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
-use crate::explain::{self, Failure, Side};
+use crate::explain::{Failure, Side};
 use crate::files::CertsDir;
 use crate::limits::{
     self, Activity, AppWait, Expired, GuardedBody, RequestBody, RequestGuard, Tracked,
@@ -139,12 +139,6 @@ impl ServerSettings {
             crls: self.crls.clone(),
             policy: self.policy.clone(),
         }
-    }
-
-    /// Loads the certificates, key, CA and CRLs, and builds the rustls config.
-    pub fn load_tls(&self) -> Result<(Arc<ServerConfig>, explain::Context)> {
-        let material = TlsMaterial::load(&self.tls_source())?;
-        Ok((material.config, material.explain))
     }
 
     /// Refuses limits that cannot work, with the flag to fix.
