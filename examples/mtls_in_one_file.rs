@@ -4,8 +4,8 @@
 //! Run it with: `cargo run --example mtls_in_one_file`
 //! Nothing is written outside a temporary folder; the server listens on 127.0.0.1 only.
 
+use mtls::ca::demo::{self, DemoOptions};
 use mtls::client::{ClientSettings, fetch};
-use mtls::demo::{self, DemoOptions};
 use mtls::files::{CertsDir, ClientId, Role};
 use mtls::server::{Server, ServerSettings};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{require_tool, run, text};
-use mtls::write::mode_of;
+use mtls::ca::write::mode_of;
 
 const CERTIFICATE: &str = env!("CARGO_BIN_EXE_certificate");
 const FILES: [&str; 8] = [

@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use common::{Pki, ServerProcess, fetch};
-use mtls::crl::Reason;
-use mtls::explain::Failure;
+use mtls::Failure;
+use mtls::ca::crl::Reason;
 use rustls::AlertDescription;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_server");
@@ -34,7 +34,7 @@ fn refused(pki: &Pki, server: &ServerProcess, name: &str) -> mtls::Error {
 #[test]
 fn every_lab_certificate_fails_for_its_own_reason_on_both_sides() {
     let pki = Pki::demo();
-    let lab = mtls::lab::mint(&pki.certs, false).expect("mint the lab");
+    let lab = mtls::ca::lab::mint(&pki.certs, false).expect("mint the lab");
     assert_eq!(lab.cases.len(), 7, "{lab}");
     let server = ServerProcess::start(SERVER, &["--certs", path(pki.dir())]);
 
@@ -102,8 +102,8 @@ fn every_lab_certificate_fails_for_its_own_reason_on_both_sides() {
 #[test]
 fn the_lab_revoked_client_is_refused_once_the_server_loads_the_lab_crl() {
     let pki = Pki::demo();
-    mtls::lab::mint(&pki.certs, false).expect("mint the lab");
-    let crl = pki.certs.lab().path().join(mtls::lab::REVOKED_CRL);
+    mtls::ca::lab::mint(&pki.certs, false).expect("mint the lab");
+    let crl = pki.certs.lab().path().join(mtls::ca::lab::REVOKED_CRL);
     let server = ServerProcess::start(SERVER, &["--certs", path(pki.dir()), "--crl", path(&crl)]);
     let err = refused(&pki, &server, "client-revoked");
     assert_eq!(
@@ -133,7 +133,7 @@ fn the_lab_revoked_client_is_refused_once_the_server_loads_the_lab_crl() {
 #[test]
 fn a_server_certificate_without_the_ip_san_is_refused_by_the_client_dialing_the_ip() {
     let pki = Pki::demo();
-    mtls::lab::mint(&pki.certs, false).expect("mint the lab");
+    mtls::ca::lab::mint(&pki.certs, false).expect("mint the lab");
     let lab = pki.certs.lab();
     let server = ServerProcess::start(
         SERVER,
@@ -182,7 +182,7 @@ fn revoking_client_b_refuses_b_after_a_restart_with_the_crl_while_a_gets_200() {
             .expect("B before revocation");
         assert_eq!(ok.status.as_u16(), 200);
     }
-    let revoked = mtls::crl::revoke(
+    let revoked = mtls::ca::crl::revoke(
         &pki.certs,
         "client-b",
         Reason(rcgen::RevocationReason::KeyCompromise),
@@ -213,9 +213,9 @@ fn an_intermediate_chain_works_out_of_the_box_for_server_client_and_curl() {
     common::require_tool("curl");
     let tmp = tempfile::tempdir().expect("temp dir");
     let certs = mtls::files::CertsDir::new(tmp.path().join("certs"));
-    let mut opts = mtls::demo::DemoOptions::new(certs.clone());
+    let mut opts = mtls::ca::demo::DemoOptions::new(certs.clone());
     opts.intermediate = true;
-    let set = mtls::demo::mint(&opts).expect("mint with an intermediate");
+    let set = mtls::ca::demo::mint(&opts).expect("mint with an intermediate");
     assert!(set.all_ok(), "{set}");
     let server = ServerProcess::start(SERVER, &["--certs", path(certs.path())]);
     // Our client sends leaf + intermediate; the server trusts only the root, and vice versa.
@@ -251,13 +251,13 @@ fn an_intermediate_chain_works_out_of_the_box_for_server_client_and_curl() {
 fn revoking_an_intermediate_refuses_every_client_it_signed() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let certs = mtls::files::CertsDir::new(tmp.path().join("certs"));
-    let mut opts = mtls::demo::DemoOptions::new(certs.clone());
+    let mut opts = mtls::ca::demo::DemoOptions::new(certs.clone());
     opts.intermediate = true;
-    assert!(mtls::demo::mint(&opts).expect("mint").all_ok());
+    assert!(mtls::ca::demo::mint(&opts).expect("mint").all_ok());
     let a = Some((certs.cert("client-a"), certs.key("client-a")));
 
     // Revoking a leaf of the intermediate: only that leaf is refused.
-    mtls::crl::revoke(
+    mtls::ca::crl::revoke(
         &certs,
         "client-b",
         Reason(rcgen::RevocationReason::Superseded),
@@ -280,7 +280,7 @@ fn revoking_an_intermediate_refuses_every_client_it_signed() {
     }
 
     // Revoking the intermediate itself: everything it signed is refused.
-    mtls::crl::revoke(
+    mtls::ca::crl::revoke(
         &certs,
         "intermediate",
         Reason(rcgen::RevocationReason::CaCompromise),
@@ -307,7 +307,7 @@ fn an_out_of_date_crl_refuses_clients_and_the_log_says_so() {
     let pki = Pki::demo();
     let ca = pki.ca();
     let now = time::OffsetDateTime::now_utc();
-    let stale = mtls::crl::sign(
+    let stale = mtls::ca::crl::sign(
         &ca,
         &[],
         1,

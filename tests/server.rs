@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::{Pki, ServerProcess, curl_as, expired, fetch, leaf, require_tool, run, text};
-use mtls::explain::Failure;
+use mtls::Failure;
 use mtls::files::{ClientId, Role};
 use mtls::pki::{Usage, Validity};
 use rustls::AlertDescription;

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 
 use common::{PATIENCE, Pki, expired, fetch, leaf};
-use mtls::explain::Failure;
+use mtls::Failure;
 use mtls::pki::{Usage, Validity};
 use rustls::AlertDescription;
 use support::{metrics_addr, plain_get, poll, sample, start};

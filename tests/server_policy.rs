@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 
 use common::{Pki, fetch, leaf, require_tool, run, text};
-use mtls::explain::Failure;
+use mtls::Failure;
 use mtls::pki::{Usage, Validity};
 use mtls::tls::{ClientPolicy, TlsVersion};
 use rustls::AlertDescription;

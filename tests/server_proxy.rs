@@ -139,7 +139,7 @@ fn the_proxy_forwards_the_verified_identity_and_drops_forged_headers() {
     );
     assert_eq!(
         percent_decode(&ssl_cert[0]),
-        mtls::pki::to_pem("CERTIFICATE", leaf)
+        mtls::pem::to_pem("CERTIFICATE", leaf)
     );
 
     let path = pki.certs.cert("client-a");

@@ -5,8 +5,8 @@ mod common;
 mod support;
 
 use common::{Pki, leaf};
+use mtls::ca::write::{self, Access};
 use mtls::pki::{Usage, Validity};
-use mtls::write::{self, Access};
 use support::{Conn, client_config, fingerprint, first_cert, http1, start};
 
 #[test]
@@ -138,7 +138,7 @@ fn broken_material_is_refused_and_the_server_keeps_serving_with_the_old_one() {
     still_serving("after a missing certificate");
 
     // Putting the right files back is picked up like any change.
-    let pem = mtls::pki::to_pem("CERTIFICATE", &before);
+    let pem = mtls::pem::to_pem("CERTIFICATE", &before);
     let mark = server.log.mark();
     write::atomic(&pki.certs.cert("server"), pem.as_bytes(), Access::Public).expect("write");
     server.log.wait_for_after(

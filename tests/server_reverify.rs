@@ -6,9 +6,9 @@ mod common;
 mod support;
 
 use common::{Pki, leaf};
+use mtls::ca::write::{self, Access};
 use mtls::pki::{Usage, Validity};
 use mtls::tls::{ClientPolicy, TlsVersion};
-use mtls::write::{self, Access};
 use support::{Conn, client_config, http1, metrics_addr, plain_get, poll, sample, start};
 use time::OffsetDateTime;
 
@@ -94,7 +94,7 @@ fn a_session_resumed_after_the_crl_went_stale_is_refused() {
     let crl = pki.certs.crl();
     let now = OffsetDateTime::now_utc();
     let next_update = now + time::Duration::seconds(5);
-    let pem = mtls::crl::sign(&pki.ca(), &[], 1, now, next_update).expect("sign a CRL");
+    let pem = mtls::ca::crl::sign(&pki.ca(), &[], 1, now, next_update).expect("sign a CRL");
     write::atomic(&crl, pem.as_bytes(), Access::Public).expect("write the CRL");
     let server = start(
         &pki,

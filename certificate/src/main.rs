@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use mtls::crl::Reason;
-use mtls::demo::{self, DemoOptions};
+use mtls::ca::crl::Reason;
+use mtls::ca::demo::{self, DemoOptions};
+use mtls::ca::issue::{IssueRequest, Kind};
+use mtls::ca::p12::{Encryption, Password};
 use mtls::files::{CertsDir, DEFAULT_DIR};
-use mtls::p12::{Encryption, Password};
 use mtls::pki::{KeyType, Validity};
-use mtls::store::{IssueRequest, Kind};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -217,7 +217,7 @@ Examples:
         #[arg(long, value_name = "REASON", default_value = "unspecified")]
         reason: Reason,
         /// Days until the list's next update.
-        #[arg(long, value_name = "N", default_value_t = mtls::crl::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
+        #[arg(long, value_name = "N", default_value_t = mtls::ca::crl::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
         crl_days: u32,
         #[command(flatten)]
         folder: Folder,
@@ -230,7 +230,7 @@ Examples:
   cargo run -p certificate -- crl --days 1")]
     Crl {
         /// Days until the next update.
-        #[arg(long, value_name = "N", default_value_t = mtls::crl::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
+        #[arg(long, value_name = "N", default_value_t = mtls::ca::crl::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
         days: u32,
         #[command(flatten)]
         folder: Folder,
@@ -337,7 +337,7 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
                 issuer,
                 force,
             };
-            say(mtls::store::issue(&CertsDir::new(folder.certs), &req)?);
+            say(mtls::ca::issue::issue(&CertsDir::new(folder.certs), &req)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Renew {
@@ -348,7 +348,7 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
             folder,
         } => {
             let dir = CertsDir::new(folder.certs);
-            say(mtls::store::renew(
+            say(mtls::ca::issue::renew(
                 &dir,
                 &name,
                 lifetime.get(),
@@ -359,7 +359,7 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
         }
         Command::Inspect { inputs, json, ca } => inspect(inputs, json, ca),
         Command::Doctor { host, folder } => {
-            let report = mtls::doctor::examine(&CertsDir::new(folder.certs), &host)?;
+            let report = mtls::ca::doctor::examine(&CertsDir::new(folder.certs), &host)?;
             say(&report);
             Ok(if report.passed() {
                 ExitCode::SUCCESS
@@ -374,16 +374,16 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
             folder,
         } => {
             let dir = CertsDir::new(folder.certs);
-            say(mtls::crl::revoke(&dir, &name, reason, crl_days)?);
+            say(mtls::ca::crl::revoke(&dir, &name, reason, crl_days)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Crl { days, folder } => {
             let dir = CertsDir::new(folder.certs);
-            let lists = mtls::crl::resign(&dir, days)?;
+            let lists = mtls::ca::crl::resign(&dir, days)?;
             say(format_args!(
                 "Signed {} again:\n{}",
                 dir.crl().display(),
-                mtls::crl::Lists(&lists)
+                mtls::ca::crl::Lists(&lists)
             ));
             Ok(ExitCode::SUCCESS)
         }
@@ -414,9 +414,9 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
             };
             let dir = CertsDir::new(folder.certs);
             let written = match (truststore, name) {
-                (true, _) => mtls::p12::truststore(&dir, &password, encryption, force)?,
+                (true, _) => mtls::ca::p12::truststore(&dir, &password, encryption, force)?,
                 (false, Some(name)) => {
-                    mtls::p12::identity(&dir, &name, &password, encryption, force)?
+                    mtls::ca::p12::identity(&dir, &name, &password, encryption, force)?
                 }
                 (false, None) => {
                     return Err(mtls::Error::Invalid(
@@ -428,7 +428,7 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab { force, folder } => {
-            let lab = mtls::lab::mint(&CertsDir::new(folder.certs), force)?;
+            let lab = mtls::ca::lab::mint(&CertsDir::new(folder.certs), force)?;
             say(&lab);
             Ok(ExitCode::SUCCESS)
         }
@@ -472,9 +472,9 @@ fn inspect(inputs: Vec<String>, json: bool, ca: Option<PathBuf>) -> mtls::Result
                     context: "cannot start the async runtime".into(),
                     source,
                 })?;
-            results.push(runtime.block_on(mtls::inspect::live(&input, ca.as_deref()))?);
+            results.push(runtime.block_on(mtls::ca::inspect::live(&input, ca.as_deref()))?);
         } else {
-            results.push(mtls::inspect::file(std::path::Path::new(&input))?);
+            results.push(mtls::ca::inspect::file(std::path::Path::new(&input))?);
         }
     }
     if json {

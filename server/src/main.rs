@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use mtls::files::{CertsDir, DEFAULT_DIR};
-use mtls::limits::{parse_duration, parse_size};
-use mtls::policy::{AccessPolicy, Rule};
-use mtls::proxy::Upstream;
-use mtls::reload::ReloadTriggers;
+use mtls::format::{parse_duration, parse_size};
+use mtls::server::policy::{AccessPolicy, Rule};
+use mtls::server::proxy::Upstream;
+use mtls::server::reload::ReloadTriggers;
 use mtls::server::{Server, ServerSettings, shutdown_signal};
 use mtls::tls::{MinVersion, ServerPolicy};
 

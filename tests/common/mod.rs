@@ -10,10 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use mtls::demo::{self, DemoOptions};
+use mtls::ca::demo::{self, DemoOptions};
+use mtls::ca::write::{self, Access};
 use mtls::files::CertsDir;
 use mtls::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
-use mtls::write::{self, Access};
 use time::OffsetDateTime;
 
 /// How long any single wait in a test may take before the test fails with a dump.
@@ -58,14 +58,14 @@ impl Pki {
     /// (next update in 7 days), with the library's own CRL code.
     pub fn write_crl(&self, path: &Path, stems: &[&str]) {
         let now = OffsetDateTime::now_utc();
-        let entries: Vec<mtls::crl::Entry> = stems
+        let entries: Vec<mtls::ca::crl::Entry> = stems
             .iter()
             .map(|stem| {
                 let leaf = &mtls::pem::certificates(&self.certs.cert(stem), "a test leaf")
                     .expect("read the leaf")[0];
                 let info = mtls::certinfo::CertInfo::parse(leaf).expect("parse the leaf");
-                mtls::crl::Entry {
-                    serial: mtls::certinfo::unhex(&info.serial),
+                mtls::ca::crl::Entry {
+                    serial: info.serial,
                     at: now - time::Duration::minutes(1),
                     reason: None,
                 }
@@ -73,7 +73,7 @@ impl Pki {
             .collect();
         // A fresh number each time, so a newer list is told apart from an older one.
         let number = u64::try_from(now.unix_timestamp_nanos() / 1000).expect("time");
-        let pem = mtls::crl::sign(
+        let pem = mtls::ca::crl::sign(
             &self.ca(),
             &entries,
             number,

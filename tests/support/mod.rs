@@ -231,7 +231,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// The SHA-256 fingerprint the server's log and `CertInfo` print for `der`.
 pub fn fingerprint(der: &[u8]) -> String {
-    CertInfo::parse(der).expect("parse").sha256
+    CertInfo::parse(der).expect("parse").fingerprint()
 }
 
 /// The first certificate in a PEM file, DER.

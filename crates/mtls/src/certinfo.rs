@@ -7,6 +7,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use time::OffsetDateTime;
+
+use crate::format::hex;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
@@ -37,6 +39,42 @@ impl fmt::Display for San {
     }
 }
 
+/// An extended key usage: what a leaf may be used for (decoded from its OID).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Eku {
+    /// TLS server authentication (1.3.6.1.5.5.7.3.1).
+    ServerAuth,
+    /// TLS client authentication (1.3.6.1.5.5.7.3.2).
+    ClientAuth,
+    /// Code signing.
+    CodeSigning,
+    /// E-mail protection (S/MIME).
+    EmailProtection,
+    /// Time stamping.
+    TimeStamping,
+    /// OCSP response signing.
+    OcspSigning,
+    /// anyExtendedKeyUsage (2.5.29.37.0).
+    Any,
+    /// Any other purpose, by its dotted OID.
+    Other(String),
+}
+
+impl fmt::Display for Eku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Eku::ServerAuth => "serverAuth",
+            Eku::ClientAuth => "clientAuth",
+            Eku::CodeSigning => "codeSigning",
+            Eku::EmailProtection => "emailProtection",
+            Eku::TimeStamping => "timeStamping",
+            Eku::OcspSigning => "OCSPSigning",
+            Eku::Any => "anyExtendedKeyUsage",
+            Eku::Other(oid) => oid,
+        })
+    }
+}
+
 /// Everything a person checks on a certificate.
 #[derive(Clone, Debug)]
 pub struct CertInfo {
@@ -46,8 +84,8 @@ pub struct CertInfo {
     pub issuer: String,
     /// The subject's common name, if any.
     pub common_name: Option<String>,
-    /// Serial number as colon-separated hex.
-    pub serial: String,
+    /// The serial number's DER integer content bytes (print with [`CertInfo::serial_hex`]).
+    pub serial: Vec<u8>,
     /// Start of validity.
     pub not_before: OffsetDateTime,
     /// End of validity.
@@ -64,14 +102,14 @@ pub struct CertInfo {
     pub path_len: Option<u32>,
     /// Key usage bits by name (`digitalSignature`, `keyCertSign`, ...).
     pub key_usage: Vec<&'static str>,
-    /// Extended key usages by name (`serverAuth`, `clientAuth`, or an OID).
-    pub ext_key_usage: Vec<String>,
-    /// Subject key identifier, hex.
-    pub subject_key_id: Option<String>,
-    /// Authority key identifier, hex.
-    pub authority_key_id: Option<String>,
-    /// SHA-256 of the DER, colon-separated hex (what `openssl x509 -fingerprint -sha256` prints).
-    pub sha256: String,
+    /// Extended key usages.
+    pub ext_key_usage: Vec<Eku>,
+    /// Subject key identifier.
+    pub subject_key_id: Option<Vec<u8>>,
+    /// Authority key identifier.
+    pub authority_key_id: Option<Vec<u8>>,
+    /// SHA-256 of the DER (print with [`CertInfo::fingerprint`]).
+    pub sha256: [u8; 32],
     /// Subject equals issuer and the signature verifies with the certificate's own key.
     pub self_signed: bool,
     /// The DER-encoded SubjectPublicKeyInfo, to compare keys.
@@ -95,7 +133,7 @@ impl CertInfo {
                 .next()
                 .and_then(|cn| cn.as_str().ok())
                 .map(str::to_owned),
-            serial: hex(cert.raw_serial(), ":"),
+            serial: cert.raw_serial().to_vec(),
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
             sans: Vec::new(),
@@ -107,7 +145,7 @@ impl CertInfo {
             ext_key_usage: Vec::new(),
             subject_key_id: None,
             authority_key_id: None,
-            sha256: hex(&crate::sha256(der), ":"),
+            sha256: sha256(der),
             self_signed: cert.subject() == cert.issuer() && cert.verify_signature(None).is_ok(),
             spki: cert.public_key().raw.to_vec(),
         };
@@ -133,32 +171,55 @@ impl CertInfo {
                     info.key_usage = bits.iter().filter(|b| b.0).map(|b| b.1).collect();
                 }
                 ParsedExtension::ExtendedKeyUsage(eku) => {
-                    let named = [
-                        (eku.any, "anyExtendedKeyUsage"),
-                        (eku.server_auth, "serverAuth"),
-                        (eku.client_auth, "clientAuth"),
-                        (eku.code_signing, "codeSigning"),
-                        (eku.email_protection, "emailProtection"),
-                        (eku.time_stamping, "timeStamping"),
-                        (eku.ocsp_signing, "OCSPSigning"),
+                    let known = [
+                        (eku.any, Eku::Any),
+                        (eku.server_auth, Eku::ServerAuth),
+                        (eku.client_auth, Eku::ClientAuth),
+                        (eku.code_signing, Eku::CodeSigning),
+                        (eku.email_protection, Eku::EmailProtection),
+                        (eku.time_stamping, Eku::TimeStamping),
+                        (eku.ocsp_signing, Eku::OcspSigning),
                     ];
-                    info.ext_key_usage = named
-                        .iter()
-                        .filter(|n| n.0)
-                        .map(|n| n.1.to_string())
-                        .chain(eku.other.iter().map(|oid| oid.to_id_string()))
+                    info.ext_key_usage = known
+                        .into_iter()
+                        .filter_map(|(present, eku)| present.then_some(eku))
+                        .chain(eku.other.iter().map(|oid| Eku::Other(oid.to_id_string())))
                         .collect();
                 }
                 ParsedExtension::SubjectKeyIdentifier(id) => {
-                    info.subject_key_id = Some(hex(id.0, ":"));
+                    info.subject_key_id = Some(id.0.to_vec());
                 }
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    info.authority_key_id = aki.key_identifier.as_ref().map(|id| hex(id.0, ":"));
+                    info.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
                 }
                 _ => {}
             }
         }
         Ok(info)
+    }
+
+    /// The serial number as colon-separated hex, as openssl prints it.
+    pub fn serial_hex(&self) -> String {
+        hex(&self.serial, ":")
+    }
+
+    /// The SHA-256 fingerprint as colon-separated hex (`openssl x509 -fingerprint -sha256`).
+    pub fn fingerprint(&self) -> String {
+        hex(&self.sha256, ":")
+    }
+
+    /// Whether its extended key usage names `eku`.
+    pub fn has_eku(&self, eku: &Eku) -> bool {
+        self.ext_key_usage.contains(eku)
+    }
+
+    /// The extended key usages joined for a sentence (`serverAuth, clientAuth`), or `none`.
+    pub fn ekus_text(&self) -> String {
+        if self.ext_key_usage.is_empty() {
+            return "none".into();
+        }
+        let names: Vec<String> = self.ext_key_usage.iter().map(Eku::to_string).collect();
+        names.join(", ")
     }
 
     /// The URI SANs (SPIFFE IDs and the like).
@@ -269,51 +330,10 @@ fn signature_name(oid: &str) -> String {
     .to_string()
 }
 
-/// `4A:0B:FF` back to bytes (the inverse of `hex(bytes, ":")`).
-pub fn unhex(colon_hex: &str) -> Vec<u8> {
-    colon_hex
-        .split(':')
-        .filter_map(|b| u8::from_str_radix(b, 16).ok())
-        .collect()
-}
-
-/// Now, in whole seconds (what certificates and CRLs can encode).
-pub fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(0).unwrap_or(now)
-}
-
-/// Bytes as upper-case hex, joined by `sep`.
-pub fn hex(bytes: &[u8], sep: &str) -> String {
-    let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
-    parts.join(sep)
-}
-
-/// A timestamp the way the reports print it: `2026-11-24 03:56:56 UTC`.
-pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// A duration in the largest sensible unit: "364 days", "5 hours", "42 minutes".
-pub fn format_span(d: time::Duration) -> String {
-    let secs = d.whole_seconds().unsigned_abs();
-    let (n, unit) = if secs >= 2 * 86_400 {
-        (secs / 86_400, "days")
-    } else if secs >= 2 * 3_600 {
-        (secs / 3_600, "hours")
-    } else if secs >= 120 {
-        (secs / 60, "minutes")
-    } else {
-        (secs, "seconds")
-    };
-    format!("{n} {unit}")
+/// SHA-256 of `bytes` (certificate fingerprints).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }

@@ -27,8 +27,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
-use crate::error::{Error, Result};
-use crate::explain::{self, Failure, Side};
+use crate::error::{Error, Failure, Result};
+use crate::explain::{self, Side};
 use crate::report::{ChainText, TlsReport, describe_chain};
 use crate::tls::{self, Identity, SeenChain, Trust};
 

@@ -2,18 +2,17 @@
 //!
 //! rustls reports *what* failed (`CertificateError::UnknownIssuer`, an alert from the peer);
 //! a learner needs *who* checked *what*, *why* it failed and *which command* fixes it.
-//! [`Failure`] is the typed classification (tests and metrics match on it, never on
-//! strings); [`Failure::explain`] turns it into the sentence the binaries print.
+//! [`Failure`] (in [`crate::error`]) is the typed classification: tests and metrics match on
+//! it, never on strings. This module is prose only: [`Failure::explain`] turns a failure into
+//! the sentence the binaries print.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use rustls::AlertDescription;
-use rustls::pki_types::UnixTime;
 use time::OffsetDateTime;
 
-use crate::certinfo::CertInfo;
+use crate::error::{Failure, Incompatibility};
 
 /// Which end of the connection is describing the failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,73 +39,6 @@ impl Side {
     }
 }
 
-/// Why a handshake (or the first read after it) failed.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Failure {
-    /// The client sent no certificate, and the server requires one.
-    NoCertificate,
-    /// The peer's certificate does not chain to a CA we trust.
-    UnknownIssuer {
-        /// The issuer named in the peer's certificate, when we saw it.
-        issuer: Option<String>,
-    },
-    /// The peer's certificate has expired.
-    Expired {
-        /// Its notAfter, when known.
-        not_after: Option<OffsetDateTime>,
-    },
-    /// The peer's certificate is not valid yet.
-    NotYetValid {
-        /// Its notBefore, when known.
-        not_before: Option<OffsetDateTime>,
-    },
-    /// The peer's certificate is listed in a CRL we loaded.
-    Revoked,
-    /// CRLs are loaded but none of them covers the peer's issuer.
-    RevocationUnknown,
-    /// A CRL we loaded is past its nextUpdate.
-    CrlExpired,
-    /// A CRL we loaded is broken or not signed by its CA.
-    BadCrl(String),
-    /// The peer's certificate lacks the extended key usage its role needs.
-    WrongPurpose {
-        /// The usage the check needed ("client authentication").
-        required: String,
-        /// The usages the certificate has.
-        presented: Vec<String>,
-    },
-    /// The peer presented a CA certificate as its own identity.
-    CaAsLeaf,
-    /// The server's certificate does not name the host we dialed.
-    NameMismatch {
-        /// The host we dialed.
-        expected: String,
-        /// The names the certificate has (`DNS:localhost`, `IP:127.0.0.1`).
-        presented: Vec<String>,
-    },
-    /// A signature in the peer's chain or handshake does not verify.
-    BadSignature,
-    /// The peer ended the handshake with this alert.
-    PeerRefused {
-        /// The alert it sent.
-        alert: AlertDescription,
-    },
-    /// TLS 1.3: the server closed the connection right after the handshake, without an alert.
-    ClosedAfterHandshake,
-    /// The peer did not speak TLS (plain HTTP on the TLS port, for example).
-    NotTls,
-    /// No TLS version, cipher suite or group in common.
-    Incompatible(String),
-    /// The handshake did not finish in time.
-    Timeout {
-        /// The limit that passed.
-        after: Duration,
-    },
-    /// Anything else rustls reported, in its own words.
-    Other(String),
-}
-
 /// What the explaining side knows about its own setup, to make advice concrete.
 #[derive(Clone, Debug, Default)]
 pub struct Context {
@@ -117,108 +49,6 @@ pub struct Context {
 }
 
 impl Failure {
-    /// Classifies a rustls error.
-    pub fn from_rustls(err: &rustls::Error) -> Self {
-        use rustls::CertificateError as C;
-        use rustls::Error as E;
-        match err {
-            E::NoCertificatesPresented => Failure::NoCertificate,
-            E::AlertReceived(alert) => Failure::PeerRefused { alert: *alert },
-            E::InvalidCertificate(cert) => match cert {
-                C::UnknownIssuer => Failure::UnknownIssuer { issuer: None },
-                C::Expired => Failure::Expired { not_after: None },
-                C::ExpiredContext { not_after, .. } => Failure::Expired {
-                    not_after: to_datetime(*not_after),
-                },
-                C::NotValidYet => Failure::NotYetValid { not_before: None },
-                C::NotValidYetContext { not_before, .. } => Failure::NotYetValid {
-                    not_before: to_datetime(*not_before),
-                },
-                C::Revoked => Failure::Revoked,
-                C::UnknownRevocationStatus => Failure::RevocationUnknown,
-                C::ExpiredRevocationList | C::ExpiredRevocationListContext { .. } => {
-                    Failure::CrlExpired
-                }
-                C::InvalidPurpose => Failure::WrongPurpose {
-                    required: "the extended key usage of its role".into(),
-                    presented: Vec::new(),
-                },
-                C::InvalidPurposeContext {
-                    required,
-                    presented,
-                } => Failure::WrongPurpose {
-                    required: required.to_string(),
-                    presented: presented.iter().map(|p| p.to_string()).collect(),
-                },
-                C::NotValidForNameContext {
-                    expected,
-                    presented,
-                } => Failure::NameMismatch {
-                    expected: expected.to_str().into_owned(),
-                    presented: presented.iter().map(|p| webpki_name(p)).collect(),
-                },
-                C::NotValidForName => Failure::NameMismatch {
-                    expected: String::new(),
-                    presented: Vec::new(),
-                },
-                C::BadSignature => Failure::BadSignature,
-                C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
-                    Some(webpki::Error::CaUsedAsEndEntity) => Failure::CaAsLeaf,
-                    _ => Failure::Other(format!("certificate rejected: {other}")),
-                },
-                other => Failure::Other(format!("certificate rejected: {other}")),
-            },
-            E::InvalidCertRevocationList(crl) => Failure::BadCrl(format!("{crl:?}")),
-            E::PeerIncompatible(why) => Failure::Incompatible(incompatible(why)),
-            E::InvalidMessage(_) | E::InappropriateMessage { .. } => Failure::NotTls,
-            other => Failure::Other(other.to_string()),
-        }
-    }
-
-    /// Fills in what the peer's chain tells us (its issuer, its names), when we saw it.
-    pub fn with_peer_chain(self, chain: &[CertInfo]) -> Self {
-        let Some(leaf) = chain.first() else {
-            return self;
-        };
-        match self {
-            Failure::UnknownIssuer { issuer: None } => Failure::UnknownIssuer {
-                issuer: Some(chain.last().unwrap_or(leaf).issuer.clone()),
-            },
-            Failure::NameMismatch { expected, .. } => Failure::NameMismatch {
-                expected,
-                presented: leaf.sans.iter().map(|s| s.to_string()).collect(),
-            },
-            Failure::Expired { not_after: None } => Failure::Expired {
-                not_after: Some(leaf.not_after),
-            },
-            Failure::NotYetValid { not_before: None } => Failure::NotYetValid {
-                not_before: Some(leaf.not_before),
-            },
-            other => other,
-        }
-    }
-
-    /// A stable, machine-friendly reason: the `reason` log field and metrics label.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Failure::NoCertificate => "no_certificate",
-            Failure::UnknownIssuer { .. } => "unknown_ca",
-            Failure::Expired { .. } => "expired",
-            Failure::NotYetValid { .. } => "not_yet_valid",
-            Failure::Revoked => "revoked",
-            Failure::RevocationUnknown => "revocation_unknown",
-            Failure::CrlExpired => "crl_expired",
-            Failure::BadCrl(_) => "bad_crl",
-            Failure::WrongPurpose { .. } | Failure::CaAsLeaf => "bad_usage",
-            Failure::NameMismatch { .. } => "name_mismatch",
-            Failure::BadSignature => "bad_signature",
-            Failure::PeerRefused { .. } => "peer_refused",
-            Failure::ClosedAfterHandshake => "closed_after_handshake",
-            Failure::Timeout { .. } => "timeout",
-            Failure::NotTls | Failure::Incompatible(_) | Failure::Other(_) => "protocol",
-        }
-    }
-
     /// One sentence, from `side`'s point of view: what failed, why, and what to do.
     pub fn explain(&self, side: Side, cx: &Context) -> String {
         let peer = side.peer();
@@ -457,37 +287,6 @@ fn refused(side: Side, alert: AlertDescription) -> String {
     }
 }
 
-/// What a `PeerIncompatible` means, in words.
-fn incompatible(why: &rustls::PeerIncompatible) -> String {
-    use rustls::PeerIncompatible as P;
-    match why {
-        P::SignatureAlgorithmsExtensionRequired | P::NullCompressionRequired => {
-            "the peer offered only an old protocol (TLS 1.0 or 1.1, or SSL), which is never \
-             accepted; upgrade it to TLS 1.2 or 1.3"
-                .into()
-        }
-        P::SupportedVersionsExtensionRequired => {
-            "the peer offered TLS 1.2 at most, and TLS 1.3 is required here (--min-tls 1.3); \
-             the TLS version one side requires is one the other does not offer"
-                .into()
-        }
-        P::Tls12NotOffered
-        | P::Tls12NotOfferedOrEnabled
-        | P::ServerTlsVersionIsDisabledByOurConfig
-        | P::ServerDoesNotSupportTls12Or13 => {
-            "the TLS version one side requires is one the other does not offer (see --min-tls \
-             and --tls-version)"
-                .into()
-        }
-        P::NoCipherSuitesInCommon => "no cipher suite in common".into(),
-        P::NoKxGroupsInCommon => "no key-exchange group in common".into(),
-        P::NoSignatureSchemesInCommon | P::NoCertificateRequestSignatureSchemesInCommon => {
-            "no signature algorithm in common for the certificates' keys".into()
-        }
-        other => format!("{other:?}"),
-    }
-}
-
 /// The alert's name as the TLS RFCs spell it (`certificate_expired`).
 pub fn alert_name(alert: AlertDescription) -> String {
     use AlertDescription as A;
@@ -524,30 +323,34 @@ pub fn alert_name(alert: AlertDescription) -> String {
     known.to_string()
 }
 
-/// webpki prints presented names as `DnsName("x")` / `IpAddress(1.2.3.4)`; we print `DNS:x`.
-fn webpki_name(debug: &str) -> String {
-    let strip = |s: &str, prefix: &str| {
-        s.strip_prefix(prefix)
-            .and_then(|r| r.strip_suffix(')'))
-            .map(|r| r.trim_matches('"').to_string())
-    };
-    if let Some(dns) = strip(debug, "DnsName(") {
-        format!("DNS:{dns}")
-    } else if let Some(ip) = strip(debug, "IpAddress(") {
-        format!("IP:{ip}")
-    } else if let Some(uri) = strip(debug, "UniformResourceIdentifier(") {
-        format!("URI:{uri}")
-    } else {
-        debug.to_string()
-    }
-}
-
-fn to_datetime(t: UnixTime) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp(i64::try_from(t.as_secs()).ok()?).ok()
-}
-
 fn when(t: OffsetDateTime) -> String {
-    crate::certinfo::format_time(t)
+    crate::format::format_time(t)
+}
+
+/// What two peers could not agree on, in words.
+impl fmt::Display for Incompatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Incompatibility::OldProtocol => f.write_str(
+                "the peer offered only an old protocol (TLS 1.0 or 1.1, or SSL), which is never \
+                 accepted; upgrade it to TLS 1.2 or 1.3",
+            ),
+            Incompatibility::Tls13Required => f.write_str(
+                "the peer offered TLS 1.2 at most, and TLS 1.3 is required here (--min-tls 1.3); \
+                 the TLS version one side requires is one the other does not offer",
+            ),
+            Incompatibility::Version => f.write_str(
+                "the TLS version one side requires is one the other does not offer (see --min-tls \
+                 and --tls-version)",
+            ),
+            Incompatibility::CipherSuites => f.write_str("no cipher suite in common"),
+            Incompatibility::KeyExchange => f.write_str("no key-exchange group in common"),
+            Incompatibility::SignatureSchemes => {
+                f.write_str("no signature algorithm in common for the certificates' keys")
+            }
+            Incompatibility::Other(why) => f.write_str(why),
+        }
+    }
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {
@@ -556,12 +359,6 @@ fn list_paths(paths: &[PathBuf]) -> String {
     }
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     format!(" {}", names.join(", "))
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
 }
 
 #[cfg(test)]
@@ -607,12 +404,6 @@ mod tests {
             text.starts_with("the server refused our certificate (alert: certificate_expired)"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn webpki_names_become_openssl_style() {
-        assert_eq!(webpki_name("DnsName(\"localhost\")"), "DNS:localhost");
-        assert_eq!(webpki_name("IpAddress(127.0.0.1)"), "IP:127.0.0.1");
     }
 
     #[test]

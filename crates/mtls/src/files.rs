@@ -6,8 +6,19 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// The folder the demo set lives in when no `--certs`/`--out` is given.
+/// The folder the demo set lives in when no `--certs` is given.
 pub const DEFAULT_DIR: &str = "certs";
+
+/// The SPIFFE trust domain of the demo's client identities: `spiffe://mtls.demo/NAME`.
+pub const TRUST_DOMAIN: &str = "mtls.demo";
+
+/// The SANs every demo server certificate carries (and `issue --server` gives by default).
+pub const SERVER_SANS: [&str; 3] = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"];
+
+/// The SPIFFE ID the demo gives the client certificate `name`: `spiffe://mtls.demo/NAME`.
+pub fn spiffe_id(name: &str) -> String {
+    format!("spiffe://{TRUST_DOMAIN}/{name}")
+}
 
 /// The two demo clients of the Go original.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,14 +33,6 @@ impl ClientId {
     /// Both clients, in order.
     pub const ALL: [ClientId; 2] = [ClientId::A, ClientId::B];
 
-    /// The lower-case letter used on the command line (`-c a`).
-    pub fn letter(self) -> char {
-        match self {
-            ClientId::A => 'a',
-            ClientId::B => 'b',
-        }
-    }
-
     /// The certificate's common name, e.g. "Client A".
     pub fn common_name(self) -> &'static str {
         match self {
@@ -38,12 +41,9 @@ impl ClientId {
         }
     }
 
-    /// The SPIFFE-style URI SAN that names the client.
-    pub fn uri(self) -> &'static str {
-        match self {
-            ClientId::A => "spiffe://mtls.demo/client-a",
-            ClientId::B => "spiffe://mtls.demo/client-b",
-        }
+    /// The SPIFFE-style URI SAN that names the client: `spiffe://mtls.demo/client-a`.
+    pub fn uri(self) -> String {
+        spiffe_id(Role::Client(self).stem())
     }
 }
 

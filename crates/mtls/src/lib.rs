@@ -1,54 +1,49 @@
-//! Everything the three mTLS demo binaries share.
+//! Everything the three mTLS binaries run: `certificate`, `server` and `client` are thin
+//! front ends (parse the command line, make a typed config, call one function here).
 //!
-//! A tour, in the order a connection meets it:
-//! - [`files`]: the only place certificate file names exist (`certs/ca.crt`, ...).
-//! - [`pki`] and [`demo`]: minting a CA and leaves with rcgen; [`write`]: atomic, 0600 keys.
-//! - [`pem`]: loading PEM with errors that name the file and the fix.
+//! The crate is grouped by who uses what; arrows only point down (binaries -> `ca`/`server`
+//! -> the shared modules).
+//!
+//! Shared, in the order a connection meets them:
+//! - [`files`]: the only place file names exist (`certs/ca.crt`, ...), the demo's server
+//!   names and its SPIFFE trust domain.
+//! - [`pki`]: minting a CA and leaves with rcgen, with a proper X.509 profile.
+//! - [`pem`]: PEM in (with errors that name the file and the fix) and out.
 //! - [`tls`]: the only rustls configuration code, for both sides.
-//! - [`server`] and [`client`]: the HTTPS server that requires a client certificate, and
-//!   one request that presents one.
-//! - [`report`] and [`certinfo`]: what a handshake established, and a certificate in words;
-//!   [`response`]: the bodies the server answers with.
-//! - [`explain`]: TLS failures in plain words, from the side that saw them.
-//! - [`error`]: the typed error every fallible function returns.
-//! - For the server as a production endpoint: [`policy`] (which verified clients are
-//!   admitted), [`reload`] (new certificates, keys, CAs and CRLs without a restart),
-//!   [`limits`] (timeouts and sizes against hostile peers), [`proxy`] (forwarding the
-//!   verified identity to an application) and [`metrics`] (Prometheus).
+//! - [`client`]: one HTTPS request that presents a client certificate, with a report of
+//!   what each side checked.
+//! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words.
+//! - [`error`]: the typed error every fallible function returns, and [`error::Failure`],
+//!   the typed reason a handshake failed; [`explain`]: those failures in plain words, from
+//!   the side that saw them.
+//! - [`format`]: hex, timestamps, durations and sizes as people read and type them;
+//!   [`logging`]: tracing to stderr; [`cli`]: what the three binaries share (exit codes, the
+//!   runtime, how hints name the programs).
+//!
+//! Only the CA tool (`certificate`) uses [`ca`]: the folder index at the bottom, then
+//! issuing and renewing, revocation lists, the demo set, the lab, doctor, inspect, PKCS#12
+//! and atomic writes.
+//!
+//! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
+//! serving a connection, the watchdog, the identity policy, hot reload, the reverse proxy and
+//! Prometheus metrics.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod certinfo;
+pub mod cli;
 pub mod client;
-pub mod crl;
-pub mod demo;
-pub mod doctor;
 pub mod error;
 pub mod explain;
 pub mod files;
-pub mod inspect;
-pub mod lab;
-pub mod limits;
+pub mod format;
 pub mod logging;
-pub mod metrics;
-pub mod p12;
 pub mod pem;
 pub mod pki;
-pub mod policy;
-pub mod proxy;
-pub mod reload;
 pub mod report;
-pub mod response;
-pub mod server;
-pub mod store;
 pub mod tls;
-pub mod write;
 
-pub use error::{Error, Result};
+pub mod ca;
+pub mod server;
 
-/// SHA-256 of `bytes` (certificate fingerprints).
-pub fn sha256(bytes: &[u8]) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-        .as_ref()
-        .to_vec()
-}
+pub use error::{Error, Failure, Result};

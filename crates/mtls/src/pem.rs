@@ -1,4 +1,5 @@
-//! Loading PEM files, through rustls-pki-types' `PemObject`, with errors that name the file.
+//! PEM in and out: loading through rustls-pki-types' `PemObject`, with errors that name the
+//! file, and encoding certificates, chains and CRLs for the files the CA tool writes.
 
 use std::path::Path;
 
@@ -190,6 +191,58 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
 /// `needle` occurs in `haystack`.
 pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Certificates as consecutive PEM blocks, in order.
+pub fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
+    chain.iter().map(|c| to_pem("CERTIFICATE", c)).collect()
+}
+
+/// PEM-encodes a DER object under `label` ("CERTIFICATE", "X509 CRL").
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    ::pem::encode_config(
+        &::pem::Pem::new(label, der.to_vec()),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
+}
+
+/// A private key as PKCS#8 DER, whatever its encoding (PKCS#8, SEC1 or PKCS#1): what PKCS#12
+/// bundles and some tools require. `path` names the key in the error.
+pub fn pkcs8_der(key: &PrivateKeyDer<'_>, path: &Path) -> Result<Vec<u8>> {
+    pkcs8_of(key).map_err(|why| {
+        Error::malformed(
+            "the private key",
+            path,
+            format!("it is {why}; convert it with `openssl pkcs8 -topk8 -nocrypt`"),
+        )
+    })
+}
+
+fn pkcs8_of(key: &PrivateKeyDer<'_>) -> std::result::Result<Vec<u8>, &'static str> {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
+    };
+    match key {
+        PrivateKeyDer::Pkcs8(der) => Ok(der.secret_pkcs8_der().to_vec()),
+        PrivateKeyDer::Sec1(der) => [
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &ECDSA_P384_SHA384_ASN1_SIGNING,
+        ]
+        .into_iter()
+        .find_map(|alg| EcdsaKeyPair::from_private_key_der(alg, der.secret_sec1_der()).ok())
+        .and_then(|pair| pair.to_pkcs8v1().ok())
+        .map(|doc| doc.as_ref().to_vec())
+        .ok_or("an EC key on a curve other than P-256 or P-384"),
+        PrivateKeyDer::Pkcs1(der) => aws_lc_rs::rsa::KeyPair::from_der(der.secret_pkcs1_der())
+            .map_err(|_| "an RSA key aws-lc-rs rejects")
+            .and_then(|pair| {
+                AsDer::<Pkcs8V1Der<'static>>::as_der(&pair)
+                    .map(|d| d.as_ref().to_vec())
+                    .map_err(|_| "an RSA key that cannot be re-encoded")
+            }),
+        _ => Err("a key type this tool does not know"),
+    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
-use crate::certinfo::format_time;
+use crate::certinfo::Eku;
 use crate::error::{Error, Result};
-use crate::pem;
+use crate::format::format_time;
+use crate::pem::{self, chain_pem};
 
 /// The key algorithms `--key-type` offers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -145,9 +146,9 @@ pub enum Usage {
 
 impl Usage {
     /// The usage a certificate's extended key usages grant, if any of ours.
-    pub fn of(ext_key_usage: &[String]) -> Option<Usage> {
-        let has = |name: &str| ext_key_usage.iter().any(|e| e == name);
-        match (has("serverAuth"), has("clientAuth")) {
+    pub fn of(ext_key_usage: &[Eku]) -> Option<Usage> {
+        let has = |eku: Eku| ext_key_usage.contains(&eku);
+        match (has(Eku::ServerAuth), has(Eku::ClientAuth)) {
             (true, true) => Some(Usage::Both),
             (true, false) => Some(Usage::Server),
             (false, true) => Some(Usage::Client),
@@ -182,7 +183,7 @@ pub const BACKDATE: Duration = Duration::minutes(5);
 impl Validity {
     /// From a few minutes ago, for `length`.
     pub fn starting_now(length: Duration) -> Self {
-        let now = crate::certinfo::now();
+        let now = crate::format::now();
         Self {
             not_before: now - BACKDATE,
             not_after: now + length,
@@ -516,11 +517,6 @@ fn ca_params(
     Ok(params)
 }
 
-/// Certificates as consecutive PEM blocks, in order.
-pub fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
-    chain.iter().map(|c| to_pem("CERTIFICATE", c)).collect()
-}
-
 /// The subject of a DER certificate as an rcgen name, attribute by attribute, so a
 /// re-issued certificate says exactly what the old one said.
 pub fn subject_of(der: &[u8]) -> Result<DistinguishedName> {
@@ -573,46 +569,6 @@ pub fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// PEM-encodes a DER object under `label` ("CERTIFICATE", "X509 CRL").
-pub fn to_pem(label: &str, der: &[u8]) -> String {
-    ::pem::encode_config(
-        &::pem::Pem::new(label, der.to_vec()),
-        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
-    )
-}
-
-/// A private key as PKCS#8 DER, whatever its encoding (PKCS#8, SEC1 or PKCS#1): what PKCS#12
-/// bundles and some tools require.
-pub fn pkcs8_der(
-    key: &rustls::pki_types::PrivateKeyDer<'_>,
-) -> std::result::Result<Vec<u8>, String> {
-    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
-    use aws_lc_rs::signature::{
-        ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
-    };
-    use rustls::pki_types::PrivateKeyDer;
-    match key {
-        PrivateKeyDer::Pkcs8(der) => Ok(der.secret_pkcs8_der().to_vec()),
-        PrivateKeyDer::Sec1(der) => [
-            &ECDSA_P256_SHA256_ASN1_SIGNING,
-            &ECDSA_P384_SHA384_ASN1_SIGNING,
-        ]
-        .into_iter()
-        .find_map(|alg| EcdsaKeyPair::from_private_key_der(alg, der.secret_sec1_der()).ok())
-        .and_then(|pair| pair.to_pkcs8v1().ok())
-        .map(|doc| doc.as_ref().to_vec())
-        .ok_or_else(|| "an EC key on a curve other than P-256 or P-384".to_string()),
-        PrivateKeyDer::Pkcs1(der) => aws_lc_rs::rsa::KeyPair::from_der(der.secret_pkcs1_der())
-            .map_err(|e| format!("an RSA key aws-lc-rs rejects ({e})"))
-            .and_then(|pair| {
-                AsDer::<Pkcs8V1Der<'static>>::as_der(&pair)
-                    .map(|d| d.as_ref().to_vec())
-                    .map_err(|_| "an RSA key that cannot be re-encoded".to_string())
-            }),
-        _ => Err("a key type this tool does not know".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,11 +613,11 @@ mod tests {
         assert_eq!(ca_info.key_usage, vec!["keyCertSign", "cRLSign"]);
         assert!(ca_info.self_signed);
         assert_eq!(info.ca, Some(false));
-        assert_eq!(info.ext_key_usage, vec!["clientAuth"]);
+        assert_eq!(info.ext_key_usage, vec![Eku::ClientAuth]);
         assert_eq!(info.issuer, ca_info.subject);
         assert_eq!(info.authority_key_id, ca_info.subject_key_id);
         assert!(info.not_after <= ca_info.not_after, "leaf outlives its CA");
-        assert_eq!(info.serial.len(), 16 * 3 - 1);
+        assert_eq!(info.serial.len(), 16);
     }
 
     #[test]

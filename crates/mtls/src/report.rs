@@ -6,7 +6,8 @@ use std::fmt;
 use rustls::CommonState;
 use rustls::pki_types::CertificateDer;
 
-use crate::certinfo::{CertInfo, format_time};
+use crate::certinfo::CertInfo;
+use crate::format::format_time;
 use crate::tls::version_name;
 
 /// The negotiated TLS state of one connection.
@@ -181,7 +182,7 @@ impl fmt::Display for ChainText<'_> {
                 format_time(c.not_before),
                 format_time(c.not_after)
             )?;
-            writeln!(f, "    SHA-256: {}", c.sha256)?;
+            writeln!(f, "    SHA-256: {}", c.fingerprint())?;
         }
         Ok(())
     }

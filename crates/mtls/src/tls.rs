@@ -185,20 +185,6 @@ impl Default for ServerPolicy {
 /// Sessions the server remembers for resumption by session ID.
 const SESSION_CACHE_SIZE: usize = 1024;
 
-/// Builds the server's config: present `identity`, require a client certificate that chains
-/// to `trust` and is not revoked. With CRLs, every certificate of the client's chain is
-/// checked against the list of the CA that issued it, so the lists of all those CAs must be
-/// among `crls` (`certificate revoke` writes one per CA), and a list past its next update
-/// makes the check fail rather than pass.
-pub fn server_config(
-    identity: &Identity,
-    trust: &Trust,
-    crls: Vec<CertificateRevocationListDer<'static>>,
-    policy: &ServerPolicy,
-) -> Result<Arc<ServerConfig>> {
-    server_tls(identity, trust, crls, policy).map(|tls| tls.config)
-}
-
 /// A server config and the client verifier inside it.
 ///
 /// rustls verifies a client's chain in full handshakes only: a resumed session carries the
@@ -228,7 +214,11 @@ impl ServerTls {
     }
 }
 
-/// [`server_config`], with the verifier it uses.
+/// Builds the server's config and the verifier inside it: present `identity`, require a client certificate that chains
+/// to `trust` and is not revoked. With CRLs, every certificate of the client's chain is
+/// checked against the list of the CA that issued it, so the lists of all those CAs must be
+/// among `crls` (`certificate revoke` writes one per CA), and a list past its next update
+/// makes the check fail rather than pass.
 pub fn server_tls(
     identity: &Identity,
     trust: &Trust,
@@ -481,8 +471,8 @@ pub fn verify_leaf(
     chain: &[CertificateDer<'static>],
     usage: crate::pki::Usage,
     host: &str,
-) -> std::result::Result<(), crate::explain::Failure> {
-    use crate::explain::Failure;
+) -> std::result::Result<(), crate::error::Failure> {
+    use crate::error::Failure;
     let Some((leaf, intermediates)) = chain.split_first() else {
         return Err(Failure::Other("no certificate to verify".into()));
     };

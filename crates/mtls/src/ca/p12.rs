@@ -11,11 +11,11 @@ use p12_keystore::{
     PrivateKeyChain,
 };
 
+use super::folder;
+use super::write::{self, Access};
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, TRUSTSTORE};
 use crate::pem;
-use crate::store;
-use crate::write::{self, Access};
 
 /// Where the bundle's password comes from.
 #[derive(Clone, Debug)]
@@ -140,7 +140,7 @@ pub fn identity(
     encryption: Encryption,
     force: bool,
 ) -> Result<Written> {
-    store::validate_name(name)?;
+    folder::validate_name(name)?;
     let out = dir.p12(name);
     write::ensure_absent(&out, force, "it holds an earlier bundle")?;
     let cert_path = dir.cert(name);
@@ -155,20 +155,14 @@ pub fn identity(
     }
     let key_der = pem::private_key(&key_path, &format!("{name}'s private key"))?;
     // PKCS#12 carries PKCS#8; SEC1 ("EC PRIVATE KEY") and PKCS#1 keys are converted.
-    let pkcs8 = crate::pki::pkcs8_der(&key_der).map_err(|why| {
-        Error::malformed(
-            "the private key",
-            &key_path,
-            format!("it is {why}; convert it with `openssl pkcs8 -topk8 -nocrypt`"),
-        )
-    })?;
+    let pkcs8 = pem::pkcs8_der(&key_der, &key_path)?;
     let key = PrivateKey::from_der(&pkcs8)
         .map_err(|e| Error::malformed("the private key", &key_path, e.to_string()))?;
     let certs = chain
         .iter()
         .map(|c| p12_cert(c, &cert_path))
         .collect::<Result<Vec<_>>>()?;
-    let local_key_id = crate::sha256(chain[0].as_ref())[..20].to_vec();
+    let local_key_id = crate::certinfo::sha256(chain[0].as_ref())[..20].to_vec();
     let mut ks = KeyStore::new();
     ks.add_entry(
         name,

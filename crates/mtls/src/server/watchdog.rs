@@ -1,106 +1,330 @@
-//! Limits against hostile or broken peers, and the values people type for them.
+//! The watchdog: the only code that decides that a connection has gone on too long. It
+//! closes the connection, logs why and counts it, all with one typed cause, a [`Limit`],
+//! so a log line and a metric can never disagree.
 //!
-//! - [`parse_duration`] and [`parse_size`] read `500ms`, `10s`, `2m` and `64KiB`.
 //! - [`Activity`] follows one connection after its handshake: how many requests are in
 //!   flight, since when it has been idle, since when a request head has been arriving, and
 //!   whether requests in flight are moving. [`Activity::expired`] resolves when the
 //!   connection has been idle too long, when a request head has taken longer than the
 //!   header timeout (HTTP/1.1: a slowloris), or when requests in flight have stalled on the
-//!   client for the idle timeout (see [`Expired::Stalled`]).
+//!   client for the idle timeout (see [`Limit::StallTimeout`]).
 //! - [`Tracked`] wraps the connection's stream to notice the first bytes of a request head
 //!   (and counts the bytes written, to tell whether an error was answered);
 //!   [`RequestGuard`] marks one request in flight, from its head until its response body
 //!   has been sent (or dropped); [`GuardedBody`] and [`RequestBody`] watch the response and
 //!   request bodies move; [`AppWait`] marks a handler waiting for the application.
+//! - [`Watchdog::drive`] serves a connection while watching all of that, the server's
+//!   [`Phase`] and reloads (a client that no longer verifies is closed), and gives every
+//!   graceful close a hard deadline.
 //!
-//! The connection limit itself is a semaphore in [`crate::server`]: beyond it, new
-//! connections wait in the kernel's accept queue until one closes.
+//! The connection limit itself is a semaphore in [`super::accept`]: beyond it, new
+//! connections wait in the kernel's accept queue until one closes
+//! ([`Limit::MaxConnections`]).
 
+use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::server::graceful::GracefulConnection;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
-/// Parses a duration as typed on the command line: `500ms`, `10s`, `2m`, `1h`, or `0`.
-///
-/// A bare number is refused (except 0): `--idle-timeout 60` could mean seconds or
-/// milliseconds, so the unit is required.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let bad = || {
-        format!(
-            "{text:?} is not a duration: write a whole number and a unit, like 500ms, 10s, 2m or 1h"
-        )
-    };
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let millis = match unit.trim() {
-        "ms" => Some(n),
-        "s" | "sec" => n.checked_mul(1_000),
-        "m" | "min" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(bad()),
-    };
-    millis
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
+use super::reload::{LiveTls, TlsMaterial};
+use crate::error::Failure;
+use crate::explain::Side;
+use crate::format::format_duration;
+
+/// Where the server is in its life, as connection tasks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Accepting and serving.
+    Running,
+    /// Not accepting; connections finish what they are doing, then close.
+    Draining,
+    /// The drain timeout passed: connections close now.
+    Closing,
 }
 
-/// Parses a size in bytes: `65536`, `64KiB`, `64k`, `1MiB`, `1m` (k and m are 1024-based).
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let s = text.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let bad = || format!("{text:?} is not a size: write bytes, or a number with KiB or MiB");
-    let n: usize = number.parse().map_err(|_| bad())?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => 1024 * 1024,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
-
-/// A duration the way the help and the logs print it: `10s`, `500ms`, `2m`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        "0".into()
-    } else if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1_000) {
-        format!("{}s", ms / 1_000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-/// Why a connection's watchdog fired.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expired {
-    /// No request in flight for the idle timeout: close it gracefully.
-    Idle,
+/// A limit that acted on a connection: the `reason` of its log line and the `limit` label
+/// of `mtls_limits_hit_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Limit {
+    /// No request in flight for the idle timeout: closed gracefully.
+    IdleTimeout,
     /// A request head began arriving and did not finish within the header timeout.
     HeaderTimeout,
+    /// A request head larger than `--max-header-size`: answered 431 and closed.
+    HeaderTooLarge,
     /// Requests are in flight, but for the idle timeout nothing moved on the client's side:
     /// no request body bytes arrived while one was awaited, and no response bytes were
     /// taken (a client that stops sending its body, stops reading, or grants no HTTP/2
     /// flow-control window). Waiting for the application is not a stall: the proxy's own
     /// timeouts govern it.
-    Stalled,
+    StallTimeout,
+    /// A graceful close did not finish in time: the connection was dropped.
+    CloseDeadline,
+    /// `--max-connections` was reached: new connections waited.
+    MaxConnections,
+}
+
+impl Limit {
+    /// Every limit, in the order the metrics list them.
+    pub const ALL: [Limit; 6] = [
+        Limit::IdleTimeout,
+        Limit::HeaderTimeout,
+        Limit::HeaderTooLarge,
+        Limit::StallTimeout,
+        Limit::CloseDeadline,
+        Limit::MaxConnections,
+    ];
+
+    /// The name in logs (`reason=`) and metrics (`limit=`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::IdleTimeout => "idle_timeout",
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::HeaderTooLarge => "header_too_large",
+            Limit::StallTimeout => "stall_timeout",
+            Limit::CloseDeadline => "close_deadline",
+            Limit::MaxConnections => "max_connections",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the watchdog counted: limits that acted, and connections closed because their
+/// client no longer verified after a reload (by reason). The metrics endpoint reads these.
+#[derive(Debug, Default)]
+pub struct WatchdogCounts {
+    limits: [AtomicU64; Limit::ALL.len()],
+    closed_on_reload: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl WatchdogCounts {
+    /// `limit` acted once.
+    pub fn hit(&self, limit: Limit) {
+        self.limits[limit.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How often each limit acted, in [`Limit::ALL`] order.
+    pub fn limits(&self) -> [(Limit, u64); Limit::ALL.len()] {
+        Limit::ALL.map(|l| (l, self.limits[l.index()].load(Ordering::Relaxed)))
+    }
+
+    fn closed_on_reload(&self, reason: &'static str) {
+        let mut map = self
+            .closed_on_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry(reason).or_default() += 1;
+    }
+
+    /// Connections closed after a reload, by the reason their client failed.
+    pub fn reload_closes(&self) -> Vec<(&'static str, u64)> {
+        let map = self
+            .closed_on_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(r, n)| (*r, *n)).collect()
+    }
+}
+
+/// The watchdog's settings and counters, one for the whole server.
+#[derive(Debug)]
+pub struct Watchdog {
+    /// Idle and stall timeout.
+    pub idle_timeout: Duration,
+    /// HTTP/1.1 request head timeout, from its first byte.
+    pub header_timeout: Duration,
+    /// The longest a graceful close may take before the connection is dropped.
+    pub close_grace: Duration,
+    /// `--max-header-size`, for the log line of a 431.
+    pub max_header_bytes: usize,
+    /// What it counted.
+    pub counts: Arc<WatchdogCounts>,
+}
+
+/// One connection, as the watchdog sees it.
+pub struct Watched<'a> {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Its identity, for the log.
+    pub client: &'a str,
+    /// What its requests are doing.
+    pub activity: &'a Activity,
+    /// Told when a denied client has been answered: its connection then closes.
+    pub denied_answered: &'a Notify,
+    /// The chain the client presented, to verify again after a reload.
+    pub verified: &'a [CertificateDer<'static>],
+}
+
+impl Watchdog {
+    /// Drives `conn` until the client leaves, a limit or a reload closes it, or the server
+    /// shuts down. Every graceful close gets `close_grace`, then the connection is dropped.
+    pub async fn drive<C>(
+        &self,
+        conn: C,
+        who: Watched<'_>,
+        mut phase: watch::Receiver<Phase>,
+        live: &LiveTls,
+        mut reloads: watch::Receiver<Arc<TlsMaterial>>,
+    ) where
+        C: GracefulConnection<Error = hyper::Error>,
+    {
+        let peer = who.peer;
+        let client = who.client;
+        let activity = who.activity;
+        tokio::pin!(conn);
+        let mut draining = false;
+        // When a graceful close began, the moment it must have finished.
+        let mut close_by: Option<Instant> = None;
+        let close = |conn: Pin<&mut C>, close_by: &mut Option<Instant>| {
+            if close_by.is_none() {
+                *close_by = Some(Instant::now() + self.close_grace);
+                conn.graceful_shutdown();
+            }
+        };
+        if *phase.borrow() != Phase::Running {
+            draining = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let ended = loop {
+            let deadline = async {
+                match close_by {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Biased, the connection last: a shutdown or a reload that happened is acted on
+            // before the next response is written (a response to a draining server says
+            // `Connection: close`).
+            tokio::select! {
+                biased;
+                changed = phase.changed() => {
+                    let now = if changed.is_ok() { *phase.borrow() } else { Phase::Closing };
+                    if now == Phase::Closing {
+                        return;
+                    }
+                    if !draining {
+                        draining = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                () = deadline => {
+                    self.fired(Limit::CloseDeadline, peer, client);
+                    return;
+                }
+                changed = reloads.changed() => {
+                    if changed.is_err() {
+                        // The live material is gone only when the server is: nothing to watch.
+                        reloads = live.subscribe();
+                        continue;
+                    }
+                    let material = reloads.borrow_and_update().clone();
+                    if let Err(e) = material.tls.verify_client(who.verified) {
+                        let failure = Failure::from_rustls(&e);
+                        self.counts.closed_on_reload(failure.code());
+                        warn!(
+                            peer.addr = %peer,
+                            client,
+                            reason = failure.code(),
+                            explanation = %failure.explain(Side::Server, &material.explain),
+                            "the client no longer verifies after a reload; closing its connection"
+                        );
+                        close(conn.as_mut(), &mut close_by);
+                    }
+                }
+                () = who.denied_answered.notified(), if close_by.is_none() => {
+                    close(conn.as_mut(), &mut close_by);
+                }
+                limit = activity.expired(self.idle_timeout, self.header_timeout), if close_by.is_none() => {
+                    self.fired(limit, peer, client);
+                    match limit {
+                        // Idle: nothing is lost by a graceful close.
+                        Limit::IdleTimeout => close(conn.as_mut(), &mut close_by),
+                        // A slowloris or a stalled client: drop it now.
+                        _ => return,
+                    }
+                }
+                ended = conn.as_mut() => break ended,
+            }
+        };
+        if let Err(e) = ended {
+            if e.is_parse_too_large() {
+                self.fired_header_too_large(peer, client, activity.answered_since_head());
+            } else {
+                debug!(peer.addr = %peer, error = %e, "connection ended with an error");
+            }
+        }
+    }
+
+    /// Counts and logs a limit that closed (or dropped) a connection.
+    fn fired(&self, limit: Limit, peer: SocketAddr, client: &str) {
+        self.counts.hit(limit);
+        let reason = limit.label();
+        match limit {
+            Limit::IdleTimeout => info!(
+                peer.addr = %peer,
+                client,
+                reason,
+                idle_timeout = %format_duration(self.idle_timeout),
+                "closing idle connection"
+            ),
+            Limit::HeaderTimeout => warn!(
+                peer.addr = %peer,
+                client,
+                reason,
+                header_timeout = %format_duration(self.header_timeout),
+                "request headers did not arrive in time; closing the connection"
+            ),
+            Limit::StallTimeout => warn!(
+                peer.addr = %peer,
+                client,
+                reason,
+                stall_timeout = %format_duration(self.idle_timeout),
+                "a request in flight made no progress on the client's side; closing the connection"
+            ),
+            Limit::CloseDeadline => info!(
+                peer.addr = %peer,
+                client,
+                reason,
+                close_grace = %format_duration(self.close_grace),
+                "the connection did not close in time; dropping it"
+            ),
+            Limit::HeaderTooLarge | Limit::MaxConnections => {
+                warn!(peer.addr = %peer, client, reason, "limit reached")
+            }
+        }
+    }
+
+    fn fired_header_too_large(&self, peer: SocketAddr, client: &str, answered: bool) {
+        self.counts.hit(Limit::HeaderTooLarge);
+        warn!(
+            peer.addr = %peer,
+            client,
+            reason = Limit::HeaderTooLarge.label(),
+            max_header_bytes = self.max_header_bytes,
+            answered,
+            "{}",
+            if answered {
+                "request headers too large; answered 431 and closed the connection"
+            } else {
+                "request headers too large; closed the connection (a 431 could not be written)"
+            }
+        );
+    }
 }
 
 /// "Not set" for the millisecond timestamps below.
@@ -196,19 +420,19 @@ impl Activity {
     /// Resolves when the connection has been idle for `idle`, a request head has been
     /// arriving for longer than `header`, or requests in flight have stalled on the client
     /// for `idle`. Cancel-safe; call it again after it fired.
-    pub async fn expired(&self, idle: Duration, header: Duration) -> Expired {
+    pub async fn expired(&self, idle: Duration, header: Duration) -> Limit {
         loop {
             let head = self.head_since.load(Ordering::Acquire);
             let next = if head != UNSET {
-                Some((self.at(head) + header, Expired::HeaderTimeout))
+                Some((self.at(head) + header, Limit::HeaderTimeout))
             } else if self.in_flight.load(Ordering::Acquire) == 0 {
                 let since = self.idle_since.load(Ordering::Acquire);
-                Some((self.at(since) + idle, Expired::Idle))
+                Some((self.at(since) + idle, Limit::IdleTimeout))
             } else if self.blocked_on_client.load(Ordering::Acquire) > 0
                 || self.waiting_on_app.load(Ordering::Acquire) == 0
             {
                 let since = self.progress.load(Ordering::Relaxed);
-                Some((self.at(since) + idle, Expired::Stalled))
+                Some((self.at(since) + idle, Limit::StallTimeout))
             } else {
                 None
             };
@@ -480,37 +704,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_need_a_unit_and_accept_the_common_ones() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        let err = parse_duration("60").expect_err("a unit is required");
-        assert!(err.contains("like 500ms, 10s, 2m"), "{err}");
-        assert!(parse_duration("1.5s").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
-    }
-
-    #[test]
-    fn sizes_accept_bytes_kib_and_mib() {
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert_eq!(parse_size("64KiB"), Ok(65536));
-        assert_eq!(parse_size("64k"), Ok(65536));
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert!(parse_size("1GiB").is_err());
-        assert!(parse_size("lots").is_err());
-    }
-
-    #[test]
-    fn durations_print_in_the_largest_exact_unit() {
-        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
-        assert_eq!(format_duration(Duration::from_secs(10)), "10s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-    }
-
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_expires_after_the_idle_timeout() {
         let a = Activity::new(true);
@@ -518,7 +711,7 @@ mod tests {
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
             .await;
-        assert_eq!(why, Expired::Idle);
+        assert_eq!(why, Limit::IdleTimeout);
         assert_eq!(started.elapsed(), Duration::from_secs(60));
     }
 
@@ -541,7 +734,7 @@ mod tests {
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
             .await;
-        assert_eq!(why, Expired::Idle);
+        assert_eq!(why, Limit::IdleTimeout);
         assert_eq!(started.elapsed(), Duration::from_secs(60));
     }
 
@@ -554,7 +747,7 @@ mod tests {
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
             .await;
-        assert_eq!(why, Expired::HeaderTimeout);
+        assert_eq!(why, Limit::HeaderTimeout);
         assert_eq!(started.elapsed(), Duration::from_secs(5));
     }
 
@@ -572,7 +765,7 @@ mod tests {
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
             .await;
-        assert_eq!(why, Expired::Stalled);
+        assert_eq!(why, Limit::StallTimeout);
         assert_eq!(started.elapsed(), Duration::from_secs(60));
     }
 
@@ -597,7 +790,7 @@ mod tests {
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
             .await;
-        assert_eq!(why, Expired::Stalled);
+        assert_eq!(why, Limit::StallTimeout);
         assert_eq!(started.elapsed(), Duration::from_secs(60));
     }
 
@@ -623,6 +816,6 @@ mod tests {
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
             .await;
-        assert_eq!(why, Expired::Idle);
+        assert_eq!(why, Limit::IdleTimeout);
     }
 }

@@ -11,10 +11,11 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509CertificationRequest};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::certinfo::{CertInfo, San, format_span, format_time, spki_name};
-use crate::crl::CrlInfo;
+use super::crl::CrlInfo;
+use crate::certinfo::{CertInfo, Eku, San, spki_name};
 use crate::error::{Error, Result};
 use crate::explain::{self, Side};
+use crate::format::{format_span, format_time, hex, rfc3339};
 use crate::pki::Usage;
 use crate::tls::{self, Trust};
 
@@ -248,7 +249,7 @@ impl fmt::Display for Inspected {
                         |f: &mut fmt::Formatter<'_>, k: &str, v: &str| writeln!(f, "  {k:<19}{v}");
                     field(f, "subject:", &c.subject)?;
                     field(f, "issuer:", &c.issuer)?;
-                    field(f, "serial:", &c.serial)?;
+                    field(f, "serial:", &c.serial_hex())?;
                     field(f, "valid from:", &format_time(c.not_before))?;
                     field(
                         f,
@@ -272,7 +273,16 @@ impl fmt::Display for Inspected {
                                 .collect::<Vec<_>>(),
                         ),
                     )?;
-                    field(f, "ext. key usage:", &list(&c.ext_key_usage))?;
+                    field(
+                        f,
+                        "ext. key usage:",
+                        &list(
+                            &c.ext_key_usage
+                                .iter()
+                                .map(Eku::to_string)
+                                .collect::<Vec<_>>(),
+                        ),
+                    )?;
                     let bc = match (c.ca, c.path_len) {
                         (None, _) => "(absent)".to_string(),
                         (Some(true), Some(n)) => format!("CA:TRUE, pathlen:{n}"),
@@ -283,14 +293,18 @@ impl fmt::Display for Inspected {
                     field(
                         f,
                         "subject key id:",
-                        c.subject_key_id.as_deref().unwrap_or("(none)"),
+                        &c.subject_key_id
+                            .as_ref()
+                            .map_or_else(|| "(none)".into(), |id| hex(id, ":")),
                     )?;
                     field(
                         f,
                         "authority key id:",
-                        c.authority_key_id.as_deref().unwrap_or("(none)"),
+                        &c.authority_key_id
+                            .as_ref()
+                            .map_or_else(|| "(none)".into(), |id| hex(id, ":")),
                     )?;
-                    field(f, "SHA-256:", &c.sha256)?;
+                    field(f, "SHA-256:", &c.fingerprint())?;
                     field(f, "self-signed:", yes_no(c.self_signed))?;
                 }
                 Object::Crl(c) => {
@@ -323,7 +337,7 @@ impl fmt::Display for Inspected {
                         writeln!(
                             f,
                             "    serial {} since {}{reason}",
-                            crate::certinfo::hex(&e.serial, ":"),
+                            hex(&e.serial, ":"),
                             format_time(e.at)
                         )?;
                     }
@@ -360,11 +374,6 @@ impl fmt::Display for Inspected {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| format_time(t))
-}
-
 impl Inspected {
     /// The same facts as JSON, for scripts.
     pub fn to_json(&self) -> Value {
@@ -377,7 +386,7 @@ impl Inspected {
                     "type": "certificate",
                     "subject": c.subject,
                     "issuer": c.issuer,
-                    "serial": c.serial,
+                    "serial": c.serial_hex(),
                     "not_before": rfc3339(c.not_before),
                     "not_after": rfc3339(c.not_after),
                     "seconds_left": (c.not_after - now).whole_seconds(),
@@ -385,12 +394,12 @@ impl Inspected {
                     "signature": c.signature,
                     "sans": c.sans.iter().map(San::to_string).collect::<Vec<_>>(),
                     "key_usage": c.key_usage,
-                    "ext_key_usage": c.ext_key_usage,
+                    "ext_key_usage": c.ext_key_usage.iter().map(Eku::to_string).collect::<Vec<_>>(),
                     "ca": c.ca,
                     "path_len": c.path_len,
-                    "subject_key_id": c.subject_key_id,
-                    "authority_key_id": c.authority_key_id,
-                    "sha256": c.sha256,
+                    "subject_key_id": c.subject_key_id.as_ref().map(|id| hex(id, ":")),
+                    "authority_key_id": c.authority_key_id.as_ref().map(|id| hex(id, ":")),
+                    "sha256": c.fingerprint(),
                     "self_signed": c.self_signed,
                 }),
                 Object::Crl(c) => json!({
@@ -400,7 +409,7 @@ impl Inspected {
                     "next_update": c.next_update.map(rfc3339),
                     "crl_number": c.number,
                     "revoked": c.entries.iter().map(|e| json!({
-                        "serial": crate::certinfo::hex(&e.serial, ":"),
+                        "serial": hex(&e.serial, ":"),
                         "revoked_at": rfc3339(e.at),
                         "reason": e.reason.map(|r| r.to_string()),
                     })).collect::<Vec<_>>(),

@@ -7,16 +7,15 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::certinfo::{CertInfo, format_time};
+use super::write::{self, Access};
+use super::{crl, folder};
+use crate::certinfo::CertInfo;
 use crate::error::Result;
-use crate::files::{CertsDir, ClientId, Role};
+use crate::files::{CertsDir, ClientId, Role, SERVER_SANS};
+use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::tls::{self, Identity, Trust};
-use crate::write::{self, Access};
-
-/// The SANs every demo server certificate carries.
-pub const SERVER_SANS: [&str; 3] = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"];
 
 /// How to mint the demo set.
 #[derive(Clone, Debug)]
@@ -201,7 +200,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
         // The old lists name serials of the old CA: start them over, signed by the new one,
         // so `--crl crl.pem` keeps working.
         if dir.crl().exists() {
-            crate::crl::reset(dir, crate::crl::DEFAULT_DAYS)?;
+            crl::reset(dir, crl::DEFAULT_DAYS)?;
             set.crl_reset = true;
         }
         set.stale = stale_files(dir, &roles)?;
@@ -213,7 +212,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
 /// CA and will not verify any more.
 fn stale_files(dir: &CertsDir, fresh: &[Role]) -> Result<Vec<PathBuf>> {
     let ours: Vec<PathBuf> = fresh.iter().map(|r| dir.role_cert(*r)).collect();
-    let mut stale: Vec<PathBuf> = crate::store::scan(dir)?
+    let mut stale: Vec<PathBuf> = folder::scan(dir)?
         .into_iter()
         .map(|s| s.cert_path)
         .filter(|p| !ours.contains(p))
@@ -435,13 +434,13 @@ impl fmt::Display for DemoSet {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             writeln!(f, "  {name}")?;
-            writeln!(f, "    sha256 {}", info.sha256)?;
+            writeln!(f, "    sha256 {}", info.fingerprint())?;
             writeln!(
                 f,
                 "    valid  {} to {} ({} left)",
                 format_time(info.not_before),
                 format_time(info.not_after),
-                crate::certinfo::format_span(info.not_after - now)
+                format_span(info.not_after - now)
             )?;
         }
         if self.crl_reset {

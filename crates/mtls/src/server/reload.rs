@@ -24,6 +24,7 @@
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -35,10 +36,10 @@ use tracing::{info, warn};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::certinfo::{CertInfo, format_time};
+use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::explain;
-use crate::metrics::{Expiring, Expiry, Metrics};
+use crate::format::format_time;
 use crate::pem;
 use crate::tls::{self, Identity, ServerPolicy, ServerTls, Trust};
 
@@ -96,6 +97,34 @@ pub struct TlsMaterial {
     pub crls: Vec<CrlFacts>,
     /// Where it came from.
     pub source: TlsSource,
+}
+
+/// Something loaded that expires.
+#[derive(Clone, Debug)]
+pub struct Expiry {
+    /// What it is.
+    pub what: Expiring,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// notAfter (certificates) or nextUpdate (CRLs).
+    pub at: OffsetDateTime,
+}
+
+/// The kinds of [`Expiry`].
+#[derive(Clone, Debug)]
+pub enum Expiring {
+    /// A certificate: `role` is `server` or `ca`.
+    Certificate {
+        /// `server` or `ca`.
+        role: &'static str,
+        /// Its subject.
+        subject: String,
+    },
+    /// A CRL.
+    Crl {
+        /// Its issuer.
+        issuer: String,
+    },
 }
 
 /// Every file of a [`TlsSource`], read once, in [`TlsSource::files`] order.
@@ -244,7 +273,7 @@ struct Stamp {
     modified: Option<SystemTime>,
     len: Option<u64>,
     inode: Option<u64>,
-    sha256: Option<Vec<u8>>,
+    sha256: Option<[u8; 32]>,
 }
 
 impl Stamp {
@@ -256,7 +285,7 @@ impl Stamp {
             modified: meta.as_ref().and_then(|m| m.modified().ok()),
             len: meta.as_ref().map(std::fs::Metadata::len),
             inode: meta.as_ref().and_then(inode),
-            sha256: bytes.as_ref().ok().map(|b| crate::sha256(b)),
+            sha256: bytes.as_ref().ok().map(|b| crate::certinfo::sha256(b)),
         };
         (stamp, bytes)
     }
@@ -285,6 +314,9 @@ pub struct LiveTls {
     current: channel::Sender<Arc<TlsMaterial>>,
     /// The files' stamps at the last load attempt.
     seen: Mutex<Vec<Stamp>>,
+    /// Reloads that succeeded, and that failed.
+    reloaded: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl LiveTls {
@@ -298,6 +330,8 @@ impl LiveTls {
             source,
             current: channel::Sender::new(Arc::new(material)),
             seen: Mutex::new(seen),
+            reloaded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         })
     }
 
@@ -332,10 +366,25 @@ impl LiveTls {
     pub fn reload(&self) -> Result<Arc<TlsMaterial>> {
         let files = Contents::read(&self.source);
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = files.stamps();
-        let material = Arc::new(TlsMaterial::parse(&self.source, files)?);
+        let material = match TlsMaterial::parse(&self.source, files) {
+            Ok(material) => Arc::new(material),
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.reloaded.fetch_add(1, Ordering::Relaxed);
         material.warn_if_not_current();
         self.current.send_replace(material.clone());
         Ok(material)
+    }
+
+    /// Reloads so far: (succeeded, failed).
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloaded.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -396,7 +445,6 @@ pub async fn watch(
     live: Arc<LiveTls>,
     triggers: ReloadTriggers,
     mut hangup: Hangup,
-    metrics: Arc<Metrics>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -449,12 +497,11 @@ pub async fn watch(
         };
         match result {
             Ok(material) => {
-                metrics.reload(true);
                 info!(
                     trigger,
                     changed = %changed_text,
                     server.cert.subject = %material.server_cert.subject,
-                    server.cert.sha256 = %material.server_cert.sha256,
+                    server.cert.sha256 = %material.server_cert.fingerprint(),
                     server.cert.not_after = %format_time(material.server_cert.not_after),
                     crls = material.crls.len(),
                     revoked = material.crls.iter().map(|c| c.revoked).sum::<usize>(),
@@ -462,7 +509,6 @@ pub async fn watch(
                 );
             }
             Err(e) => {
-                metrics.reload(false);
                 warn!(
                     trigger,
                     changed = %changed_text,

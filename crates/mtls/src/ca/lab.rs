@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::crl::{self, Entry, Reason};
-use crate::error::Result;
-use crate::files::CertsDir;
+use super::crl::{self, Entry, Reason};
+use super::folder;
+use super::write::{self, Access};
+use crate::certinfo::CertInfo;
+use crate::error::{Error, Result};
+use crate::files::{CertsDir, spiffe_id};
+use crate::format::format_time;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
-use crate::store;
-use crate::write::{self, Access};
 
 /// The lab's CRL, listing the revoked client.
 pub const REVOKED_CRL: &str = "revoked.crl.pem";
@@ -44,9 +46,9 @@ pub struct Lab {
 /// lab without `force`.
 pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
     let lab = demo.lab();
-    let issuer_name = store::default_issuer(demo);
-    let issuer = store::load_authority(demo, issuer_name)?;
-    let root = store::load_authority(demo, "ca")?;
+    let issuer_name = folder::default_issuer(demo);
+    let issuer = folder::load_authority(demo, issuer_name)?;
+    let root = folder::load_authority(demo, "ca")?;
     write::ensure_absent(
         &lab.cert("client-expired"),
         force,
@@ -60,7 +62,7 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
         let slug = cn.to_lowercase().replace(' ', "-");
         Ok(LeafSpec {
             subject: pki::demo_subject(&format!("{cn} Company"), cn),
-            sans: vec![pki::parse_san(&format!("URI:spiffe://mtls.demo/{slug}"))?],
+            sans: vec![pki::parse_san(&format!("URI:{}", spiffe_id(&slug)))?],
             usage: Usage::Client,
             key_type: KeyType::EcdsaP256,
             validity,
@@ -134,11 +136,11 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
     // 6. Revoked, with the CRL that says so.
     let revoked = issuer.issue(&client("Client Revoked", Validity::days(30))?)?;
     put("client-revoked", &revoked.cert_pem, &revoked.key_pem)?;
-    let serial = crate::certinfo::CertInfo::parse(&revoked.der)
-        .map_err(crate::Error::Invalid)?
+    let serial = CertInfo::parse(&revoked.der)
+        .map_err(Error::Invalid)?
         .serial;
     let entry = Entry {
-        serial: crate::certinfo::unhex(&serial),
+        serial,
         at: now,
         reason: Some(Reason(rcgen::RevocationReason::KeyCompromise)),
     };
@@ -185,10 +187,7 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
         },
         Case {
             name: "client-not-yet-valid",
-            wrong: format!(
-                "its validity starts {}",
-                crate::certinfo::format_time(starts)
-            ),
+            wrong: format!("its validity starts {}", format_time(starts)),
             try_it: vec![as_client("client-not-yet-valid")],
             server_says: "reason=\"not_yet_valid\": the client's certificate is not valid yet",
             client_says: "the server refused our certificate (alert: certificate_expired)",

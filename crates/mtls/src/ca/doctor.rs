@@ -6,13 +6,14 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use crate::certinfo::{San, format_span, format_time};
-use crate::crl::CrlInfo;
-use crate::error::Result;
-use crate::explain::{Failure, Side};
+use super::crl::CrlInfo;
+use super::folder::{self, Stored};
+use crate::certinfo::{Eku, San};
+use crate::error::{Failure, Result};
+use crate::explain::Side;
 use crate::files::{CertsDir, Role};
+use crate::format::{format_span, format_time};
 use crate::pki::Usage;
-use crate::store::{self, Stored};
 use crate::tls::{self, Identity, Trust};
 
 /// How a check came out.
@@ -96,7 +97,7 @@ impl Checks {
 /// Examines `dir`; `host` is the name clients will dial to reach `server.crt`.
 pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
     let now = OffsetDateTime::now_utc();
-    let (mut all, broken) = store::scan_all(dir)?;
+    let (mut all, broken) = folder::scan_all(dir)?;
     let ca = Role::Ca.stem();
     let server = Role::Server.stem();
     // The root first, then the other CAs, then the leaves: the order trust flows in.
@@ -160,7 +161,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
         key_checks(&mut c, s);
         if s.is_ca() {
             if s.name != ca {
-                let parent_ok = store::find_issuer(&all, info).is_some_and(|p| p.name == ca);
+                let parent_ok = folder::find_issuer(&all, info).is_some_and(|p| p.name == ca);
                 c.check(
                     parent_ok && info.key_usage.contains(&"keyCertSign"),
                     &file,
@@ -183,8 +184,8 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             "verifiers refuse a CA certificate presented as a server or client identity",
             format!("{CMD} issue {} --client --force --certs {d}", s.name),
         );
-        let is_server = info.ext_key_usage.iter().any(|e| e == "serverAuth");
-        let is_client = info.ext_key_usage.iter().any(|e| e == "clientAuth");
+        let is_server = info.has_eku(&Eku::ServerAuth);
+        let is_client = info.has_eku(&Eku::ClientAuth);
         let wants_server = s.name == server || (is_server && !s.name.starts_with("client"));
         let usage_ok = if s.name == server {
             is_server
@@ -203,8 +204,8 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
         c.check(
             usage_ok,
             &file,
-            format!("is meant for {} (extended key usage)", info.ext_key_usage.join(", ")),
-            format!("lacks the extended key usage {needed} (it has {})", if info.ext_key_usage.is_empty() { "none".to_string() } else { info.ext_key_usage.join(", ") }),
+            format!("is meant for {} (extended key usage)", info.ekus_text()),
+            format!("lacks the extended key usage {needed} (it has {})", info.ekus_text()),
             "rustls, Go and browsers refuse a certificate whose extended key usage does not allow its role",
             format!("{CMD} issue {} --{} --force --certs {d}", s.name, if needed == "clientAuth" { "client" } else { "server" }),
         );
@@ -239,7 +240,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                     crls: Vec::new(),
                 };
                 // `renew` needs the issuing CA in the folder; without it, issue anew.
-                let fix = match store::find_issuer(&all, info) {
+                let fix = match folder::find_issuer(&all, info) {
                     Some(_) => format!("{CMD} renew {} --certs {d}", s.name),
                     None => format!(
                         "{CMD} issue {} --{} --force --certs {d}",
@@ -273,10 +274,10 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
     }
 
     // Serial numbers must be unique per issuer; we insist across the folder.
-    let mut serials: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut serials: BTreeMap<&[u8], Vec<&str>> = BTreeMap::new();
     for s in &all {
         serials
-            .entry(s.info.serial.as_str())
+            .entry(s.info.serial.as_slice())
             .or_default()
             .push(&s.name);
     }
@@ -372,7 +373,7 @@ fn validity(c: &mut Checks, s: &Stored, all: &[Stored], now: OffsetDateTime) {
             ),
         );
     }
-    if let Some(issuer) = store::find_issuer(all, info) {
+    if let Some(issuer) = folder::find_issuer(all, info) {
         let inside =
             info.not_before >= issuer.info.not_before && info.not_after <= issuer.info.not_after;
         c.check(
@@ -414,7 +415,7 @@ fn key_checks(c: &mut Checks, s: &Stored) {
         ),
     }
     #[cfg(unix)]
-    match crate::write::mode_of(&s.key_path) {
+    match super::write::mode_of(&s.key_path) {
         Ok(mode) => c.check(
             mode & 0o077 == 0,
             &file,

@@ -1,150 +1,15 @@
-//! A certificate folder as a small CA: names, issuers, issuing one more leaf, renewing.
-//!
-//! The folder is the database: `NAME.crt` (the certificate, then its chain without the root)
-//! and `NAME.key` (0600) per entry; a CA is any entry whose certificate says CA:TRUE.
+//! Issuing one more certificate from a CA in the folder, and renewing a leaf.
 
-use std::fs;
 use std::path::PathBuf;
 
 use rustls::pki_types::CertificateDer;
 
+use super::folder::{check_stem, default_issuer, find_issuer, load_authority, scan, validate_name};
+use super::write::{self, Access};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
-use crate::files::{CertsDir, RESERVED, Role};
-use crate::pem;
+use crate::files::{CertsDir, Role, SERVER_SANS};
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
-use crate::write::{self, Access};
-
-/// Checks a file stem: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
-/// at most 64 characters. No path separators, no `..`.
-pub fn check_stem(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !name.contains("..");
-    if !ok {
-        return Err(Error::Invalid(format!(
-            "{name:?} is not a usable name: use letters, digits, '.', '_' and '-' (it becomes \
-             NAME.crt and NAME.key in the folder, so no '/' and no '..')"
-        )));
-    }
-    Ok(())
-}
-
-/// Checks a name for a new certificate: a valid stem that is not one of the folder's own
-/// files (compared without case, for case-insensitive file systems).
-pub fn validate_name(name: &str) -> Result<()> {
-    check_stem(name)?;
-    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-        return Err(Error::Invalid(format!(
-            "{name:?} is reserved for the folder's own files ({}); pick another name",
-            RESERVED.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// One certificate in the folder.
-#[derive(Clone, Debug)]
-pub struct Stored {
-    /// `NAME` of `NAME.crt`.
-    pub name: String,
-    /// The certificate file.
-    pub cert_path: PathBuf,
-    /// The key file beside it (it may not exist).
-    pub key_path: PathBuf,
-    /// Every certificate in the file, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// The first certificate, parsed.
-    pub info: CertInfo,
-}
-
-impl Stored {
-    /// A CA (CA:TRUE)?
-    pub fn is_ca(&self) -> bool {
-        self.info.ca == Some(true)
-    }
-}
-
-/// Every readable `NAME.crt` directly in the folder, sorted by name (a damaged file is
-/// skipped here; [`scan_all`] reports it).
-pub fn scan(dir: &CertsDir) -> Result<Vec<Stored>> {
-    Ok(scan_all(dir)?.0)
-}
-
-/// A certificate file that could not be read, and why.
-pub type Broken = (PathBuf, String);
-
-/// Every `NAME.crt` in the folder: those that parse, and those that do not with the reason.
-pub fn scan_all(dir: &CertsDir) -> Result<(Vec<Stored>, Vec<Broken>)> {
-    let entries = fs::read_dir(dir.path())
-        .map_err(|e| Error::read("the certificate folder", dir.path(), e))?;
-    let mut good = Vec::new();
-    let mut broken = Vec::new();
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_suffix(".crt") else {
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        let cert_path = dir.cert(name);
-        let parsed = pem::certificates(&cert_path, "a certificate").and_then(|chain| {
-            let info = CertInfo::parse(&chain[0])
-                .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
-            Ok((chain, info))
-        });
-        match parsed {
-            Ok((chain, info)) => good.push(Stored {
-                name: name.to_string(),
-                key_path: dir.key(name),
-                cert_path,
-                chain,
-                info,
-            }),
-            Err(e) => broken.push((cert_path, e.to_string())),
-        }
-    }
-    good.sort_by(|a, b| a.name.cmp(&b.name));
-    broken.sort();
-    Ok((good, broken))
-}
-
-/// The CA in `all` that issued `leaf`: same subject as the leaf's issuer and, when both
-/// carry key identifiers, the same key.
-pub fn find_issuer<'a>(all: &'a [Stored], leaf: &CertInfo) -> Option<&'a Stored> {
-    all.iter().find(|ca| {
-        ca.is_ca()
-            && ca.info.subject == leaf.issuer
-            && match (&ca.info.subject_key_id, &leaf.authority_key_id) {
-                (Some(ski), Some(aki)) => ski == aki,
-                _ => true,
-            }
-            && ca.info.sha256 != leaf.sha256
-    })
-}
-
-/// Loads the CA called `name` from the folder, to sign with.
-pub fn load_authority(dir: &CertsDir, name: &str) -> Result<CertAuthority> {
-    CertAuthority::load(&dir.cert(name), &dir.key(name))
-}
-
-/// The CA `issue` signs with when `--issuer` is not given: the demo's intermediate when the
-/// folder has one, the root otherwise.
-pub fn default_issuer(dir: &CertsDir) -> &'static str {
-    if dir.role_cert(Role::Intermediate).exists() {
-        Role::Intermediate.stem()
-    } else {
-        "ca"
-    }
-}
 
 /// What to issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,7 +66,7 @@ pub struct Outcome {
 
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::certinfo::format_time;
+        use crate::format::format_time;
         let info = &self.info;
         let cut = if self.clamped {
             " (cut to the issuer's end date)"
@@ -230,20 +95,20 @@ impl std::fmt::Display for Outcome {
         let usage = if info.ca == Some(true) {
             "CA (keyCertSign, cRLSign)".to_string()
         } else {
-            info.ext_key_usage.join(", ")
+            info.ekus_text()
         };
         writeln!(f, "  usage:   {usage}")?;
         if let Some(old) = &self.previous {
             writeln!(
                 f,
                 "  old:     serial {}, valid until {}",
-                old.serial,
+                old.serial_hex(),
                 format_time(old.not_after)
             )?;
             writeln!(
                 f,
                 "  new:     serial {}, valid {} to {}{cut}",
-                info.serial,
+                info.serial_hex(),
                 format_time(info.not_before),
                 format_time(info.not_after)
             )?;
@@ -258,7 +123,7 @@ impl std::fmt::Display for Outcome {
                 format_time(info.not_before),
                 format_time(info.not_after)
             )?;
-            writeln!(f, "  serial:  {}", info.serial)
+            writeln!(f, "  serial:  {}", info.serial_hex())
         }
     }
 }
@@ -266,11 +131,8 @@ impl std::fmt::Display for Outcome {
 /// The SANs a kind gets when none are given.
 fn default_sans(kind: Kind, name: &str) -> Vec<String> {
     match kind {
-        Kind::Client => vec![format!("URI:spiffe://mtls.demo/{name}")],
-        Kind::Server => crate::demo::SERVER_SANS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        Kind::Client => vec![format!("URI:{}", crate::files::spiffe_id(name))],
+        Kind::Server => SERVER_SANS.iter().map(|s| s.to_string()).collect(),
         Kind::Intermediate => Vec::new(),
     }
 }
@@ -312,7 +174,7 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     };
     check_stem(&issuer_name)?;
     let ca = load_authority(dir, &issuer_name)?;
-    let existing: Vec<String> = scan(dir)?.into_iter().map(|s| s.info.serial).collect();
+    let existing: Vec<Vec<u8>> = scan(dir)?.into_iter().map(|s| s.info.serial).collect();
 
     let (chain, key_pem, granted) = loop {
         let (chain, key_pem, granted) = match req.kind {
@@ -364,14 +226,14 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     write::publish(&key_path, key_pem.as_bytes(), Access::Secret, req.force)?;
     write::publish(
         &cert_path,
-        pki::chain_pem(&chain).as_bytes(),
+        crate::pem::chain_pem(&chain).as_bytes(),
         Access::Public,
         req.force,
     )?;
     // A new CA needs its own (empty) list in crl.pem, or servers loading the file would
     // refuse every certificate it issues as "revocation status unknown".
     if req.kind == Kind::Intermediate && dir.crl().exists() {
-        crate::crl::resign(dir, crate::crl::DEFAULT_DAYS)?;
+        super::crl::resign(dir, super::crl::DEFAULT_DAYS)?;
     }
     Ok(Outcome {
         cert_path,
@@ -512,19 +374,4 @@ pub fn renew(
         replaced: true,
         previous: Some(old.info.clone()),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_cannot_escape_the_folder_or_take_reserved_files() {
-        for bad in ["", "../x", "a/b", "..", ".hidden", "ca", "crl", "x y", "é"] {
-            assert!(validate_name(bad).is_err(), "{bad:?} was accepted");
-        }
-        for good in ["client-c", "api.internal", "svc_1", "B2"] {
-            validate_name(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
-        }
-    }
 }

@@ -14,13 +14,14 @@ use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::certinfo::{CertInfo, hex};
+use super::folder::{self, Stored};
+use super::write::{self, Access};
+use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::files::CertsDir;
+use crate::format::{format_time, now};
 use crate::pem;
 use crate::pki::{self, CertAuthority};
-use crate::store::{self, Stored};
-use crate::write::{self, Access};
 
 /// Days until a list's next update, unless told otherwise.
 pub const DEFAULT_DAYS: u32 = 7;
@@ -93,8 +94,8 @@ pub struct Entry {
 pub struct CrlInfo {
     /// Issuer distinguished name.
     pub issuer: String,
-    /// Authority key identifier (hex), to match the issuing CA.
-    pub authority_key_id: Option<String>,
+    /// Authority key identifier, to match the issuing CA.
+    pub authority_key_id: Option<Vec<u8>>,
     /// thisUpdate.
     pub this_update: OffsetDateTime,
     /// nextUpdate, if set.
@@ -115,7 +116,7 @@ impl CrlInfo {
                 .iter()
                 .find_map(|ext| match ext.parsed_extension() {
                     x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                        aki.key_identifier.as_ref().map(|id| hex(id.0, ":"))
+                        aki.key_identifier.as_ref().map(|id| id.0.to_vec())
                     }
                     _ => None,
                 });
@@ -147,9 +148,9 @@ impl CrlInfo {
             }
     }
 
-    /// Does the list name `serial` (colon hex, as [`CertInfo::serial`])?
-    pub fn lists(&self, serial: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| hex(&e.serial, ":") == serial)
+    /// Does the list name `serial` (DER integer content bytes, as [`CertInfo::serial`])?
+    pub fn lists(&self, serial: &[u8]) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.serial == serial)
     }
 
     /// Verifies the CRL's signature with `ca`'s public key.
@@ -193,8 +194,8 @@ impl fmt::Display for Revocation {
                 f,
                 "{} (serial {}) was already revoked on {}; re-signed {path}.",
                 self.name,
-                self.info.serial,
-                crate::certinfo::format_time(self.at)
+                self.info.serial_hex(),
+                format_time(self.at)
             )?;
         } else {
             writeln!(
@@ -202,7 +203,7 @@ impl fmt::Display for Revocation {
                 "Revoked {} ({}, serial {}, reason {}) in {path}, signed by {}.",
                 self.name,
                 self.info.identity(),
-                self.info.serial,
+                self.info.serial_hex(),
                 self.reason,
                 self.issuer
             )?;
@@ -226,7 +227,7 @@ impl fmt::Display for Lists<'_> {
                 "  list of {}: {} revoked, next update {}",
                 list.ca,
                 list.revoked,
-                crate::certinfo::format_time(list.next_update)
+                format_time(list.next_update)
             )?;
         }
         Ok(())
@@ -246,15 +247,15 @@ pub struct ListSummary {
 
 /// Revokes the certificate `NAME.crt`: adds it to its CA's list and re-signs `crl.pem`.
 pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<Revocation> {
-    store::validate_name(name)?;
-    let all = store::scan(dir)?;
+    folder::validate_name(name)?;
+    let all = folder::scan(dir)?;
     let target = all.iter().find(|s| s.name == name).ok_or_else(|| {
         Error::Invalid(format!(
             "there is no {} to revoke",
             dir.cert(name).display()
         ))
     })?;
-    let issuer = store::find_issuer(&all, &target.info).ok_or_else(|| {
+    let issuer = folder::find_issuer(&all, &target.info).ok_or_else(|| {
         Error::Invalid(format!(
             "no CA in {} issued {} (its issuer is \"{}\"), so no list here can revoke it",
             dir.path().display(),
@@ -264,15 +265,12 @@ pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<R
     })?;
     let mut lists = existing(dir, &all)?;
     let entries = lists.entries.entry(issuer.name.clone()).or_default();
-    let (already, at) = match entries
-        .iter()
-        .find(|e| hex(&e.serial, ":") == target.info.serial)
-    {
+    let (already, at) = match entries.iter().find(|e| e.serial == target.info.serial) {
         Some(e) => (true, e.at),
         None => {
-            let now = crate::certinfo::now();
+            let now = now();
             entries.push(Entry {
-                serial: crate::certinfo::unhex(&target.info.serial),
+                serial: target.info.serial.clone(),
                 at: now,
                 reason: Some(reason),
             });
@@ -294,7 +292,7 @@ pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<R
 
 /// Signs every CA's list again (keeping its entries) with fresh dates: `certificate crl`.
 pub fn resign(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
-    let all = store::scan(dir)?;
+    let all = folder::scan(dir)?;
     let lists = existing(dir, &all)?;
     sign_all(dir, &all, &lists, days)
 }
@@ -302,7 +300,7 @@ pub fn resign(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
 /// Starts `crl.pem` over: one empty list per CA in the folder. For a folder whose CA was
 /// just minted again, where the old lists name serials of certificates that no longer count.
 pub fn reset(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
-    let all = store::scan(dir)?;
+    let all = folder::scan(dir)?;
     sign_all(dir, &all, &Existing::default(), days)
 }
 
@@ -351,7 +349,7 @@ fn sign_all(
     lists: &Existing,
     days: u32,
 ) -> Result<Vec<ListSummary>> {
-    let now = crate::certinfo::now();
+    let now = now();
     let next_update = now + Duration::days(i64::from(days));
     // Seconds since 1970, or one more than the list it replaces if that is larger: CRL
     // numbers only ever grow.
@@ -361,7 +359,7 @@ fn sign_all(
     let mut pem_out = String::new();
     let mut summaries = Vec::new();
     for ca_entry in all.iter().filter(|s| s.is_ca()) {
-        let ca = store::load_authority(dir, &ca_entry.name)?;
+        let ca = folder::load_authority(dir, &ca_entry.name)?;
         let entries = lists
             .entries
             .get(&ca_entry.name)
@@ -408,7 +406,7 @@ pub fn sign(
             .collect(),
         // The list's authority key id must equal the CA's subject key id.
         key_identifier_method: match CertInfo::parse(&ca.der).ok().and_then(|i| i.subject_key_id) {
-            Some(ski) => KeyIdMethod::PreSpecified(crate::certinfo::unhex(&ski)),
+            Some(ski) => KeyIdMethod::PreSpecified(ski),
             None => KeyIdMethod::Sha256,
         },
     };
@@ -434,11 +432,5 @@ mod tests {
         assert_eq!(r.to_string(), "key-compromise");
         let err = "stolen".parse::<Reason>().expect_err("unknown reason");
         assert!(err.contains("superseded"), "{err}");
-    }
-
-    #[test]
-    fn serials_round_trip_through_colon_hex() {
-        let bytes = vec![0x4a, 0x0b, 0xff];
-        assert_eq!(crate::certinfo::unhex(&hex(&bytes, ":")), bytes);
     }
 }

@@ -312,7 +312,7 @@ mod tests {
             subject: format!("CN={cn}"),
             issuer: "CN=CA".into(),
             common_name: Some(cn.into()),
-            serial: "01".into(),
+            serial: vec![1],
             not_before: now,
             not_after: now,
             sans,
@@ -324,7 +324,7 @@ mod tests {
             ext_key_usage: Vec::new(),
             subject_key_id: None,
             authority_key_id: None,
-            sha256: String::new(),
+            sha256: [0; 32],
             self_signed: false,
             spki: Vec::new(),
         }

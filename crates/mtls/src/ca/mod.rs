@@ -1,0 +1,24 @@
+//! Only the CA tool (`certificate`) uses these: a folder of certificates run as a small CA.
+//!
+//! From the bottom up:
+//! - [`write`]: atomic writes, private keys 0600, nothing replaced silently.
+//! - [`folder`]: the folder index (which certificates it holds, who issued whom, which
+//!   names may be used); everything above reads the folder through it.
+//! - [`crl`]: revocation lists, one per CA, in `crl.pem`.
+//! - [`issue`]: one more certificate from a CA in the folder, and renewals.
+//! - [`demo`]: the demo set of the Go original (root CA, server, Client A, Client B).
+//! - [`doctor`]: the whole folder checked as a handshake will judge it (and the demo set's
+//!   checks after minting).
+//! - [`lab`]: the certificates people trip on, each wrong in one way.
+//! - [`inspect`]: any certificate, chain, CSR, CRL or key, or a live server's chain.
+//! - [`p12`]: PKCS#12 bundles for Java, browsers and macOS.
+
+pub mod crl;
+pub mod demo;
+pub mod doctor;
+pub mod folder;
+pub mod inspect;
+pub mod issue;
+pub mod lab;
+pub mod p12;
+pub mod write;

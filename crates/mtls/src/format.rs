@@ -1,0 +1,165 @@
+//! Values as people read and type them: hex bytes, timestamps, time spans, durations and
+//! sizes. Every binary prints and parses these the same way.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// Bytes as upper-case hex, joined by `sep`: `4A:0B:FF` (serials, key ids, fingerprints).
+pub fn hex(bytes: &[u8], sep: &str) -> String {
+    let mut out = String::with_capacity(bytes.len() * (2 + sep.len()));
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(&format!("{b:02X}"));
+    }
+    out
+}
+
+/// Now, in whole seconds (what certificates and CRLs can encode).
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+/// A timestamp the way the reports print it: `2026-11-24 03:56:56 UTC`.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A timestamp as RFC 3339 (`2026-11-24T03:56:56Z`), for JSON.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format_time(t))
+}
+
+/// A span in the largest sensible unit: "364 days", "5 hours", "42 minutes".
+pub fn format_span(d: time::Duration) -> String {
+    let secs = d.whole_seconds().unsigned_abs();
+    let (n, unit) = if secs >= 2 * 86_400 {
+        (secs / 86_400, "days")
+    } else if secs >= 2 * 3_600 {
+        (secs / 3_600, "hours")
+    } else if secs >= 120 {
+        (secs / 60, "minutes")
+    } else {
+        (secs, "seconds")
+    };
+    format!("{n} {unit}")
+}
+
+/// Parses a duration as typed on the command line: `500ms`, `10s`, `2m`, `1h`, `7d`, or `0`.
+///
+/// A bare number is refused (except 0): `--idle-timeout 60` could mean seconds or
+/// milliseconds, so the unit is required.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let bad = || {
+        format!(
+            "{text:?} is not a duration: write a whole number and a unit, like 500ms, 10s, 2m or 1h"
+        )
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let millis = match unit.trim() {
+        "ms" => Some(n),
+        "s" | "sec" => n.checked_mul(1_000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(bad()),
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Parses a size in bytes: `65536`, `64KiB`, `64k`, `1MiB`, `1m` (k and m are 1024-based).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let s = text.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let bad = || format!("{text:?} is not a size: write bytes, or a number with KiB or MiB");
+    let n: usize = number.parse().map_err(|_| bad())?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A duration the way the help and the logs print it: `10s`, `500ms`, `2m`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0".into()
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit_and_accept_the_common_ones() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        let err = parse_duration("60").expect_err("a unit is required");
+        assert!(err.contains("like 500ms, 10s, 2m"), "{err}");
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_bytes_kib_and_mib() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("1GiB").is_err());
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn durations_print_in_the_largest_exact_unit() {
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn hex_joins_upper_case_pairs() {
+        assert_eq!(hex(&[0x4a, 0x0b, 0xff], ":"), "4A:0B:FF");
+        assert_eq!(hex(&[], ":"), "");
+        assert_eq!(hex(&[1, 2], ""), "0102");
+    }
+}

@@ -1,0 +1,128 @@
+//! Accepting and draining: a slot under `--max-connections` for every connection (beyond
+//! it, new connections wait in the kernel's queue), a task of its own for each, and on
+//! shutdown the in-flight requests get the drain timeout to finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::connection::connection;
+use super::state::{Shared, Slot};
+use super::watchdog::{Limit, Phase};
+
+/// Accepts until `shutdown` resolves, then drains: connections finish what they are doing
+/// (up to `drain_timeout`), then close.
+pub(super) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    phase: watch::Sender<Phase>,
+    drain_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    // Under sustained load the limit is reached again and again: say so at most once
+    // every LIMIT_LOG_EVERY (the metric counts every time).
+    const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
+    let mut last_limit_log: Option<Instant> = None;
+    loop {
+        let permit = match shared.connections.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                shared.watchdog.counts.hit(Limit::MaxConnections);
+                let log = last_limit_log.is_none_or(|at| at.elapsed() >= LIMIT_LOG_EVERY);
+                if log {
+                    last_limit_log = Some(Instant::now());
+                    warn!(
+                        max_connections = shared.connections.max,
+                        "connection limit reached: new connections wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    permit = shared.connections.slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => {
+                            if log {
+                                info!("below the connection limit again: accepting");
+                            }
+                            permit
+                        }
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let slot = Slot::new(permit, &shared.connections);
+                    tokio::spawn(connection(stream, peer, shared.clone(), slot));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: never end the loop, but do
+                    // not spin on it either.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = phase.send(Phase::Draining);
+    info!(
+        connections = shared.connections.open(),
+        drain_timeout_s = drain_timeout.as_secs_f32(),
+        "shutting down: finishing requests in flight"
+    );
+    let everyone = u32::try_from(shared.connections.max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(
+        drain_timeout,
+        shared.connections.slots.acquire_many(everyone),
+    )
+    .await
+    {
+        Ok(_) => info!("all connections closed"),
+        Err(_) => {
+            warn!(
+                connections = shared.connections.open(),
+                "drain timeout passed; closing the remaining connections"
+            );
+            let _ = phase.send(Phase::Closing);
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                shared.connections.slots.acquire_many(everyone),
+            )
+            .await;
+        }
+    }
+}
+
+/// Warns when `--max-connections` is above the open-file limit (Linux), where accepts would
+/// fail before the limit is reached.
+pub(super) fn warn_if_above_file_limit(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(soft) = soft {
+        // Listening sockets, the metrics socket, files read on reload, stdio.
+        const SPARE: usize = 32;
+        if max_connections.saturating_add(SPARE) > soft {
+            warn!(
+                max_connections,
+                open_file_limit = soft,
+                "--max-connections is above what this process may open; accepts will fail first: \
+                 raise the limit (ulimit -n) or lower --max-connections"
+            );
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! One connection after its handshake: who the client is (logged once, with the chain on
+//! its path), whether the policy admits it, and then HTTP/1.1 or HTTP/2 (by ALPN) under the
+//! watchdog; each request is logged and answered, denied with 403, or forwarded.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tokio_rustls::server::TlsStream;
+use tracing::{info, warn};
+
+use super::handshake::{Handshake, handshake, linger_close};
+use super::metrics::ClientMetrics;
+use super::policy::{Decision, POLICY_DENIED};
+use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE};
+use super::reload::TlsMaterial;
+use super::response::{ResponseBody, text_response};
+use super::state::{Shared, Slot};
+use super::watchdog::{
+    Activity, AppWait, GuardedBody, Phase, RequestBody, RequestGuard, Tracked, Watched,
+};
+use crate::certinfo::CertInfo;
+use crate::report::{PeerPath, TlsReport};
+
+/// One connection, from TCP to the last request. Before HTTP starts, a shutdown abandons it.
+pub(super) async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: Slot,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut phase = shared.phase.clone();
+    let mut reloads = shared.tls.subscribe();
+    let outcome = tokio::select! {
+        outcome = handshake(stream, peer, &shared, &mut reloads) => outcome,
+        _ = phase.wait_for(|p| *p != Phase::Running) => Handshake::Abandoned,
+    };
+    match outcome {
+        Handshake::Done(tls) => {
+            serve(tls, peer, shared, reloads).await;
+            drop(slot);
+        }
+        Handshake::Refused(tcp) => {
+            // The refusal is written: the slot goes to the next client now, and the socket
+            // lingers outside the limit (within a bound of its own) so the alert is read.
+            drop(slot);
+            if let Some(_lingering) = shared.connections.linger() {
+                linger_close(tcp).await;
+            }
+        }
+        Handshake::Abandoned => drop(slot),
+    }
+}
+
+/// What every request on one connection needs to know about it.
+struct ConnectionInfo {
+    peer: SocketAddr,
+    client: String,
+    counters: ClientMetrics,
+    decision: Decision,
+    forwarded: Option<ForwardedIdentity>,
+    activity: Arc<Activity>,
+    /// HTTP/2 (by ALPN); otherwise HTTP/1.1.
+    h2: bool,
+    /// Told when a denied client has been answered: its connection then closes.
+    denied_answered: Notify,
+    /// The body every request on this connection gets when not forwarded: "hello, NAME",
+    /// or the 403 for a denied client. Made once; each response shares it.
+    answer: Bytes,
+}
+
+/// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
+/// HTTP/1.1 otherwise.
+async fn serve(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    reloads: watch::Receiver<Arc<TlsMaterial>>,
+) {
+    let (_, conn) = tls.get_ref();
+    let report = TlsReport::negotiated(conn, conn.server_name());
+    let presented = conn.peer_certificates().unwrap_or_default();
+    // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is
+    // whatever the client chose to send, so it must never stand in for an unparsable leaf.
+    let chain = PeerPath::of(presented);
+    let leaf = chain.leaf.as_ref();
+    let client = leaf
+        .map(CertInfo::identity)
+        .unwrap_or_else(|| "unknown".into());
+    log_state(peer, &report, &client, &chain);
+    let decision = shared.access.decide(leaf);
+    if let Decision::Denied { why, .. } = &decision {
+        shared.metrics.handshake_failed(POLICY_DENIED);
+        warn!(
+            peer.addr = %peer,
+            client,
+            reason = POLICY_DENIED,
+            why = %why,
+            tried = %decision.tried(),
+            "identity denied: no --allow rule matched; its requests get 403"
+        );
+    }
+    // An admitted client's requests carry its identity to the upstream: built now, once,
+    // and a client whose identity cannot be forwarded is refused before any request.
+    let forwarded = match (&shared.proxy, decision.admitted()) {
+        (Some(_), true) => {
+            let on_path: Vec<CertificateDer<'_>> = presented
+                .first()
+                .into_iter()
+                .chain(chain.path.iter().filter_map(|(i, _)| presented.get(*i)))
+                .map(|der| CertificateDer::from(der.as_ref()))
+                .collect();
+            match ForwardedIdentity::from_chain(&on_path) {
+                Ok(id) => Some(id),
+                Err(why) => {
+                    shared.metrics.handshake_failed(IDENTITY_UNFORWARDABLE);
+                    warn!(
+                        peer.addr = %peer,
+                        client,
+                        reason = IDENTITY_UNFORWARDABLE,
+                        why = %why,
+                        "refusing the connection: the client's identity cannot be forwarded to the upstream"
+                    );
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Decision::Admitted { rule, matched } = &decision {
+        info!(peer.addr = %peer, client, rule = %rule, matched = matched.as_str(), "identity admitted");
+    }
+    if decision.admitted() {
+        shared.metrics.handshake_succeeded();
+    }
+    // Kept to verify the client again after a reload.
+    let verified: Vec<CertificateDer<'static>> =
+        presented.iter().map(|c| c.clone().into_owned()).collect();
+    let h2 = report.alpn.as_deref() == Some("h2");
+    let activity = Activity::new(!h2);
+    let answer = Bytes::from(if decision.admitted() {
+        format!("hello, {client}\n")
+    } else {
+        decision.forbidden_body(&client)
+    });
+    let info = Arc::new(ConnectionInfo {
+        peer,
+        counters: shared.metrics.client(&client),
+        client,
+        decision,
+        forwarded,
+        activity: activity.clone(),
+        h2,
+        denied_answered: Notify::new(),
+        answer,
+    });
+
+    let for_service = (info.clone(), shared.clone());
+    let service = service_fn(move |req| {
+        let (info, shared) = for_service.clone();
+        async move { Ok::<_, Infallible>(handle(req, &info, &shared).await) }
+    });
+    let io = TokioIo::new(Tracked::new(tls, activity));
+    let watched = || Watched {
+        peer,
+        client: &info.client,
+        activity: &info.activity,
+        denied_answered: &info.denied_answered,
+        verified: &verified,
+    };
+    let (watchdog, phase) = (&shared.watchdog, shared.phase.clone());
+    if h2 {
+        let conn = shared.http2.serve_connection(io, service);
+        watchdog
+            .drive(conn, watched(), phase, &shared.tls, reloads)
+            .await;
+    } else {
+        let conn = shared.http1.serve_connection(io, service);
+        watchdog
+            .drive(conn, watched(), phase, &shared.tls, reloads)
+            .await;
+    }
+}
+
+/// One request: logged, then denied, forwarded, or answered with the client's name.
+async fn handle(
+    req: Request<Incoming>,
+    info: &ConnectionInfo,
+    shared: &Shared,
+) -> Response<ResponseBody> {
+    let guard = RequestGuard::new(&info.activity);
+    let client = info.client.as_str();
+    info!(
+        peer.addr = %info.peer,
+        client,
+        method = %req.method(),
+        path = %req.uri().path(),
+        version = ?req.version(),
+        headers = %Redacted(req.headers()),
+        "Header"
+    );
+    let response = if !info.decision.admitted() {
+        let mut denied = text_response(StatusCode::FORBIDDEN, info.answer.clone());
+        if !info.h2 {
+            denied
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        info.denied_answered.notify_one();
+        denied
+    } else if let Some(proxy) = &shared.proxy {
+        match &info.forwarded {
+            Some(identity) => {
+                let req = req.map(|body| RequestBody::new(body, info.activity.clone()));
+                let _waiting = AppWait::new(&info.activity);
+                proxy.forward(req, identity, info.peer, client).await
+            }
+            // serve() refuses such a connection before any request; never forward
+            // without an identity.
+            None => text_response(
+                StatusCode::FORBIDDEN,
+                format!("forbidden: {client} cannot be forwarded\n"),
+            ),
+        }
+    } else {
+        text_response(StatusCode::OK, info.answer.clone())
+    };
+    info.counters.request(response.status());
+    response.map(|body| GuardedBody::new(body, guard).boxed_unsync())
+}
+
+/// Logs `State` and `Certificate chain`, once per connection. Names from certificates are
+/// the client's words (x509-parser does not escape them): they are logged as quoted,
+/// escaped strings, and only for the leaf and the certificates on its path.
+fn log_state(peer: SocketAddr, r: &TlsReport, client: &str, chain: &PeerPath) {
+    info!(
+        peer.addr = %peer,
+        tls.version = %r.version,
+        tls.cipher_suite = %r.cipher_suite,
+        tls.key_exchange = %r.key_exchange,
+        tls.handshake_complete = r.handshake_complete,
+        tls.resumed = r.resumed,
+        tls.alpn = r.alpn.as_deref().unwrap_or("none"),
+        tls.sni = r.sni.as_deref().unwrap_or("none"),
+        client,
+        "State"
+    );
+    let leaf = chain.leaf.iter().map(|c| (0, c));
+    let path = chain.path.iter().map(|(i, c)| (*i, c));
+    for (index, cert) in leaf.chain(path) {
+        info!(
+            peer.addr = %peer,
+            index,
+            subject = cert.subject.as_str(),
+            issuer = cert.issuer.as_str(),
+            sans = cert.sans_text().as_str(),
+            "Certificate chain"
+        );
+    }
+    if chain.left_out > 0 {
+        info!(
+            peer.addr = %peer,
+            left_out = chain.left_out,
+            "the client sent certificates that are not on its path to the CA (or do not parse); they are not logged"
+        );
+    }
+}
+
+/// Headers for the log, with credentials replaced.
+struct Redacted<'a>(&'a HeaderMap);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SECRET: [&str; 4] = [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "set-cookie",
+        ];
+        let mut first = true;
+        for (name, value) in self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            if SECRET.contains(&name.as_str()) {
+                write!(f, "{name}=<redacted>")?;
+            } else {
+                write!(f, "{name}={:?}", String::from_utf8_lossy(value.as_bytes()))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Before HTTP: the peer's first bytes (plain HTTP on the TLS port gets a 400 that says
+//! what to do), the TLS handshake under its timeout, and a resumed session's chain verified
+//! again. A refusal is logged, counted and answered, then the socket lingers so the alert
+//! is read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::HandshakeKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, warn};
+
+use super::reload::TlsMaterial;
+use super::state::Shared;
+use crate::error::Failure;
+use crate::explain::Side;
+
+/// How a handshake ended.
+// Built once per connection and moved straight into a match: boxing the stream would cost
+// an allocation to save a copy.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Handshake {
+    /// Verified (and, when resumed, verified again): serve it.
+    Done(TlsStream<TcpStream>),
+    /// Refused with an alert or a 400: close it, lingering.
+    Refused(TcpStream),
+    /// Timed out, closed by the peer, or refused after a resumption: nothing more to do.
+    Abandoned,
+}
+
+/// The TLS handshake under the handshake timeout; failures are logged, counted and
+/// answered (an alert, or a 400 for plain HTTP). A resumed session's chain is verified
+/// again with the current verifier.
+pub(super) async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    reloads: &mut watch::Receiver<Arc<TlsMaterial>>,
+) -> Handshake {
+    let material = reloads.borrow_and_update().clone();
+    let deadline = Instant::now() + shared.handshake_timeout;
+    let refuse = |failure: Failure, material: &TlsMaterial, resumed: bool| {
+        shared.metrics.handshake_failed(failure.code());
+        warn!(
+            peer.addr = %peer,
+            reason = failure.code(),
+            tls.resumed = resumed,
+            explanation = %failure.explain(Side::Server, &material.explain),
+            "TLS handshake failed"
+        );
+    };
+    let timed_out = || Failure::Timeout {
+        after: shared.handshake_timeout,
+    };
+    match tokio::time::timeout_at(deadline, first_bytes(&stream)).await {
+        Err(_) => {
+            refuse(timed_out(), &material, false);
+            return Handshake::Abandoned;
+        }
+        Ok(FirstBytes::Closed) => {
+            debug!(peer.addr = %peer, "peer closed the connection before the handshake");
+            return Handshake::Abandoned;
+        }
+        Ok(FirstBytes::PlainHttp) => {
+            refuse(Failure::NotTls, &material, false);
+            return match tokio::time::timeout_at(deadline, refuse_plain_http(stream)).await {
+                Ok(Some(stream)) => Handshake::Refused(stream),
+                _ => Handshake::Abandoned,
+            };
+        }
+        Ok(FirstBytes::Other) => {}
+    }
+    let acceptor = TlsAcceptor::from(material.config.clone());
+    let handshake = acceptor.accept(stream).into_fallible();
+    let mut tls = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err((err, tcp))) => {
+            refuse(classify(&err), &material, false);
+            return Handshake::Refused(tcp);
+        }
+        Err(_) => {
+            refuse(timed_out(), &material, false);
+            return Handshake::Abandoned;
+        }
+    };
+    let (_, conn) = tls.get_ref();
+    if conn.handshake_kind() == Some(HandshakeKind::Resumed) {
+        // rustls restored the chain of the session it resumed without verifying it: verify
+        // it now, with what is current (the CRL may be newer, the certificate expired).
+        let current = reloads.borrow_and_update().clone();
+        let chain = conn.peer_certificates().unwrap_or_default();
+        if let Err(e) = current.tls.verify_client(chain) {
+            refuse(Failure::from_rustls(&e), &current, true);
+            // rustls offers no way to send a certificate alert after the handshake: say
+            // close_notify, and close.
+            let _ = tokio::time::timeout(shared.watchdog.close_grace, tls.shutdown()).await;
+            return Handshake::Abandoned;
+        }
+    }
+    Handshake::Done(tls)
+}
+
+/// A rustls error inside tokio-rustls's io::Error, classified.
+fn classify(err: &std::io::Error) -> Failure {
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => Failure::from_rustls(tls),
+        None => Failure::Other(format!("connection lost during the handshake ({err})")),
+    }
+}
+
+/// After a failed handshake the alert has been written. Half-close and read what the
+/// client still sends for a moment, so the kernel does not answer its late bytes with a
+/// reset that would destroy the alert before the client reads it (TLS 1.3 clients send
+/// their request before they learn they were refused).
+pub(super) async fn linger_close(mut tcp: TcpStream) {
+    const LINGER: Duration = Duration::from_secs(2);
+    const MAX_DRAIN: usize = 256 * 1024;
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < MAX_DRAIN {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// What the peer's first bytes look like.
+enum FirstBytes {
+    /// It closed (or failed) before sending anything.
+    Closed,
+    /// An HTTP method: plain HTTP on the TLS port.
+    PlainHttp,
+    /// Anything else, a TLS record we hope; rustls will judge.
+    Other,
+}
+
+/// Peeks at the first bytes without consuming them.
+async fn first_bytes(stream: &TcpStream) -> FirstBytes {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ", b"POST", b"HEAD", b"PUT ", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC",
+    ];
+    let mut head = [0u8; 4];
+    match stream.peek(&mut head).await {
+        Ok(0) | Err(_) => FirstBytes::Closed,
+        Ok(n)
+            if METHODS
+                .iter()
+                .any(|m| m.starts_with(&head[..n]) && n == m.len()) =>
+        {
+            FirstBytes::PlainHttp
+        }
+        Ok(_) => FirstBytes::Other,
+    }
+}
+
+/// Answers a plain-HTTP request with a 400 that says what to do, as nginx does; returns the
+/// stream to linger on.
+async fn refuse_plain_http(mut stream: TcpStream) -> Option<TcpStream> {
+    const BODY: &str =
+        "This port speaks HTTPS with mutual TLS: use an https:// URL and a client certificate.\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    stream.write_all(response.as_bytes()).await.ok()?;
+    Some(stream)
+}

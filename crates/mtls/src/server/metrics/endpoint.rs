@@ -1,0 +1,90 @@
+//! The plain-HTTP listener (`--metrics ADDR`) that serves `GET /metrics`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::counters::Metrics;
+
+/// Most metrics connections served at once; more wait in the accept queue.
+const MAX_SCRAPERS: usize = 8;
+/// The longest a metrics connection may stay open.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Serves `GET /metrics` on `listener` until `stop` resolves.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // One scrape per connection, a few at a time: a scraper needs no more, and the
+    // listener must not become a way around --max-connections.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .keep_alive(false);
+    let slots = Arc::new(Semaphore::new(MAX_SCRAPERS));
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = &mut stop => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "metrics: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        let metrics = metrics.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let metrics = metrics.clone();
+            async move { Ok::<_, Infallible>(scrape(&req, &metrics)) }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        tokio::spawn(async move {
+            // A scraper that stalls is dropped; a scrape never takes this long.
+            match tokio::time::timeout(SCRAPE_DEADLINE, conn).await {
+                Ok(Err(e)) => {
+                    debug!(peer.addr = %peer, error = %e, "metrics connection ended with an error");
+                }
+                Err(_) => debug!(peer.addr = %peer, "metrics connection took too long; dropped"),
+                Ok(Ok(())) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn scrape(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics.render()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: metrics are at GET /metrics\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

@@ -1,0 +1,402 @@
+//! Forwarding: each admitted request goes to the plain-HTTP application over pooled
+//! HTTP/1.1 connections, with the client's identity and without anything it could forge.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::warn;
+
+use super::hygiene::{forwarded_for, join_cookies, strip_hop_by_hop, strip_identity_headers};
+use super::identity::ForwardedIdentity;
+use crate::server::response::{ResponseBody, text_response};
+
+/// Most requests in flight to the upstream at once; more wait (within the response
+/// timeout) for one to finish.
+pub const MAX_UPSTREAM_REQUESTS: usize = 1024;
+
+/// How long the upstream may take to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the upstream may take to start its response.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A plain-HTTP application to forward to: `http://HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    authority: String,
+}
+
+impl Upstream {
+    /// `HOST:PORT`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}", self.authority)
+    }
+}
+
+/// Why an `--upstream` value is not usable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// It does not parse as a URL.
+    #[error("--upstream {text:?} is not a URL ({why}); write it like http://127.0.0.1:8080")]
+    NotAUrl {
+        /// As typed.
+        text: String,
+        /// The parser's reason.
+        why: String,
+    },
+    /// It is not `http://`.
+    #[error(
+        "--upstream {text:?} uses {scheme}://; the proxy speaks plain HTTP to the application \
+         behind it: write it like http://127.0.0.1:8080"
+    )]
+    Scheme {
+        /// As typed.
+        text: String,
+        /// The scheme it has.
+        scheme: String,
+    },
+    /// It has no scheme.
+    #[error("--upstream {0:?} has no scheme; write it like http://127.0.0.1:8080")]
+    NoScheme(String),
+    /// It has no host.
+    #[error("--upstream {0:?} has no host; write it like http://127.0.0.1:8080")]
+    NoHost(String),
+    /// It has a path or a query.
+    #[error(
+        "--upstream {0:?} has a path; requests keep their own path, so give only the scheme, \
+         host and port, like http://127.0.0.1:8080"
+    )]
+    HasPath(String),
+}
+
+impl FromStr for Upstream {
+    type Err = UpstreamError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let uri: Uri = text
+            .trim()
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| UpstreamError::NotAUrl {
+                text: text.to_string(),
+                why: e.to_string(),
+            })?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(UpstreamError::Scheme {
+                    text: text.to_string(),
+                    scheme: other.to_string(),
+                });
+            }
+            None => return Err(UpstreamError::NoScheme(text.to_string())),
+        }
+        let Some(authority) = uri.authority() else {
+            return Err(UpstreamError::NoHost(text.to_string()));
+        };
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(UpstreamError::HasPath(text.to_string()));
+        }
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(Self {
+            authority: format!("{}:{port}", authority.host()),
+        })
+    }
+}
+
+/// A body without its trailers: the HTTP/1.1 hop to (or from) the application does not
+/// carry them, so they are dropped here, visibly, rather than by accident.
+#[derive(Debug)]
+pub struct NoTrailers<B> {
+    inner: B,
+}
+
+impl<B> NoTrailers<B> {
+    /// Wraps `inner`.
+    pub fn new(inner: B) -> Self {
+        Self { inner }
+    }
+}
+
+impl<B: Body + Unpin> Body for NoTrailers<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        loop {
+            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) if frame.is_trailers() => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The upstream's response body, holding its place under [`MAX_UPSTREAM_REQUESTS`] until
+/// it has been sent (or dropped).
+struct UpstreamBody {
+    inner: NoTrailers<Incoming>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Forwards requests to one upstream over pooled HTTP/1.1 connections.
+#[derive(Clone, Debug)]
+pub struct Proxy<B = Incoming> {
+    upstream: Upstream,
+    client: Client<HttpConnector, NoTrailers<B>>,
+    slots: Arc<Semaphore>,
+}
+
+impl<B> Proxy<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    /// A proxy to `upstream`.
+    pub fn new(upstream: Upstream) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Self {
+            upstream,
+            client,
+            slots: Arc::new(Semaphore::new(MAX_UPSTREAM_REQUESTS)),
+        }
+    }
+
+    /// Forwards `req` from the client at `peer`, with its identity, and returns the
+    /// upstream's response (or a 502/504 that says what went wrong; the details are logged,
+    /// not sent to the client).
+    pub async fn forward(
+        &self,
+        req: Request<B>,
+        identity: &ForwardedIdentity,
+        peer: SocketAddr,
+        client: &str,
+    ) -> Response<ResponseBody> {
+        let (mut parts, body) = req.into_parts();
+        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let forged = strip_identity_headers(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers);
+        if !forged.is_empty() {
+            let names: Vec<&str> = forged.iter().map(HeaderName::as_str).collect();
+            warn!(
+                peer.addr = %peer,
+                client,
+                headers = %names.join(", "),
+                "removed identity headers the client sent; only this proxy sets them"
+            );
+        }
+        join_cookies(&mut parts.headers);
+        identity.apply(&mut parts.headers);
+        let ip = peer.ip().to_canonical();
+        if let Ok(value) = HeaderValue::from_str(&ip.to_string()) {
+            parts
+                .headers
+                .insert(HeaderName::from_static("x-forwarded-for"), value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for(ip)) {
+            parts.headers.insert(header::FORWARDED, value);
+        }
+        parts.headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("https"),
+        );
+        if let Some(host) = host {
+            parts.headers.insert(header::HOST, host);
+        }
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        parts.uri = match Uri::builder()
+            .scheme("http")
+            .authority(self.upstream.authority.as_str())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => uri,
+            Err(e) => {
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad request: cannot forward this path ({e})\n"),
+                );
+            }
+        };
+        parts.version = Version::HTTP_11;
+        let request = Request::from_parts(parts, NoTrailers::new(body));
+        let exchange = async {
+            let slot = match self.slots.clone().acquire_owned().await {
+                Ok(slot) => slot,
+                Err(_) => std::future::pending().await,
+            };
+            (self.client.request(request).await, slot)
+        };
+        match tokio::time::timeout(RESPONSE_TIMEOUT, exchange).await {
+            Ok((Ok(response), slot)) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let body = UpstreamBody {
+                    inner: NoTrailers::new(body),
+                    _slot: slot,
+                };
+                Response::from_parts(parts, body.boxed_unsync())
+            }
+            Ok((Err(e), _)) => {
+                let why = causes(&e);
+                warn!(peer.addr = %peer, client, upstream = %self.upstream, error = %why, "upstream request failed");
+                text_response(
+                    StatusCode::BAD_GATEWAY,
+                    "bad gateway: the application behind this proxy did not answer; the \
+                     proxy's log says why\n",
+                )
+            }
+            Err(_) => {
+                warn!(peer.addr = %peer, client, upstream = %self.upstream, timeout_s = RESPONSE_TIMEOUT.as_secs(), "upstream did not respond in time");
+                text_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "gateway timeout: the application behind this proxy did not start its \
+                         response within {}s\n",
+                        RESPONSE_TIMEOUT.as_secs()
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// An error and its causes, innermost last: "client error (Connect): tcp connect error:
+/// Connection refused (os error 111)".
+fn causes(e: &(dyn StdError + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_are_plain_http_origins() {
+        assert_eq!(
+            "http://127.0.0.1:8080"
+                .parse::<Upstream>()
+                .map(|u| u.to_string()),
+            Ok("http://127.0.0.1:8080".to_string())
+        );
+        assert_eq!(
+            "http://app.internal/"
+                .parse::<Upstream>()
+                .map(|u| u.authority().to_string()),
+            Ok("app.internal:80".to_string())
+        );
+        let err = "https://127.0.0.1:8080"
+            .parse::<Upstream>()
+            .expect_err("https");
+        assert!(matches!(err, UpstreamError::Scheme { .. }), "{err}");
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        let err = "http://127.0.0.1:8080/api"
+            .parse::<Upstream>()
+            .expect_err("path");
+        assert!(matches!(err, UpstreamError::HasPath(_)), "{err}");
+        assert!(err.to_string().contains("has a path"), "{err}");
+        assert!("127.0.0.1:8080".parse::<Upstream>().is_err());
+    }
+
+    /// A body of one data frame, then trailers.
+    struct WithTrailers(Vec<Frame<Bytes>>);
+
+    impl Body for WithTrailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0.is_empty() {
+                Poll::Ready(None)
+            } else {
+                Poll::Ready(Some(Ok(self.0.remove(0))))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn trailers_are_dropped_and_data_is_kept() {
+        let mut trailers = hyper::header::HeaderMap::new();
+        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
+        let body = NoTrailers::new(WithTrailers(vec![
+            Frame::data(Bytes::from_static(b"hello")),
+            Frame::trailers(trailers),
+        ]));
+        let collected = body.collect().await.expect("a body");
+        assert!(collected.trailers().is_none());
+        assert_eq!(collected.to_bytes(), Bytes::from_static(b"hello"));
+    }
+}

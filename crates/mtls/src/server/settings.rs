@@ -1,0 +1,123 @@
+//! Everything the server needs to start, as one typed value the binary fills in.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::policy::AccessPolicy;
+use super::proxy::Upstream;
+use super::reload::{ReloadTriggers, TlsSource};
+use crate::error::{Error, Result};
+use crate::files::{CertsDir, Role};
+use crate::tls::ServerPolicy;
+
+/// Everything the server needs to start. Paths are explicit; [`ServerSettings::in_dir`]
+/// fills them from a certificate folder.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: String,
+    /// The CA that client certificates must chain to.
+    pub ca: PathBuf,
+    /// The server's certificate (leaf first, then any intermediates).
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// CRLs whose revoked client certificates are refused.
+    pub crls: Vec<PathBuf>,
+    /// TLS versions and resumption.
+    pub policy: ServerPolicy,
+    /// A peer that has not finished its handshake by then is dropped.
+    pub handshake_timeout: Duration,
+    /// How long a client may take to send a request's headers, from their first byte
+    /// (HTTP/1.1).
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers) accepted, in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// On shutdown, how long in-flight requests get to finish.
+    pub drain_timeout: Duration,
+    /// A connection with no request in flight for this long is closed; so is one whose
+    /// requests in flight make no progress on the client's side for this long (a stall).
+    pub idle_timeout: Duration,
+    /// Most connections open at once; beyond it, new connections wait to be accepted.
+    pub max_connections: usize,
+    /// Which verified clients are admitted (no rules: all of them).
+    pub access: AccessPolicy,
+    /// When to reload the certificate, key, CA and CRLs.
+    pub reload: ReloadTriggers,
+    /// Forward admitted requests to this application instead of answering them.
+    pub upstream: Option<Upstream>,
+    /// Serve Prometheus metrics over plain HTTP on this address.
+    pub metrics_addr: Option<String>,
+}
+
+impl ServerSettings {
+    /// Defaults with the demo set's paths in `dir`.
+    pub fn in_dir(dir: &CertsDir) -> Self {
+        Self {
+            addr: "127.0.0.1:8443".into(),
+            ca: dir.ca_cert(),
+            cert: dir.role_cert(Role::Server),
+            key: dir.role_key(Role::Server),
+            crls: Vec::new(),
+            policy: ServerPolicy::default(),
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            access: AccessPolicy::default(),
+            reload: ReloadTriggers {
+                interval: Some(Duration::from_secs(2)),
+                sighup: true,
+            },
+            upstream: None,
+            metrics_addr: None,
+        }
+    }
+
+    /// Where the TLS material comes from.
+    pub fn tls_source(&self) -> TlsSource {
+        TlsSource {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            crls: self.crls.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    /// Refuses limits that cannot work, with the flag to fix.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--header-timeout", self.header_timeout),
+            ("--idle-timeout", self.idle_timeout),
+        ];
+        for (flag, value) in positive {
+            if value.is_zero() {
+                return Err(Error::Usage(format!(
+                    "{flag} must be longer than 0 (for example 10s)"
+                )));
+            }
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(Error::Usage(format!(
+                "--max-header-size {} is too small: HTTP/1.1 needs at least 8KiB for a request head",
+                self.max_header_bytes
+            )));
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(Error::Usage(format!(
+                "--max-connections {} is out of range: choose 1 to {MAX_CONNECTIONS}",
+                self.max_connections
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// hyper's smallest read buffer, and so the smallest header limit it can enforce.
+pub(super) const MIN_HEADER_BYTES: usize = 8 * 1024;
+/// The largest `--max-connections` (far beyond what one process's file descriptors allow).
+pub(super) const MAX_CONNECTIONS: usize = 1_000_000;
