@@ -12,6 +12,7 @@ use rustls::pki_types::UnixTime;
 use time::OffsetDateTime;
 
 use crate::certinfo::CertInfo;
+use crate::cli::Program;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,7 +30,7 @@ pub enum Error {
         path: PathBuf,
         /// The operating system's reason.
         source: io::Error,
-        /// The file is one `cargo run -p certificate` makes, so a missing one is a hint to run it.
+        /// The file is one the `certificate` tool makes, so a missing one is a hint to run it.
         minted: bool,
     },
 
@@ -165,8 +166,9 @@ pub enum Error {
     /// TCP connect failed.
     #[error(
         "cannot connect to {target}: {}; is the server running on that address? \
-         start it with `cargo run -p server`",
-        io_reason(source)
+         start it with `{}`",
+        io_reason(source),
+        Program::Server.command("")
     )]
     Connect {
         /// `host:port` as dialed, with the resolved address.
@@ -281,13 +283,14 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
-fn read_hint(e: &io::Error, minted: bool) -> &'static str {
+fn read_hint(e: &io::Error, minted: bool) -> String {
     match e.kind() {
-        io::ErrorKind::NotFound if minted => {
-            "; create the demo certificates with `cargo run -p certificate`"
-        }
-        io::ErrorKind::PermissionDenied => "; check the file's owner and permissions",
-        _ => "",
+        io::ErrorKind::NotFound if minted => format!(
+            "; create the demo certificates with `{}`",
+            Program::Certificate.command("")
+        ),
+        io::ErrorKind::PermissionDenied => "; check the file's owner and permissions".into(),
+        _ => String::new(),
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use rustls::AlertDescription;
 use time::OffsetDateTime;
 
+use crate::cli::Program;
 use crate::error::{Failure, Incompatibility};
 
 /// Which end of the connection is describing the failure.
@@ -62,7 +63,8 @@ impl Failure {
             Failure::NoCertificate => format!(
                 "the client sent no certificate, but this server requires one (that is what makes \
                  it mutual TLS); give the client a certificate issued by the CA{ca}, e.g. \
-                 `cargo run -p client -- -c a`, or curl --cert client-a.crt --key client-a.key"
+                 `{}`, or curl --cert client-a.crt --key client-a.key",
+                Program::Client.command("-c a")
             ),
             Failure::UnknownIssuer { issuer } => {
                 let by = issuer
@@ -70,13 +72,15 @@ impl Failure {
                     .map(|i| format!(" (it was issued by \"{i}\")"))
                     .unwrap_or_default();
                 let fix = match side {
-                    Side::Client => {
+                    Side::Client => format!(
                         "pass the CA that issued the server's certificate with --ca, or reissue the \
-                         server certificate from our CA with `cargo run -p certificate`"
-                    }
+                         server certificate from our CA with `{}`",
+                        Program::Certificate.command("")
+                    ),
                     Side::Server => {
-                        "issue the client's certificate from this server's CA, or start the server \
-                         with --ca pointing at the CA that issued it"
+                        "issue the client's certificate from this server's CA, or start \
+                                     the server with --ca pointing at the CA that issued it"
+                            .to_string()
                     }
                 };
                 let (distrust, trusts) = match side {
@@ -90,7 +94,8 @@ impl Failure {
             }
             Failure::Expired { not_after } => format!(
                 "{peer}'s certificate has expired{when}; renew it (same names, new dates): \
-                 `cargo run -p certificate -- renew NAME`, where NAME.crt is the certificate",
+                 `{}`, where NAME.crt is the certificate",
+                Program::Certificate.command("renew NAME"),
                 when = not_after
                     .map(|t| format!(" (it was valid until {})", when(t)))
                     .unwrap_or_default()
@@ -114,12 +119,14 @@ impl Failure {
             ),
             Failure::CrlExpired => format!(
                 "the certificate revocation list{crl} is out of date (its next update has passed); \
-                 re-sign it with `cargo run -p certificate -- crl`",
+                 re-sign it with `{}`",
+                Program::Certificate.command("crl"),
                 crl = list_paths(&cx.crls)
             ),
             Failure::BadCrl(why) => format!(
                 "the certificate revocation list{crl} cannot be used: {why}; re-sign it with \
-                 `cargo run -p certificate -- crl`",
+                 `{}`",
+                Program::Certificate.command("crl"),
                 crl = list_paths(&cx.crls)
             ),
             Failure::WrongPurpose {
@@ -138,7 +145,8 @@ impl Failure {
                 };
                 format!(
                     "{peer}'s certificate is not meant for {required}: its extended key usage \
-                     does not include it{has}; issue it with `certificate issue NAME {flag}`"
+                     does not include it{has}; issue it with `{}`",
+                    Program::Certificate.command(&format!("issue NAME {flag}"))
                 )
             }
             Failure::CaAsLeaf => format!(
@@ -163,7 +171,8 @@ impl Failure {
                 format!(
                     "the server's certificate is not valid for \"{expected}\": it names {names}; \
                      put one of those names in --url, or add the name to the server certificate: \
-                     `cargo run -p certificate -- renew server --san {expected}`"
+                     `{}`",
+                    Program::Certificate.command(&format!("renew server --san {expected}"))
                 )
             }
             Failure::BadSignature => {
@@ -235,50 +244,64 @@ fn refused(side: Side, alert: AlertDescription) -> String {
     let (about_us, meaning) = match alert {
         A::CertificateRequired => (
             true,
-            "it requires a client certificate and we sent none; pass --cert and --key (or -c a)",
+            "it requires a client certificate and we sent none; pass --cert and --key (or -c a)"
+                .to_string(),
         ),
         A::UnknownCA => (
             true,
             "it does not trust the CA that issued our certificate (or, if it checks revocation, \
              it has no current revocation list for that CA); use a certificate issued by the \
-             server's CA, and see the server's log",
+             server's CA, and see the server's log"
+                .to_string(),
         ),
         A::CertificateExpired => (
             true,
-            "our certificate has expired or is not valid yet; renew it: `cargo run -p certificate \
-             -- renew NAME`, where NAME.crt is our certificate",
+            format!(
+                "our certificate has expired or is not valid yet; renew it: `{}`, where NAME.crt \
+                 is our certificate",
+                Program::Certificate.command("renew NAME")
+            ),
         ),
         A::CertificateRevoked => (
             true,
-            "our certificate has been revoked (it is on the server's CRL); get a new one: \
-             `cargo run -p certificate -- renew NAME` gives it a new serial",
+            format!(
+                "our certificate has been revoked (it is on the server's CRL); get a new one: `{}` \
+                 gives it a new serial",
+                Program::Certificate.command("renew NAME")
+            ),
         ),
         A::UnsupportedCertificate => (
             true,
-            "our certificate is not meant for client authentication (its extended key usage \
-             lacks clientAuth); issue it with `certificate issue NAME --client`",
+            format!(
+                "our certificate is not meant for client authentication (its extended key usage \
+                 lacks clientAuth); issue it with `{}`",
+                Program::Certificate.command("issue NAME --client")
+            ),
         ),
         A::BadCertificate | A::CertificateUnknown => (
             true,
             "it could not accept our certificate (a CA certificate used as a client certificate \
-             does this); use a client certificate the CA issued",
+             does this); use a client certificate the CA issued"
+                .to_string(),
         ),
         A::AccessDenied => (
             true,
-            "it verified our certificate, but its policy does not admit our identity",
+            "it verified our certificate, but its policy does not admit our identity".to_string(),
         ),
         A::DecryptError => (
             true,
             "it could not verify the signature on our certificate: usually the CA was minted \
-             again after our certificate was issued; use a certificate from the server's current CA",
+             again after our certificate was issued; use a certificate from the server's current CA"
+                .to_string(),
         ),
         A::HandshakeFailure => (
             false,
             "it gave up without naming a reason (a revocation list it cannot use, or no \
-             parameters in common, does this); see the server's log",
+             parameters in common, does this); see the server's log"
+                .to_string(),
         ),
-        A::ProtocolVersion => (false, "it does not accept our TLS version"),
-        _ => (false, "see the server's log for details"),
+        A::ProtocolVersion => (false, "it does not accept our TLS version".to_string()),
+        _ => (false, "see the server's log for details".to_string()),
     };
     if about_us {
         format!("the server refused our certificate (alert: {name}): {meaning}")

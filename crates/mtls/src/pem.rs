@@ -264,7 +264,8 @@ mod tests {
         let text = err.to_string();
         assert!(matches!(err, Error::Read { .. }));
         assert!(text.contains("/nonexistent/ca.crt"), "{text}");
-        assert!(text.contains("cargo run -p certificate"), "{text}");
+        let mint = crate::cli::Program::Certificate.command("");
+        assert!(text.contains(&format!("`{mint}`")), "{text}");
     }
 
     #[test]

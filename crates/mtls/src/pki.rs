@@ -429,10 +429,11 @@ impl CertAuthority {
         let now = OffsetDateTime::now_utc();
         if now > self.validity.not_after {
             return Err(Error::Invalid(format!(
-                "{} expired on {}, so it cannot sign anything; mint a new CA (`cargo run -p \
-                 certificate -- --force`) and issue its certificates again",
+                "{} expired on {}, so it cannot sign anything; mint a new CA (`{}`) and issue its \
+                 certificates again",
                 self.label,
-                format_time(self.validity.not_after)
+                format_time(self.validity.not_after),
+                crate::cli::Program::Certificate.command("--force")
             )));
         }
         if now < self.validity.not_before {

@@ -17,6 +17,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use super::folder::{self, Stored};
 use super::write::{self, Access};
 use crate::certinfo::CertInfo;
+use crate::cli::Program;
 use crate::error::{Error, Result};
 use crate::files::CertsDir;
 use crate::format::{format_time, now};
@@ -211,7 +212,8 @@ impl fmt::Display for Revocation {
         write!(f, "{}", Lists(&self.lists))?;
         writeln!(
             f,
-            "Servers refuse it once they load the list: cargo run -p server -- --crl {path}"
+            "Servers refuse it once they load the list: {}",
+            Program::Server.command(&format!("--crl {path}"))
         )
     }
 }
@@ -374,8 +376,9 @@ fn sign_all(
     }
     if summaries.is_empty() {
         return Err(Error::Invalid(format!(
-            "{} holds no CA to sign a revocation list; mint one with `cargo run -p certificate`",
-            dir.path().display()
+            "{} holds no CA to sign a revocation list; mint one with `{}`",
+            dir.path().display(),
+            Program::Certificate.command(&format!("--certs {}", dir.path().display()))
         )));
     }
     write::atomic(&dir.crl(), pem_out.as_bytes(), Access::Public)?;

@@ -7,15 +7,16 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
+use super::doctor::{self, Report};
 use super::write::{self, Access};
 use super::{crl, folder};
 use crate::certinfo::CertInfo;
+use crate::cli::Program;
 use crate::error::Result;
 use crate::files::{CertsDir, ClientId, Role, SERVER_SANS};
 use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
-use crate::tls::{self, Identity, Trust};
 
 /// How to mint the demo set.
 #[derive(Clone, Debug)]
@@ -51,15 +52,6 @@ impl DemoOptions {
     }
 }
 
-/// One check on what was written.
-#[derive(Clone, Debug)]
-pub struct Check {
-    /// Passed?
-    pub ok: bool,
-    /// What was checked, in words.
-    pub text: String,
-}
-
 /// What [`mint`] wrote and what it verified.
 #[derive(Clone, Debug)]
 pub struct DemoSet {
@@ -69,8 +61,8 @@ pub struct DemoSet {
     pub key_type: KeyType,
     /// Each file with what it is for.
     pub files: Vec<(PathBuf, String)>,
-    /// The checks, in order.
-    pub checks: Vec<Check>,
+    /// The checks, in order ([`doctor::demo_set`]).
+    pub checks: Report,
     /// Each certificate, for fingerprints and dates.
     pub certs: Vec<(PathBuf, CertInfo)>,
     /// Files in the folder that belonged to a CA this run replaced.
@@ -82,7 +74,7 @@ pub struct DemoSet {
 impl DemoSet {
     /// True when every check passed.
     pub fn all_ok(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
+        self.checks.passed()
     }
 }
 
@@ -195,7 +187,16 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             opts.force,
         )?;
     }
-    let mut set = check(dir, opts.key_type)?;
+    let (files, certs) = describe(dir)?;
+    let mut set = DemoSet {
+        dir: dir.clone(),
+        key_type: opts.key_type,
+        files,
+        checks: doctor::demo_set(dir)?,
+        certs,
+        stale: Vec::new(),
+        crl_reset: false,
+    };
     if replacing_ca {
         // The old lists name serials of the old CA: start them over, signed by the new one,
         // so `--crl crl.pem` keeps working.
@@ -272,135 +273,27 @@ fn purpose(role: Role, info: &CertInfo) -> (String, String) {
     }
 }
 
-/// Reads the demo set in `dir` back from disk and checks it.
-pub fn check(dir: &CertsDir, key_type: KeyType) -> Result<DemoSet> {
-    let name = |p: &PathBuf| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let ca_path = dir.ca_cert();
-    let trust = Trust::load(&ca_path)?;
-    let ca_der = pem::certificates(&ca_path, "the CA certificate")?.remove(0);
-    let ca_info = CertInfo::parse(&ca_der)
-        .map_err(|why| crate::Error::malformed("the CA certificate", &ca_path, why))?;
-
-    let mut files = Vec::new();
-    let mut checks = Vec::new();
-    let mut certs = Vec::new();
-    let mut push = |ok: bool, text: String| checks.push(Check { ok, text });
-
-    push(
-        ca_info.self_signed
-            && ca_info.ca == Some(true)
-            && ca_info.key_usage.contains(&"keyCertSign"),
-        format!(
-            "{} is a self-signed root CA: its issuer is its own subject, its signature \
-             verifies with its own key, and it may sign certificates (CA:TRUE, keyCertSign)",
-            name(&ca_path)
-        ),
-    );
-    // With an intermediate, the leaves are its children and their files carry it.
+/// Reads the demo set in `dir` back from disk: each file with what it is for, and each
+/// certificate's facts. [`doctor::demo_set`] checks it.
+fn describe(dir: &CertsDir) -> Result<(Vec<(PathBuf, String)>, Vec<(PathBuf, CertInfo)>)> {
     let has_intermediate = dir.role_cert(Role::Intermediate).exists();
-    let mut issuer_subject = ca_info.subject.clone();
-    let mut issuer_file = name(&ca_path);
     let roles: Vec<Role> = std::iter::once(Role::Ca)
         .chain(has_intermediate.then_some(Role::Intermediate))
         .chain(LEAVES)
         .collect();
+    let mut files = Vec::new();
+    let mut certs = Vec::new();
     for role in roles {
         let cert_path = dir.role_cert(role);
-        let key_path = dir.role_key(role);
         let chain = pem::certificates(&cert_path, &format!("{}'s certificate", role.owner()))?;
         let info = CertInfo::parse(&chain[0])
             .map_err(|why| crate::Error::malformed("a certificate", &cert_path, why))?;
         let (cert_purpose, key_purpose) = purpose(role, &info);
         files.push((cert_path.clone(), cert_purpose));
-        files.push((key_path.clone(), format!("{key_purpose} (mode 0600)")));
-        certs.push((cert_path.clone(), info.clone()));
-
-        let matched = Identity::load(&cert_path, &key_path, role.owner());
-        push(
-            matched.is_ok(),
-            match &matched {
-                Ok(_) => format!(
-                    "{} matches {} (same public key)",
-                    name(&key_path),
-                    name(&cert_path)
-                ),
-                Err(e) => format!("{} does not match: {e}", name(&key_path)),
-            },
-        );
-        if role == Role::Ca {
-            continue;
-        }
-        if role == Role::Intermediate {
-            push(
-                info.ca == Some(true) && info.issuer == ca_info.subject,
-                format!(
-                    "{} is a CA (CA:TRUE, pathlen {}) issued by {} (\"{}\")",
-                    name(&cert_path),
-                    info.path_len.map_or("unlimited".into(), |n| n.to_string()),
-                    name(&ca_path),
-                    ca_info.subject
-                ),
-            );
-            issuer_subject = info.subject.clone();
-            issuer_file = name(&cert_path);
-            continue;
-        }
-        push(
-            info.issuer == issuer_subject,
-            format!(
-                "{}'s issuer equals the subject of {issuer_file} (\"{issuer_subject}\")",
-                name(&cert_path),
-            ),
-        );
-        if has_intermediate {
-            push(
-                chain.len() == 2,
-                format!(
-                    "{} carries its chain: the leaf, then {issuer_file} ({} certificates)",
-                    name(&cert_path),
-                    chain.len()
-                ),
-            );
-        }
-        let usage = if role == Role::Server {
-            Usage::Server
-        } else {
-            Usage::Client
-        };
-        let verified = tls::verify_leaf(&trust, &chain, usage, "localhost");
-        let as_what = match usage {
-            Usage::Server | Usage::Both => "a server certificate for \"localhost\"".to_string(),
-            Usage::Client => "a client certificate".to_string(),
-        };
-        push(
-            verified.is_ok(),
-            match verified {
-                Ok(()) => format!(
-                    "{} verifies against {} as {as_what}",
-                    name(&cert_path),
-                    name(&ca_path)
-                ),
-                Err(f) => format!(
-                    "{} does not verify as {as_what}: {}",
-                    name(&cert_path),
-                    f.code()
-                ),
-            },
-        );
+        files.push((dir.role_key(role), format!("{key_purpose} (mode 0600)")));
+        certs.push((cert_path, info));
     }
-    Ok(DemoSet {
-        dir: dir.clone(),
-        key_type,
-        files,
-        checks,
-        certs,
-        stale: Vec::new(),
-        crl_reset: false,
-    })
+    Ok((files, certs))
 }
 
 impl fmt::Display for DemoSet {
@@ -422,8 +315,8 @@ impl fmt::Display for DemoSet {
         }
         writeln!(f)?;
         writeln!(f, "Checks (what the Go demo asks you to verify by eye):")?;
-        for c in &self.checks {
-            writeln!(f, "  {}  {}", if c.ok { "ok  " } else { "FAIL" }, c.text)?;
+        for finding in &self.checks.findings {
+            writeln!(f, "  {}  {}", finding.level, finding.sentence())?;
         }
         writeln!(f)?;
         writeln!(f, "Fingerprints (SHA-256) and validity:")?;
@@ -465,7 +358,9 @@ impl fmt::Display for DemoSet {
         writeln!(f)?;
         writeln!(
             f,
-            "Next: start the server with `cargo run -p server`, then `cargo run -p client -- -c=a`."
+            "Next: start the server with `{}`, then `{}`.",
+            Program::Server.command(""),
+            Program::Client.command("-c=a")
         )
     }
 }

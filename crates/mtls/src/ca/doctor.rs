@@ -1,18 +1,23 @@
 //! `certificate doctor`: checks a certificate folder as a whole, the way a handshake will
-//! judge it, and for each failure says why it matters and which command fixes it.
+//! judge it, and for each failure says why it matters and which command fixes it. The demo
+//! set is checked here too, right after it is minted ([`demo_set`]), the way the Go demo
+//! asks a learner to check it by eye: one checker, one result type.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 
 use time::OffsetDateTime;
 
 use super::crl::CrlInfo;
 use super::folder::{self, Stored};
-use crate::certinfo::{Eku, San};
-use crate::error::{Failure, Result};
+use crate::certinfo::{CertInfo, Eku, San};
+use crate::cli::Program;
+use crate::error::{Error, Failure, Result};
 use crate::explain::Side;
-use crate::files::{CertsDir, Role};
+use crate::files::{CertsDir, ClientId, Role};
 use crate::format::{format_span, format_time};
+use crate::pem;
 use crate::pki::Usage;
 use crate::tls::{self, Identity, Trust};
 
@@ -53,6 +58,27 @@ pub struct Report {
     pub findings: Vec<Finding>,
 }
 
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        })
+    }
+}
+
+impl Finding {
+    /// The file and what was found, as one sentence: `server.key matches server.crt`.
+    pub fn sentence(&self) -> String {
+        if self.text.starts_with('\'') {
+            format!("{}{}", self.file, self.text)
+        } else {
+            format!("{} {}", self.file, self.text)
+        }
+    }
+}
+
 impl Report {
     /// True when nothing failed (warnings allowed).
     pub fn passed(&self) -> bool {
@@ -60,7 +86,10 @@ impl Report {
     }
 }
 
-const CMD: &str = "cargo run -p certificate --";
+/// The `certificate` command with `args`, as the user runs it.
+fn cmd(args: String) -> String {
+    Program::Certificate.command(&args)
+}
 
 struct Checks(Vec<Finding>);
 
@@ -104,7 +133,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
     all.sort_by_key(|s| (s.name != ca, !s.is_ca(), s.name.clone()));
     let mut c = Checks(Vec::new());
     let d = dir.path().display().to_string();
-    let fresh = format!("{CMD} --out {d} --force");
+    let fresh = cmd(format!("--certs {d} --force"));
     for (path, why) in &broken {
         c.bad(
             Level::Fail,
@@ -124,7 +153,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             "ca.crt",
             "there is no ca.crt: nothing can be verified without the CA".into(),
             "both sides verify their peer against the CA certificate",
-            format!("{CMD} --out {d}"),
+            cmd(format!("--certs {d}")),
         );
         return Ok(Report {
             dir: d,
@@ -171,7 +200,10 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                         info.issuer
                     ),
                     "leaves it signs will not chain to the CA clients and servers trust",
-                    format!("{CMD} issue {} --intermediate --force --certs {d}", s.name),
+                    cmd(format!(
+                        "issue {} --intermediate --force --certs {d}",
+                        s.name
+                    )),
                 );
             }
             continue;
@@ -182,7 +214,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             "is a leaf (CA:FALSE)".into(),
             "is a CA certificate used as a leaf".into(),
             "verifiers refuse a CA certificate presented as a server or client identity",
-            format!("{CMD} issue {} --client --force --certs {d}", s.name),
+            cmd(format!("issue {} --client --force --certs {d}", s.name)),
         );
         let is_server = info.has_eku(&Eku::ServerAuth);
         let is_client = info.has_eku(&Eku::ClientAuth);
@@ -207,7 +239,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             format!("is meant for {} (extended key usage)", info.ekus_text()),
             format!("lacks the extended key usage {needed} (it has {})", info.ekus_text()),
             "rustls, Go and browsers refuse a certificate whose extended key usage does not allow its role",
-            format!("{CMD} issue {} --{} --force --certs {d}", s.name, if needed == "clientAuth" { "client" } else { "server" }),
+            cmd(format!("issue {} --{} --force --certs {d}", s.name, if needed == "clientAuth" { "client" } else { "server" })),
         );
         // The chain, checked exactly as a handshake would (for servers, under one of its own
         // names; whether it covers --host is its own check below).
@@ -241,12 +273,12 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                 };
                 // `renew` needs the issuing CA in the folder; without it, issue anew.
                 let fix = match folder::find_issuer(&all, info) {
-                    Some(_) => format!("{CMD} renew {} --certs {d}", s.name),
-                    None => format!(
-                        "{CMD} issue {} --{} --force --certs {d}",
+                    Some(_) => cmd(format!("renew {} --certs {d}", s.name)),
+                    None => cmd(format!(
+                        "issue {} --{} --force --certs {d}",
                         s.name,
                         if wants_server { "server" } else { "client" }
-                    ),
+                    )),
                 };
                 c.bad(
                     Level::Fail,
@@ -268,7 +300,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                     info.sans_text()
                 ),
                 "a client dialing that host refuses the server (\"not valid for\" the name)",
-                format!("{CMD} renew {} --san {host} --certs {d}", s.name),
+                cmd(format!("renew {} --san {host} --certs {d}", s.name)),
             );
         }
     }
@@ -292,13 +324,151 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
         format!("all {} serial numbers are unique", all.len()),
         format!("serial numbers repeat: {}", dupes.join("; ")),
         "revoking one certificate would revoke the other too, and some verifiers refuse duplicates",
-        format!("{CMD} renew NAME --certs {d}"),
+        cmd(format!("renew NAME --certs {d}")),
     );
 
     crl_checks(&mut c, dir, &all, now, &d);
     Ok(Report {
         dir: d,
         host: host.into(),
+        findings: c.0,
+    })
+}
+
+/// Checks the demo set in `dir` right after it was minted, the way the Go demo asks a
+/// learner to check it: the root is a self-signed CA, each key matches its certificate, each
+/// leaf names its issuer and verifies for its purpose exactly as a handshake would.
+pub fn demo_set(dir: &CertsDir) -> Result<Report> {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let ca_path = dir.ca_cert();
+    let trust = Trust::load(&ca_path)?;
+    let ca_der = pem::certificates(&ca_path, "the CA certificate")?.remove(0);
+    let ca_info = CertInfo::parse(&ca_der)
+        .map_err(|why| Error::malformed("the CA certificate", &ca_path, why))?;
+    let ca_file = name(&ca_path);
+    let mut c = Checks(Vec::new());
+    let why = "the Go demo asks you to check this by eye; a handshake checks it for real";
+    let fix = format!(
+        "{}   # mint the set again",
+        Program::Certificate.command(&format!("--certs {} --force", dir.path().display()))
+    );
+
+    c.check(
+        ca_info.self_signed
+            && ca_info.ca == Some(true)
+            && ca_info.key_usage.contains(&"keyCertSign"),
+        &ca_file,
+        "is a self-signed root CA: its issuer is its own subject, its signature verifies with \
+         its own key, and it may sign certificates (CA:TRUE, keyCertSign)"
+            .into(),
+        "is not a self-signed root CA allowed to sign certificates (CA:TRUE, keyCertSign)".into(),
+        why,
+        fix.clone(),
+    );
+    // With an intermediate, the leaves are its children and their files carry it.
+    let has_intermediate = dir.role_cert(Role::Intermediate).exists();
+    let mut issuer_subject = ca_info.subject.clone();
+    let mut issuer_file = ca_file.clone();
+    let roles: Vec<Role> = std::iter::once(Role::Ca)
+        .chain(has_intermediate.then_some(Role::Intermediate))
+        .chain([
+            Role::Server,
+            Role::Client(ClientId::A),
+            Role::Client(ClientId::B),
+        ])
+        .collect();
+    for role in roles {
+        let cert_path = dir.role_cert(role);
+        let key_path = dir.role_key(role);
+        let (cert_file, key_file) = (name(&cert_path), name(&key_path));
+        let chain = pem::certificates(&cert_path, &format!("{}'s certificate", role.owner()))?;
+        let info = CertInfo::parse(&chain[0])
+            .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
+        let matched = Identity::load(&cert_path, &key_path, role.owner());
+        c.check(
+            matched.is_ok(),
+            &key_file,
+            format!("matches {cert_file} (same public key)"),
+            match &matched {
+                Ok(_) => String::new(),
+                Err(e) => format!("does not match: {e}"),
+            },
+            why,
+            fix.clone(),
+        );
+        if role == Role::Ca {
+            continue;
+        }
+        if role == Role::Intermediate {
+            c.check(
+                info.ca == Some(true) && info.issuer == ca_info.subject,
+                &cert_file,
+                format!(
+                    "is a CA (CA:TRUE, pathlen {}) issued by {ca_file} (\"{}\")",
+                    info.path_len.map_or("unlimited".into(), |n| n.to_string()),
+                    ca_info.subject
+                ),
+                format!("is not a CA issued by {ca_file}"),
+                why,
+                fix.clone(),
+            );
+            issuer_subject = info.subject.clone();
+            issuer_file = cert_file;
+            continue;
+        }
+        c.check(
+            info.issuer == issuer_subject,
+            &cert_file,
+            format!("'s issuer equals the subject of {issuer_file} (\"{issuer_subject}\")"),
+            format!("'s issuer is not the subject of {issuer_file} (\"{issuer_subject}\")"),
+            why,
+            fix.clone(),
+        );
+        if has_intermediate {
+            c.check(
+                chain.len() == 2,
+                &cert_file,
+                format!(
+                    "carries its chain: the leaf, then {issuer_file} ({} certificates)",
+                    chain.len()
+                ),
+                format!(
+                    "does not carry its chain: the leaf, then {issuer_file} ({} certificates)",
+                    chain.len()
+                ),
+                why,
+                fix.clone(),
+            );
+        }
+        let usage = if role == Role::Server {
+            Usage::Server
+        } else {
+            Usage::Client
+        };
+        let verified = tls::verify_leaf(&trust, &chain, usage, "localhost");
+        let as_what = match usage {
+            Usage::Server | Usage::Both => "a server certificate for \"localhost\"",
+            Usage::Client => "a client certificate",
+        };
+        c.check(
+            verified.is_ok(),
+            &cert_file,
+            format!("verifies against {ca_file} as {as_what}"),
+            match verified {
+                Ok(()) => String::new(),
+                Err(f) => format!("does not verify as {as_what}: {}", f.code()),
+            },
+            why,
+            fix.clone(),
+        );
+    }
+    Ok(Report {
+        dir: dir.path().display().to_string(),
+        host: "localhost".into(),
         findings: c.0,
     })
 }
@@ -312,9 +482,9 @@ fn validity(c: &mut Checks, s: &Stored, all: &[Stored], now: OffsetDateTime) {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let fix = if s.is_ca() {
-        format!("{CMD} --out {d} --force")
+        cmd(format!("--certs {d} --force"))
     } else {
-        format!("{CMD} renew {} --certs {d}", s.name)
+        cmd(format!("renew {} --certs {d}", s.name))
     };
     if now > info.not_after {
         c.bad(
@@ -382,7 +552,7 @@ fn validity(c: &mut Checks, s: &Stored, all: &[Stored], now: OffsetDateTime) {
             format!("lies inside the validity of {}.crt", issuer.name),
             format!("outlives its issuer {}.crt (which ends {})", issuer.name, format_time(issuer.info.not_after)),
             "once the issuer expires, this certificate stops verifying too, whatever its own dates say",
-            format!("{CMD} renew {} --certs {d}", s.name),
+            cmd(format!("renew {} --certs {d}", s.name)),
         );
     }
 }
@@ -400,7 +570,7 @@ fn key_checks(c: &mut Checks, s: &Stored) {
             &file,
             "is missing".into(),
             "without its key the certificate cannot be used (fine if the key lives elsewhere)",
-            format!("{CMD} renew {} --certs {d}", s.name),
+            cmd(format!("renew {} --certs {d}", s.name)),
         );
         return;
     }
@@ -411,7 +581,7 @@ fn key_checks(c: &mut Checks, s: &Stored) {
             &file,
             format!("does not belong to {}.crt: {e}", s.name),
             "a handshake signed with the wrong key fails (decrypt_error)",
-            format!("{CMD} renew {} --certs {d}", s.name),
+            cmd(format!("renew {} --certs {d}", s.name)),
         ),
     }
     #[cfg(unix)]
@@ -439,7 +609,7 @@ fn crl_checks(c: &mut Checks, dir: &CertsDir, all: &[Stored], now: OffsetDateTim
     if !path.exists() {
         return;
     }
-    let fix = format!("{CMD} crl --certs {d}");
+    let fix = cmd(format!("crl --certs {d}"));
     let crls = match crate::pem::crls(&path, "the CRL") {
         Ok(crls) => crls,
         Err(e) => {
@@ -550,12 +720,7 @@ impl fmt::Display for Report {
             self.dir, self.host
         )?;
         for finding in &self.findings {
-            let tag = match finding.level {
-                Level::Ok => "ok  ",
-                Level::Warn => "warn",
-                Level::Fail => "FAIL",
-            };
-            writeln!(f, "  {tag}  {} {}", finding.file, finding.text)?;
+            writeln!(f, "  {}  {}", finding.level, finding.sentence())?;
             if let Some(why) = &finding.why {
                 writeln!(f, "        why: {why}")?;
             }

@@ -7,6 +7,7 @@ use rustls::pki_types::CertificateDer;
 use super::folder::{check_stem, default_issuer, find_issuer, load_authority, scan, validate_name};
 use super::write::{self, Access};
 use crate::certinfo::CertInfo;
+use crate::cli::Program;
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, Role, SERVER_SANS};
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
@@ -142,9 +143,12 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     validate_name(&req.name)?;
     let cert_path = dir.cert(&req.name);
     let key_path = dir.key(&req.name);
-    let why = "it holds a certificate you issued earlier (use `certificate renew` to re-issue it)";
-    write::ensure_absent(&cert_path, req.force, why)?;
-    write::ensure_absent(&key_path, req.force, why)?;
+    let why = format!(
+        "it holds a certificate you issued earlier (use `{}` to re-issue it)",
+        Program::Certificate.command(&format!("renew {}", req.name))
+    );
+    write::ensure_absent(&cert_path, req.force, &why)?;
+    write::ensure_absent(&key_path, req.force, &why)?;
     let replaced = cert_path.exists();
     if replaced && scan(dir)?.iter().any(|s| s.name == req.name && s.is_ca()) {
         return Err(Error::Invalid(format!(
@@ -296,9 +300,9 @@ pub fn renew(
     let all = scan(dir)?;
     let old = all.iter().find(|s| s.name == name).ok_or_else(|| {
         Error::Invalid(format!(
-            "there is no {} to renew; issue it first with `certificate issue {name} --client` \
-             (or --server)",
-            dir.cert(name).display()
+            "there is no {} to renew; issue it first with `{}` (or --server)",
+            dir.cert(name).display(),
+            Program::Certificate.command(&format!("issue {name} --client"))
         ))
     })?;
     if old.is_ca() {
@@ -316,16 +320,18 @@ pub fn renew(
         };
         Error::Invalid(format!(
             "no CA in {} issued {} (its issuer is \"{}\"); if the CA was minted again since, \
-             issue it anew: `certificate issue {name} {kind} --force`",
+             issue it anew: `{}`",
             dir.path().display(),
             old.cert_path.display(),
-            old.info.issuer
+            old.info.issuer,
+            Program::Certificate.command(&format!("issue {name} {kind} --force"))
         ))
     })?;
     let usage = usage.ok_or_else(|| {
         Error::Invalid(format!(
-            "{} allows neither serverAuth nor clientAuth; issue a new one with `certificate issue {name} --client` (or --server)",
-            old.cert_path.display()
+            "{} allows neither serverAuth nor clientAuth; issue a new one with `{}` (or --server)",
+            old.cert_path.display(),
+            Program::Certificate.command(&format!("issue {name} --client"))
         ))
     })?;
     let ca = load_authority(dir, &issuer.name)?;

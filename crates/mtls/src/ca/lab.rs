@@ -10,6 +10,7 @@ use super::crl::{self, Entry, Reason};
 use super::folder;
 use super::write::{self, Access};
 use crate::certinfo::CertInfo;
+use crate::cli::Program;
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, spiffe_id};
 use crate::format::format_time;
@@ -166,8 +167,9 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
     put("server-without-ip-san", &no_ip.cert_pem, &no_ip.key_pem)?;
 
     let d = lab.path().display().to_string();
-    let as_client =
-        |name: &str| format!("cargo run -p client -- --cert {d}/{name}.crt --key {d}/{name}.key");
+    let as_client = |name: &str| {
+        Program::Client.command(&format!("--cert {d}/{name}.crt --key {d}/{name}.key"))
+    };
     let cases = vec![
         Case {
             name: "client-from-other-ca",
@@ -210,7 +212,7 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
             name: "client-revoked",
             wrong: format!("{REVOKED_CRL} revokes it (key compromise)"),
             try_it: vec![
-                format!("cargo run -p server -- --crl {d}/{REVOKED_CRL}"),
+                Program::Server.command(&format!("--crl {d}/{REVOKED_CRL}")),
                 as_client("client-revoked"),
             ],
             server_says: "reason=\"revoked\": the client's certificate has been revoked",
@@ -220,10 +222,10 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
             name: "server-without-ip-san",
             wrong: "it names DNS:localhost only, so a client dialing 127.0.0.1 refuses it".into(),
             try_it: vec![
-                format!(
-                    "cargo run -p server -- --cert {d}/server-without-ip-san.crt --key {d}/server-without-ip-san.key"
-                ),
-                "cargo run -p client -- -c a --url https://127.0.0.1:8443/".into(),
+                Program::Server.command(&format!(
+                    "--cert {d}/server-without-ip-san.crt --key {d}/server-without-ip-san.key"
+                )),
+                Program::Client.command("-c a --url https://127.0.0.1:8443/"),
             ],
             server_says: "reason=\"peer_refused\": the client refused this server's certificate (alert: bad_certificate)",
             client_says: "the server's certificate is not valid for \"127.0.0.1\": it names only DNS:localhost",
@@ -244,7 +246,8 @@ impl fmt::Display for Lab {
         )?;
         writeln!(
             f,
-            "Start the demo server (`cargo run -p server`) unless a case says otherwise.\n"
+            "Start the demo server (`{}`) unless a case says otherwise.\n",
+            Program::Server.command("")
         )?;
         for case in &self.cases {
             writeln!(f, "{}: {}", case.name, case.wrong)?;
