@@ -273,9 +273,12 @@ fn purpose(role: Role, info: &CertInfo) -> (String, String) {
     }
 }
 
+/// Each file with what it is for, and each certificate with its facts.
+type Listing = (Vec<(PathBuf, String)>, Vec<(PathBuf, CertInfo)>);
+
 /// Reads the demo set in `dir` back from disk: each file with what it is for, and each
 /// certificate's facts. [`doctor::demo_set`] checks it.
-fn describe(dir: &CertsDir) -> Result<(Vec<(PathBuf, String)>, Vec<(PathBuf, CertInfo)>)> {
+fn describe(dir: &CertsDir) -> Result<Listing> {
     let has_intermediate = dir.role_cert(Role::Intermediate).exists();
     let roles: Vec<Role> = std::iter::once(Role::Ca)
         .chain(has_intermediate.then_some(Role::Intermediate))
