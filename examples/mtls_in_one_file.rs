@@ -37,14 +37,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         certs.ca_cert(),
         Some((certs.role_cert(a), certs.role_key(a), "Client A".into())),
     );
-    as_a.url = url.clone();
+    as_a.url = url.parse()?;
     let exchange = fetch(&as_a).await?;
     println!("\nwith Client A's certificate:\n{exchange}");
 
     // 4. No certificate: with TLS 1.3 the handshake "succeeds" on our side, and the server's
     //    refusal arrives as an alert on the first read. The library explains it.
     let mut anonymous = ClientSettings::new(certs.ca_cert(), None);
-    anonymous.url = url;
+    anonymous.url = url.parse()?;
     match fetch(&anonymous).await {
         Ok(ex) => println!("unexpected: the server answered {}", ex.status),
         Err(e) => println!("without a certificate:\n  {e}"),

@@ -581,9 +581,11 @@ fn p12_bundles_open_in_openssl_and_keytool_and_need_a_password_source() {
     let f = Folder::new(&[]);
     let pw = f.dir.join("pw.txt");
     std::fs::write(&pw, "correct horse\n").expect("write");
-    let err = f.fails(&["p12", "client-a"]);
+    let out = f.cmd(&["p12", "client-a"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--password-file FILE, --password-env VAR, or --no-password"),
+        err.contains("--password-file <FILE>|--password-env <VAR>|--no-password"),
         "{err}"
     );
 

@@ -322,7 +322,7 @@ fn days_sets_the_leaf_validity_and_bad_values_are_usage_errors() {
         text(&bad)
     );
     let bad = mint(&tmp.path().join("y"), &["--san", "not a name"]);
-    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("--san \"not a name\""),
         "{}",

@@ -20,7 +20,16 @@ fn client(dir: &Path, args: &[&str]) -> Output {
 
 /// The one `error:` line, asserting a clean failure (exit 1, no panic).
 fn error_line(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "{}", text(out));
+    error_line_with(out, 1)
+}
+
+/// The one `error:` line of a usage error (exit 2, no panic).
+fn usage_line(out: &Output) -> String {
+    error_line_with(out, 2)
+}
+
+fn error_line_with(out: &Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{}", text(out));
     let errors: Vec<&str> = stderr
@@ -301,7 +310,7 @@ fn an_ip_url_sends_no_sni_and_a_bad_port_is_named() {
         "{stdout}"
     );
 
-    let error = error_line(&client(
+    let error = usage_line(&client(
         pki.dir(),
         &["-c", "a", "--url", "https://localhost:99999/"],
     ));
@@ -314,7 +323,7 @@ fn an_ip_url_sends_no_sni_and_a_bad_port_is_named() {
 #[test]
 fn plain_http_urls_are_refused_before_connecting() {
     let pki = Pki::demo();
-    let error = error_line(&client(
+    let error = usage_line(&client(
         pki.dir(),
         &["-c", "a", "--url", "http://localhost:8443/"],
     ));

@@ -1,189 +1,24 @@
 //! `cargo run -p server`: an HTTPS server that requires a verified client certificate.
+//!
+//! The command line (args.rs, or `MTLS_*` variables) becomes `ServerSettings`; the library
+//! binds, prints `listening on https://ADDR`, and serves until SIGTERM or Ctrl-C.
 
-use std::io::Write;
-use std::path::PathBuf;
+mod args;
+
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Parser;
-use mtls::files::{CertsDir, DEFAULT_DIR};
-use mtls::format::{parse_duration, parse_size};
-use mtls::server::policy::{AccessPolicy, Rule};
-use mtls::server::proxy::Upstream;
-use mtls::server::reload::ReloadTriggers;
-use mtls::server::{Server, ServerSettings, shutdown_signal};
-use mtls::tls::{MinVersion, ServerPolicy};
-
-const EXAMPLES: &str = "\
-Examples:
-  cargo run -p server                                   # 127.0.0.1:8443, certificates from certs/
-  cargo run -p server -- --addr 127.0.0.1:0             # any free port (printed at start)
-  cargo run -p server -- --ca certs/ca.crt --cert certs/server.crt --key certs/server.key
-  cargo run -p server -- --allow-uri spiffe://mtls.demo/client-a   # only Client A; B gets 403
-  cargo run -p server -- --upstream http://127.0.0.1:8080 --metrics 127.0.0.1:9090
-  kill -HUP <pid>                                       # reload certificates, key, CA and CRLs
-  RUST_LOG=debug cargo run -p server                    # more detail";
-
-/// Serves HTTPS on HTTP/1.1 and HTTP/2 and requires every client to present a certificate
-/// issued by the CA. Logs each connection's TLS state and client chain, and each request.
-/// Optionally admits only named identities, forwards to an application with the verified
-/// identity in headers, and serves Prometheus metrics.
-#[derive(Parser, Debug)]
-#[command(name = "server", version, after_help = EXAMPLES)]
-struct Cli {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8443")]
-    addr: String,
-
-    /// Folder holding ca.crt, server.crt and server.key.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
-    certs: PathBuf,
-
-    /// CA certificate that client certificates must chain to [default: DIR/ca.crt].
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    ca: Option<PathBuf>,
-
-    /// The server's certificate chain [default: DIR/server.crt].
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    cert: Option<PathBuf>,
-
-    /// The server's private key [default: DIR/server.key].
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    key: Option<PathBuf>,
-
-    /// Certificate revocation list; revoked client certificates are refused (repeatable).
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
-    crl: Vec<PathBuf>,
-
-    /// Lowest TLS version accepted: 1.2 or 1.3. TLS 1.0 and 1.1 are never accepted, and
-    /// every cipher suite is AEAD with ECDHE key exchange (forward secrecy).
-    #[arg(
-        long,
-        value_name = "VERSION",
-        default_value = "1.2",
-        help_heading = "TLS"
-    )]
-    min_tls: MinVersion,
-
-    /// Turn off session resumption (tickets and the session cache): every connection then
-    /// makes a full handshake with certificates.
-    #[arg(long, help_heading = "TLS")]
-    no_resumption: bool,
-
-    /// How often to look for changed --cert, --key, --ca or --crl files and reload them
-    /// (0: only on SIGHUP). A reload that fails keeps the previous material.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, help_heading = "TLS")]
-    reload_interval: Duration,
-
-    /// Admit clients whose certificate has this URI SAN (repeatable); a pattern ending in
-    /// /* admits every URI under it. Without any --allow-* flag, every client the CA
-    /// vouches for is admitted; with some, the others get 403.
-    #[arg(long, value_name = "URI", value_parser = Rule::uri, help_heading = "Identity policy")]
-    allow_uri: Vec<Rule>,
-
-    /// Admit clients whose certificate has this DNS SAN (repeatable).
-    #[arg(long, value_name = "NAME", value_parser = Rule::dns, help_heading = "Identity policy")]
-    allow_dns: Vec<Rule>,
-
-    /// Admit clients whose certificate's subject has this common name (repeatable).
-    #[arg(long, value_name = "CN", value_parser = Rule::cn, help_heading = "Identity policy")]
-    allow_cn: Vec<Rule>,
-
-    /// A peer that has not finished its TLS handshake by then is closed.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Limits")]
-    handshake_timeout: Duration,
-
-    /// A request head (HTTP/1.1) must arrive completely within this time of its first byte.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Limits")]
-    header_timeout: Duration,
-
-    /// Largest request head accepted (request line and headers); larger gets 431.
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size, help_heading = "Limits")]
-    max_header_size: usize,
-
-    /// A keep-alive connection with no request in flight for this long is closed; so is one
-    /// whose request in flight makes no progress on the client's side for this long.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "Limits")]
-    idle_timeout: Duration,
-
-    /// Most connections open at once; beyond it, new connections wait until one closes.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 10_000,
-        help_heading = "Limits"
-    )]
-    max_connections: usize,
-
-    /// On SIGTERM or Ctrl-C, how long requests in flight get to finish.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Limits")]
-    drain_timeout: Duration,
-
-    /// Forward admitted requests to this plain-HTTP application, with the verified identity
-    /// in Client-Cert, Client-Cert-Chain (RFC 9440), X-SSL-CERT and X-Forwarded-Client-Cert;
-    /// those headers are always removed from what clients send.
-    #[arg(long, value_name = "http://HOST:PORT", help_heading = "Proxy")]
-    upstream: Option<Upstream>,
-
-    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics (off by default).
-    #[arg(long, value_name = "HOST:PORT", help_heading = "Observability")]
-    metrics: Option<String>,
-}
+use args::Cli;
+use clap::{CommandFactory, Parser};
+use mtls::cli::{block_on, finish};
+use mtls::server::ServerSettings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = mtls::logging::init();
-    let dir = CertsDir::new(&cli.certs);
-    let mut settings = ServerSettings::in_dir(&dir);
-    settings.addr = cli.addr;
-    settings.ca = cli.ca.unwrap_or(settings.ca);
-    settings.cert = cli.cert.unwrap_or(settings.cert);
-    settings.key = cli.key.unwrap_or(settings.key);
-    settings.crls = cli.crl;
-    settings.policy = ServerPolicy {
-        min_version: cli.min_tls,
-        resumption: !cli.no_resumption,
-    };
-    settings.reload = ReloadTriggers {
-        interval: Some(cli.reload_interval).filter(|d| !d.is_zero()),
-        sighup: true,
-    };
-    settings.access = AccessPolicy {
-        rules: [cli.allow_uri, cli.allow_dns, cli.allow_cn].concat(),
-    };
-    settings.handshake_timeout = cli.handshake_timeout;
-    settings.header_timeout = cli.header_timeout;
-    settings.max_header_bytes = cli.max_header_size;
-    settings.idle_timeout = cli.idle_timeout;
-    settings.max_connections = cli.max_connections;
-    settings.drain_timeout = cli.drain_timeout;
-    settings.upstream = cli.upstream;
-    settings.metrics_addr = cli.metrics;
-    match run(settings) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    if let Some(what) = cli.generate {
+        return mtls::cli::generate(Cli::command(), what);
     }
-}
-
-fn run(settings: ServerSettings) -> mtls::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|source| mtls::Error::Io {
-        context: "cannot start the async runtime".into(),
-        source,
-    })?;
-    runtime.block_on(async {
-        let server = Server::bind(&settings).await?;
-        let addr = server.local_addr()?;
-        let metrics = server.metrics_addr()?;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on https://{addr}");
-        if let Some(metrics) = metrics {
-            let _ = writeln!(out, "metrics on http://{metrics}/metrics");
-        }
-        let _ = out.flush();
-        drop(out);
-        server.run(shutdown_signal()).await
-    })
+    let _log = mtls::logging::init();
+    let settings = ServerSettings::from(cli);
+    let served = block_on(None, mtls::server::serve(&settings)).and_then(|served| served);
+    finish(served.map(|()| ExitCode::SUCCESS))
 }

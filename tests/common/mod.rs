@@ -450,7 +450,7 @@ pub fn fetch(
         ca,
         identity.map(|(c, k)| (c, k, "the test client".to_string())),
     );
-    settings.url = url.to_string();
+    settings.url = url.parse()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -149,3 +149,47 @@ pub fn say(text: impl std::fmt::Display) {
     let _ = write!(out, "{text}");
     let _ = out.flush();
 }
+
+/// What `--generate` prints: shell completions, or the man page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    /// Completions for bash.
+    CompleteBash,
+    /// Completions for zsh.
+    CompleteZsh,
+    /// Completions for fish.
+    CompleteFish,
+    /// Completions for elvish.
+    CompleteElvish,
+    /// Completions for PowerShell.
+    CompletePowershell,
+    /// The man page (roff).
+    Man,
+}
+
+/// Prints what `what` asks for, generated from the program's clap definition `cmd`.
+pub fn generate(mut cmd: clap::Command, what: Generate) -> ExitCode {
+    use clap_complete::Shell;
+    let name = cmd.get_name().to_string();
+    let mut out = std::io::stdout().lock();
+    let shell = match what {
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+        Generate::CompleteElvish => Shell::Elvish,
+        Generate::CompletePowershell => Shell::PowerShell,
+        Generate::Man => {
+            return match clap_mangen::Man::new(cmd).render(&mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                // `| head` closed the pipe: nothing more to say.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    ExitCode::SUCCESS
+}

@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,7 +43,7 @@ const MAX_BODY: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
     /// An https:// URL.
-    pub url: String,
+    pub url: Url,
     /// The CA the server's certificate must chain to.
     pub ca: PathBuf,
     /// Our certificate and key, and how errors name them ("Client A"); `None` sends none.
@@ -61,7 +62,7 @@ impl ClientSettings {
     /// Defaults: the demo URL, 5 s to connect, 10 s for the handshake and for the response.
     pub fn new(ca: PathBuf, identity: Option<(PathBuf, PathBuf, String)>) -> Self {
         Self {
-            url: DEFAULT_URL.into(),
+            url: Url::default(),
             ca,
             identity,
             connect_timeout: Duration::from_secs(5),
@@ -95,68 +96,107 @@ pub struct Exchange {
     pub offered: bool,
 }
 
-/// The parts of the URL we use.
-pub(crate) struct Target {
-    pub(crate) host: String,
-    pub(crate) port: u16,
+/// An `https://HOST[:PORT][/PATH]` URL, checked once, when it is parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    text: String,
+    host: String,
+    port: u16,
     authority: String,
     path: String,
 }
 
-pub(crate) fn parse_url(url: &str) -> Result<Target> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| Error::Invalid(format!("--url {url:?} is not a valid URL ({e})")))?;
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some(other) => {
-            return Err(Error::Invalid(format!(
-                "--url {url:?} uses {other}://; mutual TLS needs https://"
-            )));
-        }
-        None => {
-            return Err(Error::Invalid(format!(
-                "--url {url:?} has no scheme; write it as https://HOST:PORT/"
-            )));
+impl Url {
+    /// The host, without IPv6 brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (443 when the URL has none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn server_name(&self) -> ServerName<'static> {
+        // Checked when parsed: the host is a DNS name or an IP address.
+        ServerName::try_from(self.host.clone())
+            .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()))
+    }
+}
+
+impl Default for Url {
+    fn default() -> Self {
+        Self {
+            text: DEFAULT_URL.into(),
+            host: "localhost".into(),
+            port: 8443,
+            authority: "localhost:8443".into(),
+            path: "/".into(),
         }
     }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| Error::Invalid(format!("--url {url:?} has no host")))?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    // The text after the host's last ':' (past any IPv6 brackets), parsed here so a port
-    // that does not fit in 16 bits is an error rather than a silent 443.
-    let auth = authority.as_str();
-    let after_host = auth.rsplit_once(']').map_or(auth, |(_, rest)| rest);
-    let port = match after_host.rsplit_once(':') {
-        None => 443,
-        Some((_, text)) => match text.parse::<u16>() {
-            Ok(port) if port > 0 => port,
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "--url {url:?} has port {text:?}; a port is a number from 1 to 65535"
-                )));
-            }
-        },
-    };
-    Ok(Target {
-        port,
-        authority: authority.as_str().to_string(),
-        path: uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into()),
-        host,
-    })
+}
+
+impl fmt::Display for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Url {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self> {
+        let bad = |why: String| Error::Usage(format!("--url {url:?} {why}"));
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| bad(format!("is not a valid URL ({e})")))?;
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some(other) => return Err(bad(format!("uses {other}://; mutual TLS needs https://"))),
+            None => return Err(bad("has no scheme; write it as https://HOST:PORT/".into())),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("has no host".into()))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if ServerName::try_from(host.clone()).is_err() {
+            return Err(bad(format!(
+                "names {host:?}, which is neither a DNS name nor an IP address"
+            )));
+        }
+        // The text after the host's last ':' (past any IPv6 brackets), parsed here so a port
+        // that does not fit in 16 bits is an error rather than a silent 443.
+        let auth = authority.as_str();
+        let after_host = auth.rsplit_once(']').map_or(auth, |(_, rest)| rest);
+        let port = match after_host.rsplit_once(':') {
+            None => 443,
+            Some((_, text)) => match text.parse::<u16>() {
+                Ok(port) if port > 0 => port,
+                _ => {
+                    return Err(bad(format!(
+                        "has port {text:?}; a port is a number from 1 to 65535"
+                    )));
+                }
+            },
+        };
+        Ok(Self {
+            text: url.to_string(),
+            port,
+            authority: authority.as_str().to_string(),
+            path: uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            host,
+        })
+    }
 }
 
 /// Connects, handshakes, sends `GET`, and reads the response.
 pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
-    let target = parse_url(&settings.url)?;
+    let target = &settings.url;
     let trust = Trust::load(&settings.ca)?;
     let identity = match &settings.identity {
         Some((cert, key, owner)) => Some(Identity::load(cert, key, owner)?),
@@ -164,18 +204,13 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
     };
     let seen = SeenChain::default();
     let config = tls::client_config(identity.as_ref(), &trust, seen.clone(), settings.policy)?;
-    let server_name = ServerName::try_from(target.host.clone()).map_err(|_| {
-        Error::Invalid(format!(
-            "{:?} is neither a DNS name nor an IP address",
-            target.host
-        ))
-    })?;
+    let server_name = target.server_name();
     let cx = explain::Context {
         ca: Some(settings.ca.clone()),
         crls: Vec::new(),
     };
 
-    let tcp = connect(&target, settings.connect_timeout).await?;
+    let tcp = connect(target, settings.connect_timeout).await?;
     let peer = tcp.peer_addr().map_err(|source| Error::Io {
         context: "cannot read the server's address".into(),
         source,
@@ -249,7 +284,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
         };
     Ok(Exchange {
         peer,
-        host: target.host,
+        host: target.host.clone(),
         ca: settings.ca.clone(),
         version,
         status,
@@ -268,7 +303,7 @@ fn server_name_is_dns(host: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_err()
 }
 
-pub(crate) async fn connect(target: &Target, limit: Duration) -> Result<TcpStream> {
+pub(crate) async fn connect(target: &Url, limit: Duration) -> Result<TcpStream> {
     let name = match target.host.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, target.port).to_string(),
         Err(_) => format!("{}:{}", target.host, target.port),
@@ -525,6 +560,54 @@ fn chain_text(err: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
+impl Exchange {
+    /// The same report as JSON, for scripts: the response, the TLS state, the server's
+    /// chain, and what each side checked.
+    pub fn to_json(&self) -> serde_json::Value {
+        use crate::format::rfc3339;
+        let chain: Vec<serde_json::Value> = self
+            .tls
+            .peer_chain
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "subject": c.subject,
+                    "issuer": c.issuer,
+                    "sans": c.sans.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "not_before": rfc3339(c.not_before),
+                    "not_after": rfc3339(c.not_after),
+                    "sha256": c.fingerprint(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "peer": self.peer.to_string(),
+            "host": self.host,
+            "http_version": format!("{:?}", self.version),
+            "status": self.status.as_u16(),
+            "body": self.body,
+            "tls": {
+                "version": self.tls.version,
+                "cipher_suite": self.tls.cipher_suite,
+                "key_exchange": self.tls.key_exchange,
+                "resumed": self.tls.resumed,
+                "alpn": self.tls.alpn,
+                "sni": self.tls.sni,
+            },
+            "server_chain": chain,
+            "checked": {
+                "by_us": {
+                    "ca": self.ca.display().to_string(),
+                    "host": self.host,
+                },
+                "server_asked_for_certificate": self.presented.is_some(),
+                "presented": self.presented,
+                "offered": self.offered,
+            },
+        })
+    }
+}
+
 impl fmt::Display for Exchange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -579,19 +662,14 @@ impl fmt::Display for Exchange {
 /// Fetches the chain a server presents, without trusting it: the handshake is abandoned as
 /// soon as the certificate arrives. For `certificate inspect https://HOST:PORT`.
 pub async fn fetch_chain(
-    url: &str,
+    url: &Url,
     limit: Duration,
-) -> Result<(String, Vec<rustls::pki_types::CertificateDer<'static>>)> {
-    let target = parse_url(url)?;
-    let server_name = ServerName::try_from(target.host.clone()).map_err(|_| {
-        Error::Invalid(format!(
-            "{:?} is neither a DNS name nor an IP address",
-            target.host
-        ))
-    })?;
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let target = url;
+    let server_name = target.server_name();
     let seen = SeenChain::default();
     let config = tls::probe_config(seen.clone())?;
-    let tcp = connect(&target, limit).await?;
+    let tcp = connect(target, limit).await?;
     let handshake = TlsConnector::from(config).connect(server_name, tcp);
     let outcome = tokio::time::timeout(limit, handshake).await;
     let chain = seen.get();
@@ -610,5 +688,5 @@ pub async fn fetch_chain(
             "{url} did not show its certificate: {why}"
         )));
     }
-    Ok((target.host, chain))
+    Ok(chain)
 }

@@ -130,6 +130,87 @@ pub enum Error {
         source: rcgen::Error,
     },
 
+    /// A name that cannot name a certificate in the folder.
+    #[error("{name:?} {problem}")]
+    BadName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: NameProblem,
+    },
+
+    /// A `--san` value that is not a usable subject alternative name.
+    #[error("--san {value:?}: {why}")]
+    BadSan {
+        /// As typed.
+        value: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+
+    /// A certificate that should sign others is not a CA.
+    #[error(
+        "{} is not a CA certificate (it lacks basicConstraints CA:TRUE), so it cannot sign \
+         certificates{hint}",
+        path.display()
+    )]
+    NotACa {
+        /// Its file.
+        path: PathBuf,
+        /// What to do instead (may be empty).
+        hint: String,
+    },
+
+    /// A CA outside its validity cannot sign.
+    #[error("{label} {}", match (*expired, *at) {
+        (true, at) => format!(
+            "expired on {}, so it cannot sign anything; mint a new CA (`{}`) and issue its \
+             certificates again",
+            crate::format::format_time(at),
+            Program::Certificate.command("--force")
+        ),
+        (false, at) => format!(
+            "is not valid until {}, so it cannot sign yet; check this machine's clock",
+            crate::format::format_time(at)
+        ),
+    })]
+    IssuerNotCurrent {
+        /// How messages name the CA (its file).
+        label: String,
+        /// Expired (rather than not valid yet).
+        expired: bool,
+        /// Its notAfter (expired) or notBefore.
+        at: OffsetDateTime,
+    },
+
+    /// The folder has no certificate by that name.
+    #[error("there is no {} to {action}{hint}", path.display())]
+    NoSuchCertificate {
+        /// The file looked for.
+        path: PathBuf,
+        /// What was asked ("renew", "revoke").
+        action: &'static str,
+        /// What to do instead (may be empty).
+        hint: String,
+    },
+
+    /// No CA in the folder issued the certificate.
+    #[error(
+        "no CA in {} issued {} (its issuer is \"{issuer}\"){hint}",
+        dir.display(),
+        path.display()
+    )]
+    NoIssuer {
+        /// The folder.
+        dir: PathBuf,
+        /// The certificate.
+        path: PathBuf,
+        /// The issuer it names.
+        issuer: String,
+        /// What to do instead.
+        hint: String,
+    },
+
     /// A value given on the command line is not usable (exit status 2).
     #[error("{0}")]
     Usage(String),
@@ -257,6 +338,31 @@ impl Error {
             what: what.to_string(),
             path: path.into(),
             detail: detail.into(),
+        }
+    }
+}
+
+/// Why a name cannot be used for a certificate in the folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Not a safe file stem: letters, digits, `.`, `_` and `-` only, no `..`.
+    Unusable,
+    /// One of the folder's own files (`ca`, `crl`, ...).
+    Reserved,
+}
+
+impl fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameProblem::Unusable => f.write_str(
+                "is not a usable name: use letters, digits, '.', '_' and '-' (it becomes NAME.crt \
+                 and NAME.key in the folder, so no '/' and no '..')",
+            ),
+            NameProblem::Reserved => write!(
+                f,
+                "is reserved for the folder's own files ({}); pick another name",
+                crate::files::RESERVED.join(", ")
+            ),
         }
     }
 }

@@ -11,9 +11,11 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
 
+/// A subject alternative name to put in a certificate (rcgen's type).
+pub use rcgen::SanType;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
@@ -236,7 +238,10 @@ pub fn demo_subject(org: &str, cn: &str) -> DistinguishedName {
 /// Parses a `--san` value: `DNS:name`, `IP:addr`, `URI:uri`, or a bare value (an IP if it
 /// parses as one, a URI if it has `://`, otherwise a DNS name).
 pub fn parse_san(value: &str) -> Result<SanType> {
-    let bad = |why: &str| Error::Invalid(format!("--san {value:?}: {why}"));
+    let bad = |why: &'static str| Error::BadSan {
+        value: value.to_string(),
+        why,
+    };
     let (kind, rest) = match value.split_once(':') {
         Some((k, r)) if ["dns", "ip", "uri"].contains(&k.to_ascii_lowercase().as_str()) => {
             (k.to_ascii_lowercase(), r)
@@ -396,11 +401,10 @@ impl CertAuthority {
         let info = crate::certinfo::CertInfo::parse(&der)
             .map_err(|why| Error::malformed("the CA certificate", cert_path, why))?;
         if info.ca != Some(true) {
-            return Err(Error::Invalid(format!(
-                "{} is not a CA certificate (it lacks basicConstraints CA:TRUE), so it cannot \
-                 sign certificates",
-                cert_path.display()
-            )));
+            return Err(Error::NotACa {
+                path: cert_path.to_path_buf(),
+                hint: String::new(),
+            });
         }
         if info.spki != key.subject_public_key_info() {
             return Err(Error::KeyMismatch {
@@ -427,21 +431,17 @@ impl CertAuthority {
     /// A CA signs only while it is valid itself.
     fn ensure_current(&self) -> Result<()> {
         let now = OffsetDateTime::now_utc();
-        if now > self.validity.not_after {
-            return Err(Error::Invalid(format!(
-                "{} expired on {}, so it cannot sign anything; mint a new CA (`{}`) and issue its \
-                 certificates again",
-                self.label,
-                format_time(self.validity.not_after),
-                crate::cli::Program::Certificate.command("--force")
-            )));
-        }
-        if now < self.validity.not_before {
-            return Err(Error::Invalid(format!(
-                "{} is not valid until {}, so it cannot sign yet; check this machine's clock",
-                self.label,
-                format_time(self.validity.not_before)
-            )));
+        if now > self.validity.not_after || now < self.validity.not_before {
+            let expired = now > self.validity.not_after;
+            return Err(Error::IssuerNotCurrent {
+                label: self.label.clone(),
+                expired,
+                at: if expired {
+                    self.validity.not_after
+                } else {
+                    self.validity.not_before
+                },
+            });
         }
         Ok(())
     }

@@ -251,19 +251,19 @@ pub struct ListSummary {
 pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<Revocation> {
     folder::validate_name(name)?;
     let all = folder::scan(dir)?;
-    let target = all.iter().find(|s| s.name == name).ok_or_else(|| {
-        Error::Invalid(format!(
-            "there is no {} to revoke",
-            dir.cert(name).display()
-        ))
-    })?;
-    let issuer = folder::find_issuer(&all, &target.info).ok_or_else(|| {
-        Error::Invalid(format!(
-            "no CA in {} issued {} (its issuer is \"{}\"), so no list here can revoke it",
-            dir.path().display(),
-            target.cert_path.display(),
-            target.info.issuer
-        ))
+    let target = all
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::NoSuchCertificate {
+            path: dir.cert(name),
+            action: "revoke",
+            hint: String::new(),
+        })?;
+    let issuer = folder::find_issuer(&all, &target.info).ok_or_else(|| Error::NoIssuer {
+        dir: dir.path().to_path_buf(),
+        path: target.cert_path.clone(),
+        issuer: target.info.issuer.clone(),
+        hint: ", so no list here can revoke it".into(),
     })?;
     let mut lists = existing(dir, &all)?;
     let entries = lists.entries.entry(issuer.name.clone()).or_default();

@@ -17,6 +17,7 @@ use crate::files::{CertsDir, ClientId, Role, SERVER_SANS};
 use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
+use rcgen::SanType;
 
 /// How to mint the demo set.
 #[derive(Clone, Debug)]
@@ -30,7 +31,7 @@ pub struct DemoOptions {
     /// Validity of the CA.
     pub ca_validity: Validity,
     /// SANs added to the server certificate, beyond [`SERVER_SANS`].
-    pub extra_sans: Vec<String>,
+    pub extra_sans: Vec<SanType>,
     /// Root -> intermediate -> leaves, instead of root -> leaves.
     pub intermediate: bool,
     /// Replace existing files.
@@ -115,13 +116,14 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             write::ensure_absent(&path, opts.force, why)?;
         }
     }
-    let mut sans = Vec::new();
-    for s in SERVER_SANS
+    let mut sans = SERVER_SANS
         .iter()
-        .map(|s| s.to_string())
-        .chain(opts.extra_sans.iter().cloned())
-    {
-        sans.push(pki::parse_san(&s)?);
+        .map(|s| pki::parse_san(s))
+        .collect::<Result<Vec<_>>>()?;
+    for extra in &opts.extra_sans {
+        if !sans.contains(extra) {
+            sans.push(extra.clone());
+        }
     }
 
     let (org, cn) = subject(Role::Ca);

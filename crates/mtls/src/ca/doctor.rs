@@ -79,7 +79,41 @@ impl Finding {
     }
 }
 
+impl Level {
+    /// `ok`, `warn` or `fail`, for JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+}
+
 impl Report {
+    /// The same findings as JSON, for scripts: `passed`, and each finding with its level,
+    /// file, text, why and fix.
+    pub fn to_json(&self) -> serde_json::Value {
+        let count = |l: Level| self.findings.iter().filter(|x| x.level == l).count();
+        serde_json::json!({
+            "dir": self.dir,
+            "host": self.host,
+            "passed": self.passed(),
+            "counts": {
+                "ok": count(Level::Ok),
+                "warn": count(Level::Warn),
+                "fail": count(Level::Fail),
+            },
+            "findings": self.findings.iter().map(|f| serde_json::json!({
+                "level": f.level.name(),
+                "file": f.file,
+                "text": f.text,
+                "why": f.why,
+                "fix": f.fix,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
     /// True when nothing failed (warnings allowed).
     pub fn passed(&self) -> bool {
         self.findings.iter().all(|f| f.level != Level::Fail)

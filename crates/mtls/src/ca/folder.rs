@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use rustls::pki_types::CertificateDer;
 
 use crate::certinfo::CertInfo;
-use crate::error::{Error, Result};
+use crate::error::{Error, NameProblem, Result};
 use crate::files::{CertsDir, RESERVED, Role};
 use crate::pem;
 use crate::pki::CertAuthority;
@@ -29,10 +29,10 @@ pub fn check_stem(name: &str) -> Result<()> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !name.contains("..");
     if !ok {
-        return Err(Error::Invalid(format!(
-            "{name:?} is not a usable name: use letters, digits, '.', '_' and '-' (it becomes \
-             NAME.crt and NAME.key in the folder, so no '/' and no '..')"
-        )));
+        return Err(Error::BadName {
+            name: name.to_string(),
+            problem: NameProblem::Unusable,
+        });
     }
     Ok(())
 }
@@ -42,10 +42,10 @@ pub fn check_stem(name: &str) -> Result<()> {
 pub fn validate_name(name: &str) -> Result<()> {
     check_stem(name)?;
     if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-        return Err(Error::Invalid(format!(
-            "{name:?} is reserved for the folder's own files ({}); pick another name",
-            RESERVED.join(", ")
-        )));
+        return Err(Error::BadName {
+            name: name.to_string(),
+            problem: NameProblem::Reserved,
+        });
     }
     Ok(())
 }

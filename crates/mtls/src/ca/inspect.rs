@@ -2,7 +2,8 @@
 //! a live server presents, in plain words or as JSON.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use rustls::pki_types::pem::SectionKind;
@@ -13,6 +14,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::crl::CrlInfo;
 use crate::certinfo::{CertInfo, Eku, San, spki_name};
+use crate::client::Url;
 use crate::error::{Error, Result};
 use crate::explain::{self, Side};
 use crate::format::{format_span, format_time, hex, rfc3339};
@@ -65,6 +67,56 @@ pub struct Inspected {
     pub verdict: Option<String>,
 }
 
+/// What `inspect` reads: a file (PEM or DER), or a live server's `https://` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A file.
+    File(PathBuf),
+    /// `https://HOST:PORT`: the chain the server presents.
+    Url(Url),
+}
+
+impl FromStr for Input {
+    type Err = Error;
+
+    /// A value with a scheme and a host (`https://localhost:8443`) is a URL (it must be
+    /// https://); anything else is a file name.
+    fn from_str(s: &str) -> Result<Self> {
+        let url = s
+            .parse::<hyper::Uri>()
+            .is_ok_and(|u| u.scheme().is_some() && u.authority().is_some());
+        Ok(if url {
+            Input::Url(s.parse()?)
+        } else {
+            Input::File(PathBuf::from(s))
+        })
+    }
+}
+
+/// Inspects each input in order, on one runtime. A URL's chain is said to verify (or not)
+/// against `ca`.
+pub fn inputs(inputs: &[Input], ca: Option<&Path>) -> Result<Vec<Inspected>> {
+    let read_all = async {
+        let mut out = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            out.push(match input {
+                Input::File(path) => file(path)?,
+                Input::Url(url) => live(url, ca).await?,
+            });
+        }
+        Ok(out)
+    };
+    crate::cli::block_on(Some(1), read_all)?
+}
+
+/// Several results as JSON: one object for one input, an array for more.
+pub fn to_json(results: &[Inspected]) -> Value {
+    match results {
+        [one] => one.to_json(),
+        many => Value::Array(many.iter().map(Inspected::to_json).collect()),
+    }
+}
+
 /// Reads a file holding PEM (any number of blocks) or a single DER object.
 pub fn file(path: &Path) -> Result<Inspected> {
     let what = "the file to inspect";
@@ -95,8 +147,9 @@ pub fn file(path: &Path) -> Result<Inspected> {
 
 /// Connects to `url` (https://HOST:PORT), records the chain the server presents, and says
 /// whether it verifies against `ca` for that host (when a CA file is given).
-pub async fn live(url: &str, ca: Option<&Path>) -> Result<Inspected> {
-    let (host, chain) = crate::client::fetch_chain(url, Duration::from_secs(10)).await?;
+pub async fn live(url: &Url, ca: Option<&Path>) -> Result<Inspected> {
+    let chain = crate::client::fetch_chain(url, Duration::from_secs(10)).await?;
+    let host = url.host();
     let objects = chain
         .iter()
         .map(|c| {
@@ -119,7 +172,7 @@ pub async fn live(url: &str, ca: Option<&Path>) -> Result<Inspected> {
                 })
                 .collect();
             Some(
-                match tls::verify_leaf(&trust, &chain, Usage::Server, &host) {
+                match tls::verify_leaf(&trust, &chain, Usage::Server, host) {
                     Ok(()) => format!(
                         "the chain verifies against {} for \"{host}\" (a client using that CA would accept it)",
                         ca.display()

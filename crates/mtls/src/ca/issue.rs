@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use rcgen::SanType;
 use rustls::pki_types::CertificateDer;
 
 use super::folder::{check_stem, default_issuer, find_issuer, load_authority, scan, validate_name};
@@ -31,7 +32,7 @@ pub struct IssueRequest {
     /// Client, server or intermediate.
     pub kind: Kind,
     /// SANs (`DNS:`, `IP:`, `URI:` or bare); defaults depend on the kind.
-    pub sans: Vec<String>,
+    pub sans: Vec<SanType>,
     /// Subject CN (default: NAME).
     pub common_name: Option<String>,
     /// Subject O (default: "CN Company", as in the demo).
@@ -130,11 +131,14 @@ impl std::fmt::Display for Outcome {
 }
 
 /// The SANs a kind gets when none are given.
-fn default_sans(kind: Kind, name: &str) -> Vec<String> {
+fn default_sans(kind: Kind, name: &str) -> Result<Vec<SanType>> {
     match kind {
-        Kind::Client => vec![format!("URI:{}", crate::files::spiffe_id(name))],
-        Kind::Server => SERVER_SANS.iter().map(|s| s.to_string()).collect(),
-        Kind::Intermediate => Vec::new(),
+        Kind::Client => Ok(vec![pki::parse_san(&format!(
+            "URI:{}",
+            crate::files::spiffe_id(name)
+        ))?]),
+        Kind::Server => SERVER_SANS.iter().map(|s| pki::parse_san(s)).collect(),
+        Kind::Intermediate => Ok(Vec::new()),
     }
 }
 
@@ -192,15 +196,11 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
                 (inter.chain.clone(), inter.key_pem(), inter.validity)
             }
             Kind::Client | Kind::Server => {
-                let given = if req.sans.is_empty() {
-                    default_sans(req.kind, &req.name)
+                let sans = if req.sans.is_empty() {
+                    default_sans(req.kind, &req.name)?
                 } else {
                     req.sans.clone()
                 };
-                let sans = given
-                    .iter()
-                    .map(|s| pki::parse_san(s))
-                    .collect::<Result<Vec<_>>>()?;
                 let usage = if req.kind == Kind::Server {
                     Usage::Server
                 } else {
@@ -294,17 +294,21 @@ pub fn renew(
     name: &str,
     validity: Option<Validity>,
     key_type: Option<KeyType>,
-    extra_sans: &[String],
+    extra_sans: &[SanType],
 ) -> Result<Outcome> {
     validate_name(name)?;
     let all = scan(dir)?;
-    let old = all.iter().find(|s| s.name == name).ok_or_else(|| {
-        Error::Invalid(format!(
-            "there is no {} to renew; issue it first with `{}` (or --server)",
-            dir.cert(name).display(),
-            Program::Certificate.command(&format!("issue {name} --client"))
-        ))
-    })?;
+    let old = all
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| Error::NoSuchCertificate {
+            path: dir.cert(name),
+            action: "renew",
+            hint: format!(
+                "; issue it first with `{}` (or --server)",
+                Program::Certificate.command(&format!("issue {name} --client"))
+            ),
+        })?;
     if old.is_ca() {
         return Err(Error::Invalid(format!(
             "{} is a CA certificate; renew leaves only (a new CA means re-issuing everything it signed)",
@@ -318,14 +322,15 @@ pub fn renew(
         } else {
             "--client"
         };
-        Error::Invalid(format!(
-            "no CA in {} issued {} (its issuer is \"{}\"); if the CA was minted again since, \
-             issue it anew: `{}`",
-            dir.path().display(),
-            old.cert_path.display(),
-            old.info.issuer,
-            Program::Certificate.command(&format!("issue {name} {kind} --force"))
-        ))
+        Error::NoIssuer {
+            dir: dir.path().to_path_buf(),
+            path: old.cert_path.clone(),
+            issuer: old.info.issuer.clone(),
+            hint: format!(
+                "; if the CA was minted again since, issue it anew: `{}`",
+                Program::Certificate.command(&format!("issue {name} {kind} --force"))
+            ),
+        }
     })?;
     let usage = usage.ok_or_else(|| {
         Error::Invalid(format!(
@@ -354,9 +359,8 @@ pub fn renew(
         .map(pki::san_type)
         .collect::<Result<Vec<_>>>()?;
     for extra in extra_sans {
-        let san = pki::parse_san(extra)?;
-        if !sans.contains(&san) {
-            sans.push(san);
+        if !sans.contains(extra) {
+            sans.push(extra.clone());
         }
     }
     let spec = LeafSpec {

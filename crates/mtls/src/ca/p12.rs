@@ -131,6 +131,29 @@ fn p12_cert(der: &[u8], path: &Path) -> Result<Certificate> {
     Certificate::from_der(der).map_err(|e| Error::malformed("a certificate", path, e.to_string()))
 }
 
+/// What a bundle holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum P12Target {
+    /// `NAME.p12`: NAME's key, certificate and chain.
+    Identity(String),
+    /// `truststore.p12`: the root CA as a trusted certificate (Java).
+    Truststore,
+}
+
+/// Writes the bundle `target` asks for.
+pub fn write(
+    dir: &CertsDir,
+    target: &P12Target,
+    password: &Password,
+    encryption: Encryption,
+    force: bool,
+) -> Result<Written> {
+    match target {
+        P12Target::Identity(name) => identity(dir, name, password, encryption, force),
+        P12Target::Truststore => truststore(dir, password, encryption, force),
+    }
+}
+
 /// Writes `NAME.p12` with NAME's key, its certificate and the chain up to and including the
 /// root CA, under the alias NAME.
 pub fn identity(

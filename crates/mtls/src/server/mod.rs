@@ -157,6 +157,19 @@ impl Server {
     }
 }
 
+/// The server binary's whole run: bind, print `listening on https://ADDR` (and the metrics
+/// address) on stdout, and serve until SIGTERM or Ctrl-C.
+pub async fn serve(settings: &ServerSettings) -> Result<()> {
+    let server = Server::bind(settings).await?;
+    let addr = server.local_addr()?;
+    let mut announce = format!("listening on https://{addr}\n");
+    if let Some(metrics) = server.metrics_addr()? {
+        announce.push_str(&format!("metrics on http://{metrics}/metrics\n"));
+    }
+    crate::cli::say(announce);
+    server.run(shutdown_signal()).await
+}
+
 /// Resolves on Ctrl-C, or on SIGTERM where there is one.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -1,0 +1,128 @@
+//! The command line of `client`, and the settings it makes.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use mtls::Error;
+use mtls::cli::Generate;
+use mtls::client::{ClientSettings, Url};
+use mtls::files::{CertsDir, ClientId, DEFAULT_DIR, Role};
+use mtls::tls::{ClientPolicy, TlsVersion};
+
+const EXAMPLES: &str = "\
+Examples:
+  cargo run -p client -- -c=a                       # as Client A, to https://localhost:8443/
+  cargo run -p client -- -c b --url https://127.0.0.1:8443/
+  cargo run -p client -- --no-cert                  # see the server refuse a client without one
+  cargo run -p client -- --no-cert --tls-version 1.2  # ...during the handshake, not after it
+  cargo run -p client -- --cert my.crt --key my.key --ca certs/ca.crt
+  cargo run -p client -- -c a --json                # the same report, for scripts";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Which {
+    /// Client A: certs/client-a.crt and certs/client-a.key
+    A,
+    /// Client B: certs/client-b.crt and certs/client-b.key
+    B,
+}
+
+/// Calls the mTLS server with a client certificate, then prints the response, the TLS
+/// state and the server's certificate chain as this client saw them.
+#[derive(Parser, Debug)]
+#[command(name = "client", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Which demo client certificate to present.
+    #[arg(short = 'c', long = "client", value_name = "CLIENT")]
+    client: Option<Which>,
+
+    /// URL to request (https only).
+    #[arg(long, value_name = "URL", default_value = mtls::client::DEFAULT_URL)]
+    url: Url,
+
+    /// Folder holding ca.crt and the client certificates.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
+    certs: PathBuf,
+
+    /// CA certificate the server's certificate must chain to [default: DIR/ca.crt].
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+
+    /// Our certificate chain [default: DIR/client-X.crt for -c X].
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+
+    /// Our private key [default: DIR/client-X.key for -c X].
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+
+    /// Offer only this TLS version: 1.2 or 1.3 (to compare when a refusal arrives).
+    #[arg(long, value_name = "VERSION")]
+    tls_version: Option<TlsVersion>,
+
+    /// Offer only HTTP/1.1 in ALPN (default: h2, then http/1.1).
+    #[arg(long = "http1.1")]
+    http1_only: bool,
+
+    /// Send no client certificate (to see how the server refuses).
+    #[arg(long, conflicts_with_all = ["client", "cert", "key"])]
+    no_cert: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print shell completions (complete-bash, -zsh, -fish, -elvish, -powershell) or the
+    /// man page (man) to stdout, and exit.
+    #[arg(long, value_name = "WHAT")]
+    pub generate: Option<Generate>,
+}
+
+impl Cli {
+    /// The settings the command line asks for; a missing half of a pair is a usage error.
+    pub fn settings(self) -> Result<ClientSettings, Error> {
+        let dir = CertsDir::new(&self.certs);
+        let id = self.client.map(|w| match w {
+            Which::A => ClientId::A,
+            Which::B => ClientId::B,
+        });
+        let identity = if self.no_cert {
+            None
+        } else {
+            let cert = self
+                .cert
+                .or_else(|| id.map(|i| dir.role_cert(Role::Client(i))));
+            let key = self
+                .key
+                .or_else(|| id.map(|i| dir.role_key(Role::Client(i))));
+            let usage = |m: &str| Err(Error::Usage(m.into()));
+            match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    let owner = id.map_or_else(|| "the client".to_string(), |i| i.to_string());
+                    Some((cert, key, owner))
+                }
+                (None, None) => {
+                    return usage(
+                        "choose a client certificate: -c a or -c b (or --cert and --key, or --no-cert)",
+                    );
+                }
+                (Some(_), None) => {
+                    return usage(
+                        "--cert needs --key (or -c a|b to take the key from the demo set)",
+                    );
+                }
+                (None, Some(_)) => {
+                    return usage(
+                        "--key needs --cert (or -c a|b to take the certificate from the demo set)",
+                    );
+                }
+            }
+        };
+        let mut settings = ClientSettings::new(self.ca.unwrap_or_else(|| dir.ca_cert()), identity);
+        settings.url = self.url;
+        settings.policy = ClientPolicy {
+            only_version: self.tls_version,
+            http1_only: self.http1_only,
+        };
+        Ok(settings)
+    }
+}
