@@ -2,14 +2,12 @@
 //! is verified again when it resumes, and open connections are verified again after every
 //! reload. Each must-fail case asserts the reason the server logged.
 
-mod common;
-mod support;
-
-use common::{Pki, leaf};
+use crate::start;
 use mtls::ca::write::{self, Access};
 use mtls::pki::{Usage, Validity};
 use mtls::tls::{ClientPolicy, TlsVersion};
-use support::{Conn, client_config, http1, metrics_addr, plain_get, poll, sample, start};
+use testkit::{Conn, client_config, http1, metrics_addr, plain_get, poll, sample};
+use testkit::{Pki, leaf};
 use time::OffsetDateTime;
 
 /// HTTP/1.1 only, at one TLS version.

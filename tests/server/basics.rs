@@ -1,24 +1,14 @@
 //! The server binary end to end: real certificates per test, port 0, real peers (our
 //! client library, curl, openssl s_client). Every refusal asserts the reason on both sides.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Pki, ServerProcess, curl_as, expired, fetch, leaf, require_tool, run, text};
+use crate::{SERVER, start};
 use mtls::Failure;
 use mtls::files::{ClientId, Role};
 use mtls::pki::{Usage, Validity};
 use rustls::AlertDescription;
-
-const SERVER: &str = env!("CARGO_BIN_EXE_server");
-
-fn start(pki: &Pki) -> ServerProcess {
-    ServerProcess::start(
-        SERVER,
-        &["--certs", pki.dir().to_str().expect("utf-8 path")],
-    )
-}
+use testkit::{Pki, curl_as, expired, fetch, leaf, require_tool, run, text};
 
 /// Asserts the client saw the server refuse it with `alert`, and returns its message.
 fn assert_refused(result: mtls::Result<mtls::client::Exchange>, alert: AlertDescription) -> String {
@@ -39,7 +29,7 @@ fn assert_refused(result: mtls::Result<mtls::client::Exchange>, alert: AlertDesc
 #[test]
 fn client_a_and_client_b_get_200_and_the_log_names_them() {
     let pki = Pki::demo();
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     for id in ClientId::ALL {
         let role = Role::Client(id);
         let ex = fetch(
@@ -73,7 +63,7 @@ fn client_a_and_client_b_get_200_and_the_log_names_them() {
 fn state_and_chain_are_logged_once_per_connection_and_headers_per_request() {
     require_tool("curl");
     let pki = Pki::demo();
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     let url = server.url("localhost");
     // Two requests on one connection (curl reuses it for the same host).
     let out = curl_as(
@@ -111,7 +101,7 @@ fn state_and_chain_are_logged_once_per_connection_and_headers_per_request() {
 #[test]
 fn client_without_certificate_is_refused_and_the_log_says_why() {
     let pki = Pki::demo();
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     let message = assert_refused(
         fetch(&server.url("localhost"), pki.certs.ca_cert(), None),
         AlertDescription::CertificateRequired,
@@ -138,7 +128,7 @@ fn client_from_another_ca_is_refused_as_unknown_ca() {
             Validity::days(1),
         ),
     );
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     assert_refused(
         fetch(
             &server.url("localhost"),
@@ -169,7 +159,7 @@ fn expired_client_is_refused_as_expired() {
             expired(),
         ),
     );
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     assert_refused(
         fetch(
             &server.url("localhost"),
@@ -200,7 +190,7 @@ fn server_auth_only_certificate_is_refused_as_a_client() {
             Validity::days(1),
         ),
     );
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     assert_refused(
         fetch(
             &server.url("localhost"),
@@ -222,7 +212,7 @@ fn server_auth_only_certificate_is_refused_as_a_client() {
 fn curl_with_a_client_certificate_gets_200() {
     require_tool("curl");
     let pki = Pki::demo();
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     let out = curl_as(
         &pki.certs,
         "client-b",
@@ -248,7 +238,7 @@ fn curl_with_a_client_certificate_gets_200() {
 fn openssl_s_client_without_a_certificate_is_refused() {
     require_tool("openssl");
     let pki = Pki::demo();
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     let out = run(Command::new("sh").args([
         "-c",
         &format!(
@@ -276,7 +266,7 @@ fn openssl_s_client_without_a_certificate_is_refused() {
 fn plain_http_on_the_tls_port_gets_a_400_that_says_what_to_do() {
     require_tool("curl");
     let pki = Pki::demo();
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     let out = run(Command::new("curl").args([
         "-sS",
         "-w",
@@ -296,7 +286,7 @@ fn plain_http_on_the_tls_port_gets_a_400_that_says_what_to_do() {
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let pki = Pki::demo();
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     let ok = fetch(
         &server.url("127.0.0.1"),
         pki.certs.ca_cert(),
@@ -358,7 +348,7 @@ fn a_key_that_does_not_match_the_certificate_is_named() {
 #[test]
 fn a_port_in_use_is_explained() {
     let pki = Pki::demo();
-    let first = start(&pki);
+    let first = start(&pki, &[]);
     let out = run(Command::new(SERVER).args([
         "--certs",
         pki.dir().to_str().expect("path"),
@@ -395,7 +385,7 @@ fn names_in_client_certificates_cannot_forge_log_lines() {
     chain.push_str(&junk.cert_pem);
     std::fs::write(&path, chain).expect("write");
 
-    let server = start(&pki);
+    let server = start(&pki, &[]);
     let ex = fetch(
         &server.url("localhost"),
         pki.certs.ca_cert(),

@@ -1,13 +1,11 @@
 //! The client binary end to end, against the library's server (the same code the server
 //! binary runs) on a free port, with certificates minted per test.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{InProcessServer, Pki, expired, leaf, run, server_settings, text};
 use mtls::pki::{Usage, Validity};
+use testkit::{InProcessServer, Pki, expired, leaf, run, server_settings, text};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_client");
 

@@ -1,15 +1,14 @@
 //! The certificate binary end to end: what it writes, checked with openssl rather than by
 //! reading it back with our own code.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{require_tool, run, text};
 use mtls::ca::write::mode_of;
+use testkit::{openssl_ok as openssl, require_tool, run, text};
 
-const CERTIFICATE: &str = env!("CARGO_BIN_EXE_certificate");
+use crate::CERTIFICATE;
+
 const FILES: [&str; 8] = [
     "ca.crt",
     "ca.key",
@@ -25,12 +24,6 @@ fn mint(out: &Path, extra: &[&str]) -> Output {
     run(Command::new(CERTIFICATE)
         .args(["--out", out.to_str().expect("utf-8 path")])
         .args(extra))
-}
-
-fn openssl(args: &[&str]) -> String {
-    let out = run(Command::new("openssl").args(args));
-    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn x509_text(path: &Path) -> String {

@@ -1,28 +1,77 @@
-//! Helpers for the server's production-feature tests (policy, reload, limits, proxy,
-//! metrics) on top of [`crate::common`]: a blocking TLS client that keeps its connection
-//! open, a plain-HTTP upstream that echoes what it got, metrics scrapes, and bounded polls.
-#![allow(dead_code)]
+//! The peers a test talks to the server with: the library client, a blocking rustls
+//! connection that stays open, curl, openssl, and plain TCP.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
 
 use mtls::certinfo::CertInfo;
+use mtls::files::CertsDir;
 use mtls::tls::{ClientPolicy, Identity, SeenChain, Trust};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use crate::common::{PATIENCE, Pki, ServerProcess};
+use crate::pki::Pki;
+use crate::process::{PATIENCE, require_tool, run, text};
 
-pub const SERVER: &str = env!("CARGO_BIN_EXE_server");
+/// Fetches `url` with the library client (the same code the client binary runs).
+pub fn fetch(
+    url: &str,
+    ca: PathBuf,
+    identity: Option<(PathBuf, PathBuf)>,
+) -> mtls::Result<mtls::client::Exchange> {
+    let mut settings = mtls::client::ClientSettings::new(
+        ca,
+        identity.map(|(c, k)| (c, k, "the test client".to_string())),
+    );
+    settings.url = url.parse()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(mtls::client::fetch(&settings))
+}
 
-/// Starts the server on the demo set in `pki`, with `extra` flags.
-pub fn start(pki: &Pki, extra: &[&str]) -> ServerProcess {
-    let mut args = vec!["--certs", pki.dir().to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    ServerProcess::start(SERVER, &args)
+/// Runs curl (bounded by PATIENCE) as the holder of `stem`'s certificate in `certs`,
+/// trusting the CA there, with `args` after those options.
+pub fn curl_as(certs: &CertsDir, stem: &str, args: &[&str]) -> Output {
+    require_tool("curl");
+    let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
+    run(Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(path(certs.ca_cert()))
+        .arg("--cert")
+        .arg(path(certs.cert(stem)))
+        .arg("--key")
+        .arg(path(certs.key(stem)))
+        .args(args))
+}
+
+/// Runs openssl with `args` (bounded by PATIENCE).
+pub fn openssl(args: &[&str]) -> Output {
+    require_tool("openssl");
+    run(Command::new("openssl").args(args))
+}
+
+/// Runs openssl with `args`, requires success, and returns what it printed (stdout, then
+/// stderr).
+pub fn openssl_ok(args: &[&str]) -> String {
+    let out = openssl(args);
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// What `openssl x509 -noout ARGS` says about the first certificate in `path`, trimmed.
+pub fn openssl_x509(path: &Path, args: &[&str]) -> String {
+    let mut all = vec!["x509", "-noout", "-in", path.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    openssl_ok(&all).trim().to_string()
 }
 
 /// A client config presenting `stem` (none when `None`), trusting the demo CA. Reuse one to
@@ -239,18 +288,6 @@ pub fn first_cert(path: &Path) -> CertificateDer<'static> {
     mtls::pem::certificates(path, "a test certificate").expect("read")[0].clone()
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, for at most [`PATIENCE`].
-pub fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `GET path` over plain HTTP/1.0 with std only; returns (status, body).
 pub fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -265,155 +302,4 @@ pub fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .expect("status");
     (status, body.to_string())
-}
-
-/// What the echo upstream received.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub head: String,
-    pub body: String,
-}
-
-impl Received {
-    /// Every value of `name` (case-insensitive), in order.
-    pub fn headers(&self, name: &str) -> Vec<String> {
-        self.head
-            .split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .collect()
-    }
-}
-
-/// A plain-HTTP application for the proxy tests: answers every request with 200 and the
-/// request head and body it got. With a gate, each request for a path under `/hold/` waits
-/// until the test releases it.
-pub struct EchoUpstream {
-    pub addr: SocketAddr,
-    pub received: Arc<Mutex<Vec<Received>>>,
-    gate: Option<mpsc::Sender<()>>,
-}
-
-impl EchoUpstream {
-    pub fn start() -> Self {
-        Self::spawn(None)
-    }
-
-    /// Each request under `/hold/` waits for one [`EchoUpstream::release`].
-    pub fn gated() -> Self {
-        let (tx, rx) = mpsc::channel();
-        Self::spawn(Some((tx, rx)))
-    }
-
-    fn spawn(gate: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
-        let addr = listener.local_addr().expect("addr");
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (sender, gate_rx) = match gate {
-            Some((tx, rx)) => (Some(tx), Some(Arc::new(Mutex::new(rx)))),
-            None => (None, None),
-        };
-        let seen = received.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(1000) {
-                let Ok(stream) = stream else { continue };
-                let seen = seen.clone();
-                let gate = gate_rx.clone();
-                std::thread::spawn(move || serve_echo(stream, &seen, gate.as_deref()));
-            }
-        });
-        Self {
-            addr,
-            received,
-            gate: sender,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Lets one held request be answered.
-    pub fn release(&self) {
-        if let Some(g) = &self.gate {
-            let _ = g.send(());
-        }
-    }
-
-    pub fn requests(&self) -> Vec<Received> {
-        self.received.lock().expect("lock").clone()
-    }
-}
-
-fn serve_echo(
-    stream: TcpStream,
-    seen: &Mutex<Vec<Received>>,
-    gate: Option<&Mutex<mpsc::Receiver<()>>>,
-) {
-    let _ = stream.set_read_timeout(Some(PATIENCE));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    // Keep-alive: serve requests until the proxy closes the connection.
-    for _ in 0..100 {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        let len: usize = head
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let got = Received {
-            head: head.trim_end().to_string(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        };
-        seen.lock().expect("lock").push(got.clone());
-        if let Some(gate) = gate
-            && got.head.starts_with("GET /hold/")
-        {
-            let _ = gate.lock().expect("lock").recv_timeout(PATIENCE);
-        }
-        let text = format!("{}\r\n\r\n{}", got.head, got.body);
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Upstream: echo\r\n\r\n{text}",
-            text.len()
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-/// The metrics address the server logged (it was started with `--metrics 127.0.0.1:0`).
-pub fn metrics_addr(server: &ServerProcess) -> SocketAddr {
-    let line = server.log.wait_for(&["serving Prometheus metrics"]);
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("metrics.addr="))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics.addr in {line:?}"))
-}
-
-/// The value of the sample `name{labels}` (exactly as printed) in a scrape, if present.
-pub fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

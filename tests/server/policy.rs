@@ -1,17 +1,15 @@
 //! The server's identity policy (authorization after authentication), revocation, and TLS
 //! policy (versions, suites, resumption), end to end with real processes on 127.0.0.1.
 
-mod common;
-mod support;
-
 use std::process::Command;
 
-use common::{Pki, fetch, leaf, require_tool, run, text};
+use crate::start;
 use mtls::Failure;
 use mtls::pki::{Usage, Validity};
 use mtls::tls::{ClientPolicy, TlsVersion};
 use rustls::AlertDescription;
-use support::{Conn, client_config, start};
+use testkit::{Conn, client_config};
+use testkit::{Pki, fetch, leaf, require_tool, run, text};
 
 #[test]
 fn allow_uri_admits_client_a_and_answers_client_b_with_403_naming_it() {
@@ -149,7 +147,7 @@ fn a_certificate_with_two_uri_sans_is_not_admitted_as_the_one_a_rule_names() {
 #[test]
 fn a_malformed_allow_rule_is_a_usage_error_with_an_example() {
     let pki = Pki::demo();
-    let out = run(Command::new(support::SERVER).args([
+    let out = run(Command::new(crate::SERVER).args([
         "--certs",
         pki.dir().to_str().expect("path"),
         "--addr",

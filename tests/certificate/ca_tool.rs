@@ -1,14 +1,14 @@
 //! The `certificate` subcommands end to end, checked with independent tools: openssl
 //! (verify, x509, crl, pkcs12, req) and Java's keytool.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{InProcessServer, require_tool, run, server_settings_in, text};
+use testkit::{
+    InProcessServer, openssl, openssl_ok, require_tool, run, server_settings_in, text, utf8 as s,
+};
 
-const CERTIFICATE: &str = env!("CARGO_BIN_EXE_certificate");
+use crate::CERTIFICATE;
 
 /// A demo set minted by the binary into a temp dir.
 struct Folder {
@@ -56,25 +56,6 @@ impl Folder {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn openssl(args: &[&str]) -> Output {
-    require_tool("openssl");
-    run(Command::new("openssl").args(args))
-}
-
-fn openssl_ok(args: &[&str]) -> String {
-    let out = openssl(args);
-    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn issue_makes_a_third_client_the_server_accepts() {
     let f = Folder::new(&[]);
@@ -95,7 +76,7 @@ fn issue_makes_a_third_client_the_server_accepts() {
     );
 
     let server = InProcessServer::start(server_settings_in(&f.dir));
-    let ex = common::fetch(
+    let ex = testkit::fetch(
         &server.url("localhost"),
         f.dir.join("ca.crt"),
         Some((f.dir.join("client-c.crt"), f.dir.join("client-c.key"))),

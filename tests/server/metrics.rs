@@ -1,18 +1,16 @@
 //! Prometheus metrics: after a known mix of good and bad clients, a scrape shows exactly
 //! those counts, and the expiry gauges of what is loaded.
 
-mod common;
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 
-use common::{PATIENCE, Pki, expired, fetch, leaf};
+use crate::start;
 use mtls::Failure;
 use mtls::pki::{Usage, Validity};
 use rustls::AlertDescription;
-use support::{metrics_addr, plain_get, poll, sample, start};
+use testkit::{PATIENCE, Pki, expired, fetch, leaf};
+use testkit::{metrics_addr, plain_get, poll, sample};
 
 #[test]
 fn a_scrape_counts_handshakes_failures_by_reason_and_requests_by_client() {

@@ -1,165 +1,21 @@
-//! Helpers shared by the end-to-end tests: a temp PKI per test, the server binary on a
-//! free port, the library server in-process, and log matching that waits on lines, not on
-//! sleeps.
-#![allow(dead_code)]
+//! Processes under test: a command run to completion, the server binary on a free port
+//! (its log read line by line), the library's server in a thread; and the two ways a test
+//! waits: for a log line ([`Lines`]), or for a condition ([`poll`]), both bounded by
+//! [`PATIENCE`].
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use mtls::ca::demo::{self, DemoOptions};
-use mtls::ca::write::{self, Access};
 use mtls::files::CertsDir;
-use mtls::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
-use time::OffsetDateTime;
+
+use crate::pki::{Pki, utf8};
 
 /// How long any single wait in a test may take before the test fails with a dump.
 pub const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A demo PKI in a temporary folder. The CA starts 30 days in the past, so expired and
-/// not-yet-valid leaves can be issued inside its lifetime.
-pub struct Pki {
-    _tmp: tempfile::TempDir,
-    pub certs: CertsDir,
-}
-
-impl Pki {
-    pub fn demo() -> Self {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let certs = CertsDir::new(tmp.path().join("certs"));
-        let mut opts = DemoOptions::new(certs.clone());
-        let now = OffsetDateTime::now_utc();
-        opts.ca_validity = Validity {
-            not_before: now - time::Duration::days(30),
-            not_after: now + time::Duration::days(3650),
-        };
-        let set = demo::mint(&opts).expect("mint the demo set");
-        assert!(set.all_ok(), "demo set checks failed:\n{set}");
-        Self { _tmp: tmp, certs }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.certs.path()
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.certs.path().join(name)
-    }
-
-    /// The certificate and key files of `stem`, as [`fetch`] takes them.
-    pub fn pair(&self, stem: &str) -> Option<(PathBuf, PathBuf)> {
-        Some((self.certs.cert(stem), self.certs.key(stem)))
-    }
-
-    /// Writes to `path` a CRL signed by the demo CA that revokes the leaves in `stems`
-    /// (next update in 7 days), with the library's own CRL code.
-    pub fn write_crl(&self, path: &Path, stems: &[&str]) {
-        let now = OffsetDateTime::now_utc();
-        let entries: Vec<mtls::ca::crl::Entry> = stems
-            .iter()
-            .map(|stem| {
-                let leaf = &mtls::pem::certificates(&self.certs.cert(stem), "a test leaf")
-                    .expect("read the leaf")[0];
-                let info = mtls::certinfo::CertInfo::parse(leaf).expect("parse the leaf");
-                mtls::ca::crl::Entry {
-                    serial: info.serial,
-                    at: now - time::Duration::minutes(1),
-                    reason: None,
-                }
-            })
-            .collect();
-        // A fresh number each time, so a newer list is told apart from an older one.
-        let number = u64::try_from(now.unix_timestamp_nanos() / 1000).expect("time");
-        let pem = mtls::ca::crl::sign(
-            &self.ca(),
-            &entries,
-            number,
-            now,
-            now + time::Duration::days(7),
-        )
-        .expect("sign the CRL");
-        write::atomic(path, pem.as_bytes(), Access::Public).expect("write the CRL");
-    }
-
-    pub fn ca(&self) -> CertAuthority {
-        CertAuthority::load(&self.certs.ca_cert(), &self.certs.key("ca")).expect("load the demo CA")
-    }
-
-    /// Writes `stem.crt` and `stem.key`, issued by `ca`.
-    pub fn issue(&self, ca: &CertAuthority, stem: &str, spec: &LeafSpec) {
-        let leaf = ca.issue(spec).expect("issue a leaf");
-        write::atomic(
-            &self.certs.cert(stem),
-            leaf.cert_pem.as_bytes(),
-            Access::Public,
-        )
-        .expect("write cert");
-        write::atomic(
-            &self.certs.key(stem),
-            leaf.key_pem.as_bytes(),
-            Access::Secret,
-        )
-        .expect("write key");
-    }
-
-    /// A second, unrelated root CA ("Other CA"), written as `stem.crt`/`stem.key`.
-    pub fn other_ca(&self, stem: &str) -> CertAuthority {
-        let ca = CertAuthority::new_root(
-            pki::demo_subject("Other CA Company", "Other CA"),
-            KeyType::EcdsaP256,
-            Validity::days(30),
-        )
-        .expect("mint another CA");
-        write::atomic(
-            &self.certs.cert(stem),
-            ca.cert_pem.as_bytes(),
-            Access::Public,
-        )
-        .expect("write");
-        write::atomic(
-            &self.certs.key(stem),
-            ca.key_pem().as_bytes(),
-            Access::Secret,
-        )
-        .expect("write");
-        ca
-    }
-}
-
-/// A leaf spec with the demo subject and the given names.
-pub fn leaf(cn: &str, usage: Usage, sans: &[&str], validity: Validity) -> LeafSpec {
-    LeafSpec {
-        subject: pki::demo_subject(&format!("{cn} Company"), cn),
-        sans: sans
-            .iter()
-            .map(|s| pki::parse_san(s).expect("san"))
-            .collect(),
-        usage,
-        key_type: KeyType::EcdsaP256,
-        validity,
-    }
-}
-
-/// A window that ended an hour ago.
-pub fn expired() -> Validity {
-    let now = OffsetDateTime::now_utc();
-    Validity {
-        not_before: now - time::Duration::days(10),
-        not_after: now - time::Duration::hours(1),
-    }
-}
-
-/// A window that starts in a day.
-pub fn not_yet_valid() -> Validity {
-    let now = OffsetDateTime::now_utc();
-    Validity {
-        not_before: now + time::Duration::days(1),
-        not_after: now + time::Duration::days(30),
-    }
-}
 
 /// A position in a [`Lines`] log (see [`Lines::mark`]).
 #[derive(Clone, Copy, Debug)]
@@ -315,18 +171,11 @@ impl ServerProcess {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit after SIGTERM:\n{}",
-                self.log.all()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = self.log.clone();
+        poll(
+            &format!("the server to exit after SIGTERM; its log:\n{}", log.all()),
+            || self.child.try_wait().expect("wait"),
+        )
     }
 }
 
@@ -335,6 +184,13 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the server binary `bin` on the demo set in `pki`, with `extra` flags.
+pub fn start_server(bin: &str, pki: &Pki, extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["--certs", utf8(pki.dir())];
+    args.extend_from_slice(extra);
+    ServerProcess::start(bin, &args)
 }
 
 /// The library's server on a free port, in a thread of its own; stops on drop.
@@ -440,39 +296,6 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// Fetches `url` with the library client (the same code the client binary runs).
-pub fn fetch(
-    url: &str,
-    ca: PathBuf,
-    identity: Option<(PathBuf, PathBuf)>,
-) -> mtls::Result<mtls::client::Exchange> {
-    let mut settings = mtls::client::ClientSettings::new(
-        ca,
-        identity.map(|(c, k)| (c, k, "the test client".to_string())),
-    );
-    settings.url = url.parse()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(mtls::client::fetch(&settings))
-}
-
-/// Runs curl (bounded by PATIENCE) as the holder of `stem`'s certificate in `certs`,
-/// trusting the CA there, with `args` after those options.
-pub fn curl_as(certs: &CertsDir, stem: &str, args: &[&str]) -> Output {
-    require_tool("curl");
-    let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
-    run(Command::new("curl")
-        .args(["-sS", "--cacert"])
-        .arg(path(certs.ca_cert()))
-        .arg("--cert")
-        .arg(path(certs.cert(stem)))
-        .arg("--key")
-        .arg(path(certs.key(stem)))
-        .args(args))
-}
-
 /// Whether an external tool is installed (CI installs them; a missing one fails loudly).
 pub fn require_tool(name: &str) {
     let found = Command::new("sh")
@@ -484,4 +307,16 @@ pub fn require_tool(name: &str) {
         found,
         "{name} is required for this test (apt-get install -y {name})"
     );
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most [`PATIENCE`].
+pub fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -3,20 +3,11 @@
 //! Also the revocation round trip the CA tool promises: revoke Client B, restart the server
 //! with the CRL, B is refused as revoked while A still gets 200.
 
-mod common;
-
-use std::path::Path;
-
-use common::{Pki, ServerProcess, fetch};
+use crate::SERVER;
 use mtls::Failure;
 use mtls::ca::crl::Reason;
 use rustls::AlertDescription;
-
-const SERVER: &str = env!("CARGO_BIN_EXE_server");
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use testkit::{Pki, ServerProcess, fetch, utf8};
 
 /// Presents `lab/NAME` to `server` and returns the client's error.
 fn refused(pki: &Pki, server: &ServerProcess, name: &str) -> mtls::Error {
@@ -36,7 +27,7 @@ fn every_lab_certificate_fails_for_its_own_reason_on_both_sides() {
     let pki = Pki::demo();
     let lab = mtls::ca::lab::mint(&pki.certs, false).expect("mint the lab");
     assert_eq!(lab.cases.len(), 7, "{lab}");
-    let server = ServerProcess::start(SERVER, &["--certs", path(pki.dir())]);
+    let server = ServerProcess::start(SERVER, &["--certs", utf8(pki.dir())]);
 
     // (lab file, alert the client receives, server's reason code, server's words)
     let cases = [
@@ -104,7 +95,7 @@ fn the_lab_revoked_client_is_refused_once_the_server_loads_the_lab_crl() {
     let pki = Pki::demo();
     mtls::ca::lab::mint(&pki.certs, false).expect("mint the lab");
     let crl = pki.certs.lab().path().join(mtls::ca::lab::REVOKED_CRL);
-    let server = ServerProcess::start(SERVER, &["--certs", path(pki.dir()), "--crl", path(&crl)]);
+    let server = ServerProcess::start(SERVER, &["--certs", utf8(pki.dir()), "--crl", utf8(&crl)]);
     let err = refused(&pki, &server, "client-revoked");
     assert_eq!(
         err.failure(),
@@ -139,11 +130,11 @@ fn a_server_certificate_without_the_ip_san_is_refused_by_the_client_dialing_the_
         SERVER,
         &[
             "--certs",
-            path(pki.dir()),
+            utf8(pki.dir()),
             "--cert",
-            path(&lab.cert("server-without-ip-san")),
+            utf8(&lab.cert("server-without-ip-san")),
             "--key",
-            path(&lab.key("server-without-ip-san")),
+            utf8(&lab.key("server-without-ip-san")),
         ],
     );
     let a = Some((pki.certs.cert("client-a"), pki.certs.key("client-a")));
@@ -177,7 +168,7 @@ fn revoking_client_b_refuses_b_after_a_restart_with_the_crl_while_a_gets_200() {
     let b = Some((pki.certs.cert("client-b"), pki.certs.key("client-b")));
     let a = Some((pki.certs.cert("client-a"), pki.certs.key("client-a")));
     {
-        let before = ServerProcess::start(SERVER, &["--certs", path(pki.dir())]);
+        let before = ServerProcess::start(SERVER, &["--certs", utf8(pki.dir())]);
         let ok = fetch(&before.url("localhost"), pki.certs.ca_cert(), b.clone())
             .expect("B before revocation");
         assert_eq!(ok.status.as_u16(), 200);
@@ -192,7 +183,7 @@ fn revoking_client_b_refuses_b_after_a_restart_with_the_crl_while_a_gets_200() {
     assert!(!revoked.already);
     let server = ServerProcess::start(
         SERVER,
-        &["--certs", path(pki.dir()), "--crl", path(&pki.certs.crl())],
+        &["--certs", utf8(pki.dir()), "--crl", utf8(&pki.certs.crl())],
     );
     let err =
         fetch(&server.url("localhost"), pki.certs.ca_cert(), b).expect_err("B must be refused");
@@ -210,14 +201,14 @@ fn revoking_client_b_refuses_b_after_a_restart_with_the_crl_while_a_gets_200() {
 
 #[test]
 fn an_intermediate_chain_works_out_of_the_box_for_server_client_and_curl() {
-    common::require_tool("curl");
+    testkit::require_tool("curl");
     let tmp = tempfile::tempdir().expect("temp dir");
     let certs = mtls::files::CertsDir::new(tmp.path().join("certs"));
     let mut opts = mtls::ca::demo::DemoOptions::new(certs.clone());
     opts.intermediate = true;
     let set = mtls::ca::demo::mint(&opts).expect("mint with an intermediate");
     assert!(set.all_ok(), "{set}");
-    let server = ServerProcess::start(SERVER, &["--certs", path(certs.path())]);
+    let server = ServerProcess::start(SERVER, &["--certs", utf8(certs.path())]);
     // Our client sends leaf + intermediate; the server trusts only the root, and vice versa.
     let ex = fetch(
         &server.url("localhost"),
@@ -238,12 +229,12 @@ fn an_intermediate_chain_works_out_of_the_box_for_server_client_and_curl() {
     server
         .log
         .wait_for(&["Certificate chain", "index=1", "CN=Intermediate CA"]);
-    let out = common::curl_as(&certs, "client-b", &[&server.url("localhost")]);
-    assert!(out.status.success(), "{}", common::text(&out));
+    let out = testkit::curl_as(&certs, "client-b", &[&server.url("localhost")]);
+    assert!(out.status.success(), "{}", testkit::text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("hello, Client B"),
         "{}",
-        common::text(&out)
+        testkit::text(&out)
     );
 }
 
@@ -267,7 +258,7 @@ fn revoking_an_intermediate_refuses_every_client_it_signed() {
     {
         let server = ServerProcess::start(
             SERVER,
-            &["--certs", path(certs.path()), "--crl", path(&certs.crl())],
+            &["--certs", utf8(certs.path()), "--crl", utf8(&certs.crl())],
         );
         let ok = fetch(&server.url("localhost"), certs.ca_cert(), a.clone()).expect("A is fine");
         assert_eq!(ok.status.as_u16(), 200);
@@ -289,7 +280,7 @@ fn revoking_an_intermediate_refuses_every_client_it_signed() {
     .expect("revoke the intermediate");
     let server = ServerProcess::start(
         SERVER,
-        &["--certs", path(certs.path()), "--crl", path(&certs.crl())],
+        &["--certs", utf8(certs.path()), "--crl", utf8(&certs.crl())],
     );
     let err =
         fetch(&server.url("localhost"), certs.ca_cert(), a).expect_err("A's issuer is revoked");
@@ -317,7 +308,7 @@ fn an_out_of_date_crl_refuses_clients_and_the_log_says_so() {
     .expect("sign an old list");
     let crl = pki.path("stale.crl.pem");
     std::fs::write(&crl, stale).expect("write");
-    let server = ServerProcess::start(SERVER, &["--certs", path(pki.dir()), "--crl", path(&crl)]);
+    let server = ServerProcess::start(SERVER, &["--certs", utf8(pki.dir()), "--crl", utf8(&crl)]);
     let err = fetch(
         &server.url("localhost"),
         pki.certs.ca_cert(),

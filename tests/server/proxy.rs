@@ -2,16 +2,14 @@
 //! got, so the test sees exactly which identity headers arrived, and that forged ones did
 //! not. Expected values are computed independently (base64 of the DER, `openssl x509`).
 
-mod common;
-mod support;
-
 use std::process::Command;
 
+use crate::start;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{Pki, curl_as, fetch, leaf, require_tool, run, text};
 use mtls::pki::{CertAuthority, KeyType, Usage, Validity};
-use support::{Conn, EchoUpstream, client_config, http1, start};
+use testkit::{Conn, EchoUpstream, client_config, http1};
+use testkit::{Pki, curl_as, fetch, leaf, openssl_x509, require_tool, run, text};
 
 fn byte_sequence(der: &[u8]) -> String {
     format!(":{}:", BASE64.encode(der))
@@ -32,16 +30,6 @@ fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8(out).expect("utf-8")
-}
-
-/// What `openssl x509` says about the first certificate in `path`.
-fn openssl_x509(path: &std::path::Path, args: &[&str]) -> String {
-    let out = run(Command::new("openssl")
-        .args(["x509", "-noout", "-in"])
-        .arg(path)
-        .args(args));
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -299,7 +287,7 @@ fn an_unreachable_upstream_gets_a_502_that_says_so() {
 #[test]
 fn an_upstream_that_is_not_plain_http_is_a_usage_error() {
     let pki = Pki::demo();
-    let out = run(Command::new(support::SERVER).args([
+    let out = run(Command::new(crate::SERVER).args([
         "--certs",
         pki.dir().to_str().expect("path"),
         "--addr",

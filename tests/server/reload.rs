@@ -1,13 +1,11 @@
 //! Hot reload: the server picks up a rotated certificate without dropping connections, and
 //! keeps serving with what it has when the new files are broken.
 
-mod common;
-mod support;
-
-use common::{Pki, leaf};
+use crate::start;
 use mtls::ca::write::{self, Access};
 use mtls::pki::{Usage, Validity};
-use support::{Conn, client_config, fingerprint, first_cert, http1, start};
+use testkit::{Conn, client_config, fingerprint, first_cert, http1};
+use testkit::{Pki, leaf};
 
 #[test]
 fn rotating_the_server_certificate_keeps_open_connections_and_new_ones_see_the_new_one() {

@@ -3,20 +3,16 @@
 //! count, and every wait in time; nothing here asserts how fast anything was (durations are
 //! printed for the record).
 
-mod common;
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Pki, fetch};
+use crate::start;
 use mtls::tls::ClientPolicy;
-use support::{
-    Conn, EchoUpstream, client_config, http1, metrics_addr, plain_get, poll, sample, start,
-};
+use testkit::{Conn, EchoUpstream, client_config, http1, metrics_addr, plain_get, poll, sample};
+use testkit::{PATIENCE, Pki, fetch};
 
 fn good_request(pki: &Pki, addr: SocketAddr) {
     let url = format!("https://localhost:{}/", addr.port());

@@ -1,0 +1,9 @@
+//! `certificate` end to end: what the mint writes and the CA tool's subcommands, checked
+//! with independent tools (openssl, Java's keytool) rather than by reading the files back
+//! with our own code.
+
+mod ca_tool;
+mod mint;
+
+/// The binary under test.
+const CERTIFICATE: &str = env!("CARGO_BIN_EXE_certificate");

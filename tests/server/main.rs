@@ -1,0 +1,22 @@
+//! `server` end to end: real certificates per test, port 0 on 127.0.0.1, real peers (our
+//! client library, curl, openssl s_client, raw TCP). Every refusal asserts its reason.
+
+mod basics;
+mod lab;
+mod limits;
+mod metrics;
+mod policy;
+mod proxy;
+mod reload;
+mod reverify;
+
+use testkit::{Pki, ServerProcess, start_server};
+
+/// The binary under test.
+const SERVER: &str = env!("CARGO_BIN_EXE_server");
+
+/// Starts the server on the demo set in `pki`, with `extra` flags, and waits until it
+/// listens.
+fn start(pki: &Pki, extra: &[&str]) -> ServerProcess {
+    start_server(SERVER, pki, extra)
+}

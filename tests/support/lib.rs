@@ -1,0 +1,22 @@
+//! Helpers for the end-to-end tests of the three binaries, split by concern and defined
+//! once: [`pki`] (a demo PKI per test), [`process`] (running binaries and waiting on them),
+//! [`peers`] (the clients a test talks with), [`upstream`] (an application behind the
+//! proxy) and [`metrics`] (scrapes).
+
+pub mod metrics;
+pub mod peers;
+pub mod pki;
+pub mod process;
+pub mod upstream;
+
+pub use metrics::{metrics_addr, sample};
+pub use peers::{
+    Conn, Reply, client_config, curl_as, fetch, fingerprint, first_cert, http1, openssl,
+    openssl_ok, openssl_x509, plain_get,
+};
+pub use pki::{Pki, expired, leaf, not_yet_valid, utf8};
+pub use process::{
+    InProcessServer, Lines, Mark, PATIENCE, ServerProcess, poll, require_tool, run,
+    server_settings, server_settings_in, start_server, text,
+};
+pub use upstream::{EchoUpstream, Received};
