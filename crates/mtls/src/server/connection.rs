@@ -25,9 +25,7 @@ use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE};
 use super::reload::TlsMaterial;
 use super::response::{ResponseBody, text_response};
 use super::state::{Shared, Slot};
-use super::watchdog::{
-    Activity, AppWait, GuardedBody, Phase, RequestBody, RequestGuard, Tracked, Watched,
-};
+use super::watchdog::{Activity, AppWait, Phase, RequestGuard, Tracked, Watched, WatchedBody};
 use crate::certinfo::CertInfo;
 use crate::report::{PeerPath, TlsReport};
 
@@ -221,7 +219,7 @@ async fn handle(
     } else if let Some(proxy) = &shared.proxy {
         match &info.forwarded {
             Some(identity) => {
-                let req = req.map(|body| RequestBody::new(body, info.activity.clone()));
+                let req = req.map(|body| WatchedBody::request(body, info.activity.clone()));
                 let _waiting = AppWait::new(&info.activity);
                 proxy.forward(req, identity, info.peer, client).await
             }
@@ -236,7 +234,7 @@ async fn handle(
         text_response(StatusCode::OK, info.answer.clone())
     };
     info.counters.request(response.status());
-    response.map(|body| GuardedBody::new(body, guard).boxed_unsync())
+    response.map(|body| WatchedBody::response(body, guard).boxed_unsync())
 }
 
 /// Logs `State` and `Certificate chain`, once per connection. Names from certificates are

@@ -11,8 +11,8 @@
 //! - [`Tracked`] wraps the connection's stream to notice the first bytes of a request head
 //!   (and counts the bytes written, to tell whether an error was answered);
 //!   [`RequestGuard`] marks one request in flight, from its head until its response body
-//!   has been sent (or dropped); [`GuardedBody`] and [`RequestBody`] watch the response and
-//!   request bodies move; [`AppWait`] marks a handler waiting for the application.
+//!   has been sent (or dropped); [`WatchedBody`] watches the request and response bodies
+//!   move; [`AppWait`] marks a handler waiting for the application.
 //! - [`Watchdog::drive`] serves a connection while watching all of that, the server's
 //!   [`Phase`] and reloads (a client that no longer verifies is closed), and gives every
 //!   graceful close a hard deadline.
@@ -270,37 +270,35 @@ impl Watchdog {
         }
     }
 
-    /// Counts and logs a limit that closed (or dropped) a connection.
+    /// Counts and logs a limit that closed (or dropped) a connection: `reason` is the
+    /// limit's label, and the setting that acted is logged under its own name.
     fn fired(&self, limit: Limit, peer: SocketAddr, client: &str) {
         self.counts.hit(limit);
         let reason = limit.label();
+        macro_rules! fired {
+            ($level:ident, $setting:ident = $value:expr, $message:literal) => {
+                $level!(peer.addr = %peer, client, reason, $setting = %format_duration($value), $message)
+            };
+        }
         match limit {
-            Limit::IdleTimeout => info!(
-                peer.addr = %peer,
-                client,
-                reason,
-                idle_timeout = %format_duration(self.idle_timeout),
+            Limit::IdleTimeout => fired!(
+                info,
+                idle_timeout = self.idle_timeout,
                 "closing idle connection"
             ),
-            Limit::HeaderTimeout => warn!(
-                peer.addr = %peer,
-                client,
-                reason,
-                header_timeout = %format_duration(self.header_timeout),
+            Limit::HeaderTimeout => fired!(
+                warn,
+                header_timeout = self.header_timeout,
                 "request headers did not arrive in time; closing the connection"
             ),
-            Limit::StallTimeout => warn!(
-                peer.addr = %peer,
-                client,
-                reason,
-                stall_timeout = %format_duration(self.idle_timeout),
+            Limit::StallTimeout => fired!(
+                warn,
+                stall_timeout = self.idle_timeout,
                 "a request in flight made no progress on the client's side; closing the connection"
             ),
-            Limit::CloseDeadline => info!(
-                peer.addr = %peer,
-                client,
-                reason,
-                close_grace = %format_duration(self.close_grace),
+            Limit::CloseDeadline => fired!(
+                info,
+                close_grace = self.close_grace,
                 "the connection did not close in time; dropping it"
             ),
             Limit::HeaderTooLarge | Limit::MaxConnections => {
@@ -497,21 +495,50 @@ impl Drop for RequestGuard {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it has been sent, and
-/// tells the watchdog when it moves (hyper took a chunk) or waits for the application.
-pub struct GuardedBody<B> {
-    inner: B,
-    guard: RequestGuard,
-    waiting: bool,
+/// Who a body waits for when it has nothing to give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waits {
+    /// A request body waits for the client's next bytes: a stall if it lasts.
+    OnClient,
+    /// A response body waits for the application: not the client's fault.
+    OnApplication,
 }
 
-impl<B> GuardedBody<B> {
-    /// Wraps `inner`; the request stays in flight until this body is dropped.
-    pub fn new(inner: B, guard: RequestGuard) -> Self {
+/// A body the watchdog watches move: while it waits it counts as waiting (for the client,
+/// or for the application), and each chunk that passes is progress. A response body also
+/// keeps its request counted as in flight until it has been sent (or dropped).
+pub struct WatchedBody<B = hyper::body::Incoming> {
+    inner: B,
+    activity: Arc<Activity>,
+    waits: Waits,
+    waiting: bool,
+    _request: Option<RequestGuard>,
+}
+
+/// A request body, as the handler reads it.
+pub type RequestBody<B = hyper::body::Incoming> = WatchedBody<B>;
+
+impl<B> WatchedBody<B> {
+    /// `inner`, a body the client sends on a connection followed by `activity`.
+    pub fn request(inner: B, activity: Arc<Activity>) -> Self {
         Self {
             inner,
-            guard,
+            activity,
+            waits: Waits::OnClient,
             waiting: false,
+            _request: None,
+        }
+    }
+
+    /// `inner`, the response to the request `guard` counts; the request stays in flight
+    /// until this body is dropped.
+    pub fn response(inner: B, guard: RequestGuard) -> Self {
+        Self {
+            inner,
+            activity: guard.0.clone(),
+            waits: Waits::OnApplication,
+            waiting: false,
+            _request: Some(guard),
         }
     }
 
@@ -520,22 +547,27 @@ impl<B> GuardedBody<B> {
             return;
         }
         self.waiting = waiting;
-        let a = &self.guard.0;
+        let a = &self.activity;
+        let counter = match self.waits {
+            Waits::OnClient => &a.blocked_on_client,
+            Waits::OnApplication => &a.waiting_on_app,
+        };
         if waiting {
-            a.waiting_on_app.fetch_add(1, Ordering::AcqRel);
-        } else if a.waiting_on_app.fetch_sub(1, Ordering::AcqRel) == 1 {
-            a.changed.notify_one();
+            counter.fetch_add(1, Ordering::AcqRel);
+        } else {
+            counter.fetch_sub(1, Ordering::AcqRel);
         }
+        a.changed.notify_one();
     }
 }
 
-impl<B> Drop for GuardedBody<B> {
+impl<B> Drop for WatchedBody<B> {
     fn drop(&mut self) {
         self.set_waiting(false);
     }
 }
 
-impl<B: Body + Unpin> Body for GuardedBody<B> {
+impl<B: Body + Unpin> Body for WatchedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -548,75 +580,6 @@ impl<B: Body + Unpin> Body for GuardedBody<B> {
             Poll::Pending => self.set_waiting(true),
             Poll::Ready(frame) => {
                 self.set_waiting(false);
-                if matches!(frame, Some(Ok(_))) {
-                    self.guard.0.progressed();
-                }
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body that tells the watchdog when it waits for the client's next bytes, and
-/// when they arrive.
-pub struct RequestBody<B = hyper::body::Incoming> {
-    inner: B,
-    activity: Arc<Activity>,
-    blocked: bool,
-}
-
-impl<B> RequestBody<B> {
-    /// Wraps `inner`, a body the client sends on a connection followed by `activity`.
-    pub fn new(inner: B, activity: Arc<Activity>) -> Self {
-        Self {
-            inner,
-            activity,
-            blocked: false,
-        }
-    }
-
-    fn set_blocked(&mut self, blocked: bool) {
-        if self.blocked == blocked {
-            return;
-        }
-        self.blocked = blocked;
-        let a = &self.activity;
-        if blocked {
-            a.blocked_on_client.fetch_add(1, Ordering::AcqRel);
-            a.changed.notify_one();
-        } else {
-            a.blocked_on_client.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-impl<B> Drop for RequestBody<B> {
-    fn drop(&mut self) {
-        self.set_blocked(false);
-    }
-}
-
-impl<B: Body + Unpin> Body for RequestBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Pending => self.set_blocked(true),
-            Poll::Ready(frame) => {
-                self.set_blocked(false);
                 if matches!(frame, Some(Ok(_))) {
                     self.activity.progressed();
                 }
@@ -757,7 +720,7 @@ mod tests {
         let _guard = RequestGuard::new(&a);
         // The handler waits for the application, and reads the body meanwhile.
         let _app = AppWait::new(&a);
-        let mut body = RequestBody::new(Pending, a.clone());
+        let mut body = WatchedBody::request(Pending, a.clone());
         let waker = std::task::Waker::noop();
         let polled = Pin::new(&mut body).poll_frame(&mut Context::from_waker(waker));
         assert!(polled.is_pending());
@@ -785,7 +748,7 @@ mod tests {
         );
         drop(app);
         // The response is ready; hyper never takes it (no window, a client not reading).
-        let _body = GuardedBody::new(Pending, guard);
+        let _body = WatchedBody::response(Pending, guard);
         let started = Instant::now();
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
