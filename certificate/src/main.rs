@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
     {
         let flag = format!("--{}", flag.replace('_', "-"));
-        let help = mtls::cli::Program::Certificate.command(&format!("{sub} --help"));
+        let help = mtls::program::Program::Certificate.command(&format!("{sub} --help"));
         return finish(Err(mtls::Error::Usage(format!(
             "{flag} belongs to minting the demo set, not to `{sub}`; put options of `{sub}` \
              after it (`{help}` lists them)"

@@ -12,7 +12,7 @@ use rustls::pki_types::UnixTime;
 use time::OffsetDateTime;
 
 use crate::certinfo::CertInfo;
-use crate::cli::Program;
+use crate::program::Program;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

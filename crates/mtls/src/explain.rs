@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use rustls::AlertDescription;
 use time::OffsetDateTime;
 
-use crate::cli::Program;
 use crate::error::{Failure, Incompatibility};
+use crate::program::Program;
 
 /// Which end of the connection is describing the failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,9 +16,10 @@
 //! - [`error`]: the typed error every fallible function returns, and [`error::Failure`],
 //!   the typed reason a handshake failed; [`explain`]: those failures in plain words, from
 //!   the side that saw them.
-//! - [`format`]: hex, timestamps, durations and sizes as people read and type them;
-//!   [`logging`]: tracing to stderr; [`cli`]: what the three binaries share (exit codes, the
-//!   runtime, how hints name the programs).
+//! - [`format`](mod@format): hex, timestamps, durations and sizes as people read and type them;
+//!   [`logging`]: tracing to stderr; [`program`]: how hints name the three programs (the
+//!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
+//!   runtime, completions and man pages).
 //!
 //! Only the CA tool (`certificate`) uses [`ca`]: the folder index at the bottom, then
 //! issuing and renewing, revocation lists, the demo set, the lab, doctor, inspect, PKCS#12
@@ -40,6 +41,7 @@ pub mod format;
 pub mod logging;
 pub mod pem;
 pub mod pki;
+pub mod program;
 pub mod report;
 pub mod tls;
 

@@ -264,7 +264,7 @@ mod tests {
         let text = err.to_string();
         assert!(matches!(err, Error::Read { .. }));
         assert!(text.contains("/nonexistent/ca.crt"), "{text}");
-        let mint = crate::cli::Program::Certificate.command("");
+        let mint = crate::program::Program::Certificate.command("");
         assert!(text.contains(&format!("`{mint}`")), "{text}");
     }
 

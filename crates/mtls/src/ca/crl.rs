@@ -17,12 +17,12 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use super::folder::{self, Stored};
 use super::write::{self, Access};
 use crate::certinfo::CertInfo;
-use crate::cli::Program;
 use crate::error::{Error, Result};
 use crate::files::CertsDir;
 use crate::format::{format_time, now};
 use crate::pem;
 use crate::pki::{self, CertAuthority};
+use crate::program::Program;
 
 /// Days until a list's next update, unless told otherwise.
 pub const DEFAULT_DAYS: u32 = 7;

@@ -11,12 +11,12 @@ use super::doctor::{self, Report};
 use super::write::{self, Access};
 use super::{crl, folder};
 use crate::certinfo::CertInfo;
-use crate::cli::Program;
 use crate::error::Result;
 use crate::files::{CertsDir, ClientId, Role, SERVER_SANS};
 use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
+use crate::program::Program;
 use rcgen::SanType;
 
 /// How to mint the demo set.

@@ -12,13 +12,13 @@ use time::OffsetDateTime;
 use super::crl::CrlInfo;
 use super::folder::{self, Stored};
 use crate::certinfo::{CertInfo, Eku, San};
-use crate::cli::Program;
 use crate::error::{Error, Failure, Result};
 use crate::explain::Side;
 use crate::files::{CertsDir, ClientId, Role};
 use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::pki::Usage;
+use crate::program::Program;
 use crate::tls::{self, Identity, Trust};
 
 /// How a check came out.

@@ -8,10 +8,10 @@ use rustls::pki_types::CertificateDer;
 use super::folder::{check_stem, default_issuer, find_issuer, load_authority, scan, validate_name};
 use super::write::{self, Access};
 use crate::certinfo::CertInfo;
-use crate::cli::Program;
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, Role, SERVER_SANS};
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
+use crate::program::Program;
 
 /// What to issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,11 +10,11 @@ use super::crl::{self, Entry, Reason};
 use super::folder;
 use super::write::{self, Access};
 use crate::certinfo::CertInfo;
-use crate::cli::Program;
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, spiffe_id};
 use crate::format::format_time;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
+use crate::program::Program;
 
 /// The lab's CRL, listing the revoked client.
 pub const REVOKED_CRL: &str = "revoked.crl.pem";

@@ -1,7 +1,7 @@
 //! Only the CA tool (`certificate`) uses these: a folder of certificates run as a small CA.
 //!
 //! From the bottom up:
-//! - [`write`]: atomic writes, private keys 0600, nothing replaced silently.
+//! - [`write`](mod@write): atomic writes, private keys 0600, nothing replaced silently.
 //! - [`folder`]: the folder index (which certificates it holds, who issued whom, which
 //!   names may be used); everything above reads the folder through it.
 //! - [`crl`]: revocation lists, one per CA, in `crl.pem`.

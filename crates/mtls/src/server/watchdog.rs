@@ -17,7 +17,7 @@
 //!   [`Phase`] and reloads (a client that no longer verifies is closed), and gives every
 //!   graceful close a hard deadline.
 //!
-//! The connection limit itself is a semaphore in [`super::accept`]: beyond it, new
+//! The connection limit itself is a semaphore in `accept`: beyond it, new
 //! connections wait in the kernel's accept queue until one closes
 //! ([`Limit::MaxConnections`]).
 

@@ -16,11 +16,11 @@
 //! A client that completes the handshake but that no `--allow-*` rule admits counts as a
 //! handshake `failure` with reason `policy_denied` (it is answered with 403s).
 //!
-//! The exposition is written by the prometheus-client crate ([`counters`]); the values other
+//! The exposition is written by the prometheus-client crate (`counters`); the values other
 //! parts of the server own (limits from the watchdog, reloads and expiries from reload,
 //! connection counts) are read at each scrape. The number of client label values is capped
 //! ([`MAX_CLIENTS`], then `client="other"` and one warning), and so is the number of
-//! (client, status) series ([`MAX_SERIES`]). [`endpoint`] serves them.
+//! (client, status) series ([`MAX_SERIES`]). `endpoint` serves them.
 
 mod counters;
 mod endpoint;
