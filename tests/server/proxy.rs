@@ -383,33 +383,3 @@ fn a_uri_san_with_control_characters_is_forwarded_escaped_not_dropped() {
     );
     assert_eq!(got.headers("client-cert").len(), 1, "{}", got.head);
 }
-
-#[test]
-fn a_client_whose_identity_cannot_be_forwarded_is_refused_before_any_request() {
-    let pki = Pki::demo();
-    pki.issue(
-        &pki.ca(),
-        "client-two",
-        &leaf(
-            "Client Two",
-            Usage::Client,
-            &["URI:spiffe://x/evil", "URI:spiffe://mtls.demo/client-a"],
-            Validity::days(1),
-        ),
-    );
-    let upstream = EchoUpstream::start();
-    let server = start(&pki, &["--upstream", &upstream.url()]);
-    let config = client_config(&pki, Some("client-two"), http1());
-    let outcome = Conn::open(&config, server.addr).and_then(|mut c| c.request("/", &[]));
-    assert!(outcome.is_err(), "served: {outcome:?}");
-    let line = server.log.wait_for(&[
-        "refusing the connection",
-        "reason=\"identity_unforwardable\"",
-    ]);
-    assert!(line.contains("2 URI SANs"), "{line}");
-    assert!(upstream.requests().is_empty());
-    // Everyone else is still forwarded.
-    let a = client_config(&pki, Some("client-a"), http1());
-    let mut conn = Conn::open(&a, server.addr).expect("connect");
-    assert_eq!(conn.request("/", &[]).expect("request").status, 200);
-}

@@ -82,8 +82,11 @@ pub struct CertInfo {
     pub subject: String,
     /// Issuer distinguished name.
     pub issuer: String,
-    /// The subject's common name, if any.
+    /// The subject's (first) common name, if any: for describing a certificate.
     pub common_name: Option<String>,
+    /// Every common name in the subject. A certificate with more than one is ambiguous: no
+    /// CN rule admits it, and its identity names them all.
+    pub common_names: Vec<String>,
     /// The serial number's DER integer content bytes (print with [`CertInfo::serial_hex`]).
     pub serial: Vec<u8>,
     /// Start of validity.
@@ -127,12 +130,13 @@ impl CertInfo {
         let mut info = CertInfo {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
-            common_name: cert
+            common_name: None,
+            common_names: cert
                 .subject()
                 .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .map(str::to_owned),
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_owned)
+                .collect(),
             serial: cert.raw_serial().to_vec(),
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
@@ -149,6 +153,7 @@ impl CertInfo {
             self_signed: cert.subject() == cert.issuer() && cert.verify_signature(None).is_ok(),
             spki: cert.public_key().raw.to_vec(),
         };
+        info.common_name = info.common_names.first().cloned();
         for ext in cert.extensions() {
             match ext.parsed_extension() {
                 ParsedExtension::SubjectAlternativeName(san) => {
@@ -230,18 +235,28 @@ impl CertInfo {
         })
     }
 
-    /// A short name for the certificate's owner: `Client A (spiffe://mtls.demo/client-a)`.
-    /// Every URI SAN is named, so that a certificate with several cannot pass for the first.
+    /// A short name for the certificate's owner, as logs, metrics and greetings show it:
+    /// `Client A (spiffe://mtls.demo/client-a)`. It cannot be mistaken for another's: every
+    /// common name and every URI SAN is named, and a value that could imitate this format
+    /// (parentheses, commas, quotes, control characters, spaces at either end) is shown
+    /// quoted and escaped, so a CN of `Client A (spiffe://mtls.demo/client-a)` reads
+    /// `"Client A (spiffe://mtls.demo/client-a)"`. Without a CN, the whole subject is shown,
+    /// quoted.
     pub fn identity(&self) -> String {
-        let cn = self
-            .common_name
-            .clone()
-            .unwrap_or_else(|| self.subject.clone());
-        let uris: Vec<&str> = self.uris().collect();
+        let name = match self.common_names.as_slice() {
+            [] => format!("{:?}", self.subject),
+            [one] => shown(one),
+            several => several
+                .iter()
+                .map(|cn| format!("{cn:?}"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        };
+        let uris: Vec<String> = self.uris().map(shown).collect();
         if uris.is_empty() {
-            cn
+            name
         } else {
-            format!("{cn} ({})", uris.join(", "))
+            format!("{name} ({})", uris.join(", "))
         }
     }
 
@@ -257,6 +272,22 @@ impl CertInfo {
     /// True when `now` lies inside the validity window.
     pub fn is_current(&self, now: OffsetDateTime) -> bool {
         self.not_before <= now && now <= self.not_after
+    }
+}
+
+/// `value` as it is when it is plain (letters, digits and `.-_@:/+=#*~&;?!$%'` inside,
+/// single spaces between words), otherwise quoted with Rust's escapes.
+fn shown(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value.trim() == value
+        && !value.contains("  ")
+        && value
+            .chars()
+            .all(|c| c.is_alphanumeric() || " .-_@:/+=#*~&;?!$%'".contains(c));
+    if plain {
+        value.to_string()
+    } else {
+        format!("{value:?}")
     }
 }
 
@@ -336,4 +367,49 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{CertAuthority, KeyType, LeafSpec, Usage, Validity, demo_subject, parse_san};
+
+    fn leaf(cn: &str, sans: &[&str]) -> CertInfo {
+        let ca = CertAuthority::new_root(
+            demo_subject("CA Company", "CA"),
+            KeyType::EcdsaP256,
+            Validity::days(1),
+        )
+        .expect("ca");
+        let leaf = ca
+            .issue(&LeafSpec {
+                subject: demo_subject("Co", cn),
+                sans: sans.iter().map(|s| parse_san(s).expect("san")).collect(),
+                usage: Usage::Client,
+                key_type: KeyType::EcdsaP256,
+                validity: Validity::days(1),
+            })
+            .expect("leaf");
+        CertInfo::parse(&leaf.der).expect("parse")
+    }
+
+    #[test]
+    fn a_common_name_that_imitates_an_identity_is_shown_quoted() {
+        let real = leaf("Client A", &["URI:spiffe://mtls.demo/client-a"]);
+        assert_eq!(real.identity(), "Client A (spiffe://mtls.demo/client-a)");
+        let fake = leaf("Client A (spiffe://mtls.demo/client-a)", &["DNS:x.test"]);
+        assert_eq!(
+            fake.identity(),
+            "\"Client A (spiffe://mtls.demo/client-a)\""
+        );
+        assert_ne!(real.identity(), fake.identity());
+    }
+
+    #[test]
+    fn control_characters_in_a_common_name_are_escaped_in_the_identity() {
+        let info = leaf("evil\u{0}\u{9b}name", &["DNS:x.test"]);
+        let id = info.identity();
+        assert!(!id.chars().any(char::is_control), "{id:?}");
+        assert_eq!(id, "\"evil\\0\\u{9b}name\"");
+    }
 }

@@ -1,6 +1,7 @@
 //! Values as people read and type them: hex bytes, timestamps, time spans, durations and
 //! sizes. Every binary prints and parses these the same way.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -120,6 +121,27 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Text from a peer (a name in a certificate, a request path) made safe to print: C0 and C1
+/// control characters, DEL and the Unicode bidirectional overrides become `\u{..}`, so a
+/// value can neither forge a log line nor reorder what a terminal shows. Borrowed when there
+/// is nothing to escape.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +176,16 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_duration(Duration::from_secs(10)), "10s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_borrowed() {
+        assert!(matches!(escape_controls("Client A"), Cow::Borrowed(_)));
+        assert_eq!(escape_controls("a\nb"), "a\\u{a}b");
+        assert_eq!(escape_controls("CN=x\u{0}y"), "CN=x\\u{0}y");
+        assert_eq!(escape_controls("/p\u{9b}31m"), "/p\\u{9b}31m");
+        assert_eq!(escape_controls("a\u{7f}\u{202e}b"), "a\\u{7f}\\u{202e}b");
+        assert_eq!(escape_controls("café"), "café");
     }
 
     #[test]

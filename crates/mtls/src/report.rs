@@ -85,61 +85,89 @@ pub const MAX_PATH: usize = 6;
 /// Most certificates after the leaf that are read at all: a peer may append any number.
 const MAX_CANDIDATES: usize = 16;
 
-/// A peer's leaf and the certificates it sent that lead from the leaf towards its CA by name
-/// (each one's subject is the issuer of the one before). A peer can append certificates the
-/// verifier never used, with any subject it likes: only those on this path are worth
-/// logging or forwarding, and their names are still the peer's words, to be escaped.
+/// A peer's leaf and the certificates it sent that link the leaf to a CA we trust: each
+/// one's key verifies the signature on the one before it, and the last is signed by a trust
+/// anchor. A peer can append certificates the verifier never used, with any subject it
+/// likes (one named like our CA, say): only those whose signatures link the leaf to a trust
+/// anchor are worth logging or forwarding, and their names are still the peer's words, to
+/// be escaped.
 #[derive(Clone, Debug, Default)]
 pub struct PeerPath {
     /// The leaf, if it parses.
     pub leaf: Option<CertInfo>,
     /// The certificates after the leaf on the path, with their index in the chain as sent.
     pub path: Vec<(usize, CertInfo)>,
-    /// How many certificates the peer sent that are on neither (or that did not parse).
+    /// How many certificates the peer sent that are not on the path (or did not parse).
     pub left_out: usize,
 }
 
 impl PeerPath {
-    /// Reads the chain a peer sent (leaf first).
-    pub fn of(chain: &[CertificateDer<'_>]) -> Self {
-        let Some((leaf, rest)) = chain.split_first() else {
+    /// Reads the chain a peer sent (leaf first), keeping after the leaf only the certificates
+    /// whose signatures lead from it to one of `anchors`. Signatures are checked only when
+    /// the peer sent more than its leaf.
+    pub fn verified(chain: &[CertificateDer<'_>], anchors: &[CertificateDer<'_>]) -> Self {
+        let Some((leaf_der, rest)) = chain.split_first() else {
             return Self::default();
         };
-        let Ok(leaf) = CertInfo::parse(leaf) else {
+        let Ok(leaf) = CertInfo::parse(leaf_der) else {
             return Self {
                 leaf: None,
                 path: Vec::new(),
                 left_out: chain.len(),
             };
         };
-        let mut candidates: Vec<Option<(usize, CertInfo)>> = rest
-            .iter()
-            .take(MAX_CANDIDATES)
-            .enumerate()
-            .map(|(i, der)| CertInfo::parse(der).ok().map(|info| (i + 1, info)))
-            .collect();
-        let mut path: Vec<(usize, CertInfo)> = Vec::new();
-        while path.len() < MAX_PATH {
-            let current = path.last().map_or(&leaf, |(_, c)| c);
-            if current.subject == current.issuer {
-                break;
-            }
-            let issuer = current.issuer.clone();
-            let next = candidates
-                .iter_mut()
-                .find(|c| c.as_ref().is_some_and(|(_, info)| info.subject == issuer))
-                .and_then(Option::take);
-            match next {
-                Some(found) => path.push(found),
-                None => break,
-            }
-        }
+        let path = match rest.is_empty() {
+            true => Vec::new(),
+            false => linked_path(leaf_der, rest, anchors).unwrap_or_default(),
+        };
         Self {
             left_out: rest.len() - path.len(),
             leaf: Some(leaf),
             path,
         }
     }
+}
+
+/// The certificates of `rest` (with their index in the whole chain) that link `leaf` to an
+/// anchor by signature, or `None` when no such path exists among them.
+fn linked_path(
+    leaf: &[u8],
+    rest: &[CertificateDer<'_>],
+    anchors: &[CertificateDer<'_>],
+) -> Option<Vec<(usize, CertInfo)>> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
+        X509Certificate::from_der(der).ok().map(|(_, c)| c)
+    }
+    let anchors: Vec<X509Certificate<'_>> = anchors.iter().filter_map(|a| parse(a)).collect();
+    let mut candidates: Vec<Option<(usize, X509Certificate<'_>)>> = rest
+        .iter()
+        .take(MAX_CANDIDATES)
+        .enumerate()
+        .map(|(i, der)| parse(der).map(|c| (i + 1, c)))
+        .collect();
+    let signed_by = |child: &X509Certificate<'_>, issuer: &X509Certificate<'_>| {
+        child.issuer() == issuer.subject()
+            && child.verify_signature(Some(issuer.public_key())).is_ok()
+    };
+    let mut current = parse(leaf)?;
+    let mut path = Vec::new();
+    while !anchors.iter().any(|a| signed_by(&current, a)) {
+        if path.len() == MAX_PATH {
+            return None;
+        }
+        let next = candidates
+            .iter_mut()
+            .find(|c| {
+                c.as_ref()
+                    .is_some_and(|(_, cert)| signed_by(&current, cert))
+            })
+            .and_then(Option::take)?;
+        let info = CertInfo::parse(&rest[next.0 - 1]).ok()?;
+        path.push((next.0, info));
+        current = next.1;
+    }
+    Some(path)
 }
 
 /// The "State" block, as the client prints it.

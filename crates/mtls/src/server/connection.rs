@@ -27,6 +27,7 @@ use super::response::{ResponseBody, text_response};
 use super::state::{Shared, Slot};
 use super::watchdog::{Activity, AppWait, Phase, RequestGuard, Tracked, Watched, WatchedBody};
 use crate::certinfo::CertInfo;
+use crate::format::escape_controls;
 use crate::report::{PeerPath, TlsReport};
 
 /// One connection, from TCP to the last request. Before HTTP starts, a shutdown abandons it.
@@ -65,7 +66,9 @@ struct ConnectionInfo {
     peer: SocketAddr,
     client: String,
     counters: ClientMetrics,
-    decision: Decision,
+    /// The policy admitted the client (and, behind a proxy, its identity can be forwarded);
+    /// otherwise every request gets 403.
+    admitted: bool,
     forwarded: Option<ForwardedIdentity>,
     activity: Arc<Activity>,
     /// HTTP/2 (by ALPN); otherwise HTTP/1.1.
@@ -89,8 +92,10 @@ async fn serve(
     let report = TlsReport::negotiated(conn, conn.server_name());
     let presented = conn.peer_certificates().unwrap_or_default();
     // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is
-    // whatever the client chose to send, so it must never stand in for an unparsable leaf.
-    let chain = PeerPath::of(presented);
+    // whatever the client chose to send, so it must never stand in for an unparsable leaf,
+    // and only the certificates whose signatures link the leaf to our CA are logged or
+    // forwarded.
+    let chain = PeerPath::verified(presented, &reloads.borrow().ca_certs);
     let leaf = chain.leaf.as_ref();
     let client = leaf
         .map(CertInfo::identity)
@@ -109,7 +114,8 @@ async fn serve(
         );
     }
     // An admitted client's requests carry its identity to the upstream: built now, once,
-    // and a client whose identity cannot be forwarded is refused before any request.
+    // and a client whose identity cannot be forwarded is answered 403, never forwarded.
+    let mut refusal = (!decision.admitted()).then(|| decision.forbidden_body(&client));
     let forwarded = match (&shared.proxy, decision.admitted()) {
         (Some(_), true) => {
             let on_path: Vec<CertificateDer<'_>> = presented
@@ -127,9 +133,12 @@ async fn serve(
                         client,
                         reason = IDENTITY_UNFORWARDABLE,
                         why = %why,
-                        "refusing the connection: the client's identity cannot be forwarded to the upstream"
+                        "the client's identity cannot be forwarded to the upstream; its requests get 403"
                     );
-                    return;
+                    refusal = Some(format!(
+                        "forbidden: {client} cannot be forwarded to the application: {why}\n"
+                    ));
+                    None
                 }
             }
         }
@@ -138,7 +147,8 @@ async fn serve(
     if let Decision::Admitted { rule, matched } = &decision {
         info!(peer.addr = %peer, client, rule = %rule, matched = matched.as_str(), "identity admitted");
     }
-    if decision.admitted() {
+    let admitted = refusal.is_none();
+    if admitted {
         shared.metrics.handshake_succeeded();
     }
     // Kept to verify the client again after a reload.
@@ -146,16 +156,12 @@ async fn serve(
         presented.iter().map(|c| c.clone().into_owned()).collect();
     let h2 = report.alpn.as_deref() == Some("h2");
     let activity = Activity::new(!h2);
-    let answer = Bytes::from(if decision.admitted() {
-        format!("hello, {client}\n")
-    } else {
-        decision.forbidden_body(&client)
-    });
+    let answer = Bytes::from(refusal.unwrap_or_else(|| format!("hello, {client}\n")));
     let info = Arc::new(ConnectionInfo {
         peer,
         counters: shared.metrics.client(&client),
         client,
-        decision,
+        admitted,
         forwarded,
         activity: activity.clone(),
         h2,
@@ -202,12 +208,12 @@ async fn handle(
         peer.addr = %info.peer,
         client,
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %escape_controls(req.uri().path()),
         version = ?req.version(),
         headers = %Redacted(req.headers()),
         "Header"
     );
-    let response = if !info.decision.admitted() {
+    let response = if !info.admitted {
         let mut denied = text_response(StatusCode::FORBIDDEN, info.answer.clone());
         if !info.h2 {
             denied
@@ -223,8 +229,7 @@ async fn handle(
                 let _waiting = AppWait::new(&info.activity);
                 proxy.forward(req, identity, info.peer, client).await
             }
-            // serve() refuses such a connection before any request; never forward
-            // without an identity.
+            // serve() denies such a client; never forward without an identity.
             None => text_response(
                 StatusCode::FORBIDDEN,
                 format!("forbidden: {client} cannot be forwarded\n"),
@@ -269,29 +274,49 @@ fn log_state(peer: SocketAddr, r: &TlsReport, client: &str, chain: &PeerPath) {
         info!(
             peer.addr = %peer,
             left_out = chain.left_out,
-            "the client sent certificates that are not on its path to the CA (or do not parse); they are not logged"
+            "the client sent certificates that are not on its path to the CA (their signatures do not link its leaf to the CA, or they do not parse); they are neither logged nor forwarded"
         );
     }
 }
 
-/// Headers for the log, with credentials replaced.
+/// Headers for the log, with the value of every header that carries a credential replaced
+/// by `<redacted>` (see [`carries_credential`]).
 struct Redacted<'a>(&'a HeaderMap);
+
+/// Whether a header's value is a credential: `authorization`, `proxy-authorization`,
+/// `cookie`, `set-cookie`, and every name containing `token`, `secret`, `password`,
+/// `passwd`, `api-key`, `apikey`, `api_key`, `session` or `credential`.
+pub(super) fn carries_credential(name: &str) -> bool {
+    const EXACT: [&str; 4] = [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    ];
+    const PARTS: [&str; 9] = [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "api-key",
+        "apikey",
+        "api_key",
+        "session",
+        "credential",
+    ];
+    let name = name.to_ascii_lowercase();
+    EXACT.contains(&name.as_str()) || PARTS.iter().any(|p| name.contains(p))
+}
 
 impl std::fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const SECRET: [&str; 4] = [
-            "authorization",
-            "proxy-authorization",
-            "cookie",
-            "set-cookie",
-        ];
         let mut first = true;
         for (name, value) in self.0 {
             if !first {
                 f.write_str(" ")?;
             }
             first = false;
-            if SECRET.contains(&name.as_str()) {
+            if carries_credential(name.as_str()) {
                 write!(f, "{name}=<redacted>")?;
             } else {
                 write!(f, "{name}={:?}", String::from_utf8_lossy(value.as_bytes()))?;

@@ -107,7 +107,11 @@ impl Rule {
                 }
                 _ => None,
             }),
-            Rule::Cn(cn) => leaf.common_name.as_deref().filter(|c| *c == cn.as_str()),
+            // Several CNs are ambiguous (which one is the client?): never admitted by CN.
+            Rule::Cn(cn) => match leaf.common_names.as_slice() {
+                [one] if one == cn => Some(one.as_str()),
+                _ => None,
+            },
         }
     }
 }
@@ -222,6 +226,9 @@ pub enum Denial {
     /// URI rules are configured and the certificate has this many (more than one) URI SANs:
     /// which of them it is cannot be told, so no URI rule admits it.
     SeveralUris(usize),
+    /// CN rules are configured and the certificate's subject has this many (more than one)
+    /// common names: no CN rule admits it.
+    SeveralCns(usize),
 }
 
 impl fmt::Display for Denial {
@@ -232,6 +239,11 @@ impl fmt::Display for Denial {
                 f,
                 "no rule matched: its certificate has {n} URI SANs, and a URI rule admits only \
                  a certificate with exactly one"
+            ),
+            Denial::SeveralCns(n) => write!(
+                f,
+                "no rule matched: its certificate's subject has {n} common names, and a CN rule \
+                 admits only a certificate with exactly one"
             ),
         }
     }
@@ -256,11 +268,14 @@ impl AccessPolicy {
             };
         }
         let uris = leaf.map_or(0, |l| l.uris().count());
-        let uri_rules = self.rules.iter().any(|r| matches!(r, Rule::Uri(_)));
+        let cns = leaf.map_or(0, |l| l.common_names.len());
+        let has = |kind: fn(&Rule) -> bool| self.rules.iter().any(kind);
         Decision::Denied {
             tried: self.rules.clone(),
-            why: if uri_rules && uris > 1 {
+            why: if has(|r| matches!(r, Rule::Uri(_))) && uris > 1 {
                 Denial::SeveralUris(uris)
+            } else if has(|r| matches!(r, Rule::Cn(_))) && cns > 1 {
+                Denial::SeveralCns(cns)
             } else {
                 Denial::NoRuleMatched
             },
@@ -312,6 +327,7 @@ mod tests {
             subject: format!("CN={cn}"),
             issuer: "CN=CA".into(),
             common_name: Some(cn.into()),
+            common_names: vec![cn.into()],
             serial: vec![1],
             not_before: now,
             not_after: now,
@@ -543,5 +559,24 @@ mod tests {
         assert_eq!(d.tried(), "uri spiffe://other/*, cn Client B");
         assert!(!d.forbidden_body("Client A").contains("spiffe://other"));
         assert!(!policy.decide(None).admitted());
+    }
+
+    #[test]
+    fn a_subject_with_two_common_names_is_never_admitted_by_a_cn_rule() {
+        let mut two = client("Admin", Vec::new());
+        two.common_names = vec!["Admin".into(), "Client A".into()];
+        for cn in ["Admin", "Client A"] {
+            let policy = AccessPolicy {
+                rules: vec![Rule::cn(cn).expect("rule")],
+            };
+            assert_eq!(
+                policy.decide(Some(&two)),
+                Decision::Denied {
+                    tried: policy.rules.clone(),
+                    why: Denial::SeveralCns(2)
+                },
+                "{cn}"
+            );
+        }
     }
 }

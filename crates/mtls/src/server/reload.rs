@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
-use rustls::pki_types::CertificateRevocationListDer;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
 use tokio::sync::watch as channel;
 use tracing::{info, warn};
@@ -93,6 +93,8 @@ pub struct TlsMaterial {
     pub server_cert: CertInfo,
     /// The CA certificates.
     pub cas: Vec<CertInfo>,
+    /// The same, DER: the trust anchors a client's path must end at.
+    pub ca_certs: Vec<CertificateDer<'static>>,
     /// The CRLs.
     pub crls: Vec<CrlFacts>,
     /// Where it came from.
@@ -185,7 +187,7 @@ impl TlsMaterial {
             pem::described_certificates_in(&ca, &source.ca, ca_what)?
                 .into_iter()
                 .unzip();
-        let trust = Trust::from_certs(ca_certs, &source.ca)?;
+        let trust = Trust::from_certs(ca_certs.clone(), &source.ca)?;
         let mut crls = Vec::new();
         let mut facts = Vec::new();
         for (i, path) in source.crls.iter().enumerate() {
@@ -206,6 +208,7 @@ impl TlsMaterial {
             },
             server_cert,
             cas,
+            ca_certs,
             crls: facts,
             source: source.clone(),
         })

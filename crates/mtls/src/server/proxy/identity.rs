@@ -181,10 +181,12 @@ fn escape_dn_value(value: &str) -> String {
             }
             '#' if i == 0 => out.push_str("\\#"),
             ' ' if i == 0 || i == last => out.push_str("\\ "),
-            c if c.is_control() => {
+            // Controls and everything beyond ASCII as hex pairs of their UTF-8 bytes, as
+            // RFC 4514 printers do (`ë` is `\C3\AB`): a header carries visible ASCII only.
+            c if c.is_control() || !c.is_ascii() => {
                 let mut buf = [0u8; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("\\{b:02x}"));
+                    out.push_str(&format!("\\{b:02X}"));
                 }
             }
             c => out.push(c),
@@ -229,6 +231,8 @@ mod tests {
         assert_eq!(escape_dn_value("a,b+c\"d\\e"), "a\\,b\\+c\\\"d\\\\e");
         assert_eq!(escape_dn_value("#x "), "\\#x\\ ");
         assert_eq!(escape_dn_value("Client A"), "Client A");
+        assert_eq!(escape_dn_value("Zoë"), "Zo\\C3\\AB");
+        assert_eq!(escape_dn_value("a\nb"), "a\\0Ab");
     }
 
     #[test]
