@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls::AlertDescription;
@@ -22,7 +22,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
-    #[error("cannot read {what} {}: {}{}", path.display(), io_reason(source), read_hint(source, *minted))]
+    #[error("cannot read {what} {}{}: {}{}", path.display(), in_dir(path, source), io_reason(source), read_hint(path, source, *hint))]
     Read {
         /// What the file was supposed to hold ("the CA certificate").
         what: String,
@@ -30,8 +30,8 @@ pub enum Error {
         path: PathBuf,
         /// The operating system's reason.
         source: io::Error,
-        /// The file is one the `certificate` tool makes, so a missing one is a hint to run it.
-        minted: bool,
+        /// Where such a file comes from, for the hint when it is missing.
+        hint: ReadHint,
     },
 
     /// A file holds no PEM at all.
@@ -315,7 +315,18 @@ impl Error {
             what: what.to_string(),
             path: path.into(),
             source,
-            minted: true,
+            hint: ReadHint::Minted,
+        }
+    }
+
+    /// A revocation list could not be read (the server reads its --crl files at every
+    /// reload).
+    pub(crate) fn read_crl(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Read {
+            what: "the certificate revocation list".to_string(),
+            path: path.into(),
+            source,
+            hint: ReadHint::Crl,
         }
     }
 
@@ -325,7 +336,7 @@ impl Error {
             what: what.to_string(),
             path: path.into(),
             source,
-            minted: false,
+            hint: ReadHint::Given,
         }
     }
 
@@ -340,6 +351,18 @@ impl Error {
             detail: detail.into(),
         }
     }
+}
+
+/// Where a file that could not be read comes from, for the hint that follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadHint {
+    /// The `certificate` tool makes it: a missing one means minting (or running from the
+    /// folder that has it).
+    Minted,
+    /// The user brings it: nothing to suggest beyond the reason.
+    Given,
+    /// A revocation list: write it again, or do without.
+    Crl,
 }
 
 /// Why a name cannot be used for a certificate in the folder.
@@ -389,15 +412,49 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
-fn read_hint(e: &io::Error, minted: bool) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound if minted => format!(
-            "; create the demo certificates with `{}`",
-            Program::Certificate.command("")
-        ),
-        io::ErrorKind::PermissionDenied => "; check the file's owner and permissions".into(),
+/// For a missing file given as a relative path, the folder it was looked for in.
+fn in_dir(path: &Path, e: &io::Error) -> String {
+    match (e.kind(), path.is_relative(), std::env::current_dir()) {
+        (io::ErrorKind::NotFound, true, Ok(cwd)) => format!(" (in {})", cwd.display()),
         _ => String::new(),
     }
+}
+
+fn read_hint(path: &Path, e: &io::Error, hint: ReadHint) -> String {
+    match (e.kind(), hint) {
+        (io::ErrorKind::NotFound, ReadHint::Minted) => match found_above(path) {
+            Some(dir) => format!(
+                "; there is one at {}: run from {}, or pass --certs {}",
+                dir.join(path).display(),
+                dir.display(),
+                dir.join(path.parent().unwrap_or(Path::new(""))).display()
+            ),
+            None => format!(
+                "; create the demo certificates with `{}`",
+                Program::Certificate.command("")
+            ),
+        },
+        (io::ErrorKind::NotFound, ReadHint::Crl) => format!(
+            "; write the list again (`{}`), or start the server without that --crl",
+            Program::Certificate.command("crl")
+        ),
+        (io::ErrorKind::PermissionDenied, _) => "; check the file's owner and permissions".into(),
+        _ => String::new(),
+    }
+}
+
+/// The nearest folder above the working directory where the relative `path` exists: a
+/// program started in a sub-folder of the workspace finds the demo set at its root.
+fn found_above(path: &Path) -> Option<PathBuf> {
+    if !path.is_relative() {
+        return None;
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .skip(1)
+        .take(16)
+        .find(|dir| dir.join(path).is_file())
+        .map(Path::to_path_buf)
 }
 
 fn not_pem_hint(der: bool) -> &'static str {
@@ -478,6 +535,13 @@ pub enum Failure {
     ClosedAfterHandshake,
     /// The peer did not speak TLS (plain HTTP on the TLS port, for example).
     NotTls,
+    /// The peer sent a TLS message larger than this side accepts (a certificate chain over
+    /// 64 KiB, say).
+    TooLarge,
+    /// The peer spoke TLS, but sent a message this side cannot parse.
+    Malformed(String),
+    /// The peer's certificate is not well-formed DER (trailing bytes in an extension, say).
+    BadCertificateEncoding,
     /// No TLS version, cipher suite or group in common.
     Incompatible(Incompatibility),
     /// The handshake did not finish in time.
@@ -535,15 +599,36 @@ impl Failure {
                     presented: Vec::new(),
                 },
                 C::BadSignature => Failure::BadSignature,
+                C::BadEncoding => Failure::BadCertificateEncoding,
                 C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
                     Some(webpki::Error::CaUsedAsEndEntity) => Failure::CaAsLeaf,
+                    Some(
+                        webpki::Error::BadDer
+                        | webpki::Error::BadDerTime
+                        | webpki::Error::TrailingData(_)
+                        | webpki::Error::MalformedExtensions,
+                    ) => Failure::BadCertificateEncoding,
                     _ => Failure::Other(format!("certificate rejected: {other}")),
                 },
                 other => Failure::Other(format!("certificate rejected: {other}")),
             },
             E::InvalidCertRevocationList(crl) => Failure::BadCrl(format!("{crl:?}")),
             E::PeerIncompatible(why) => Failure::Incompatible(Incompatibility::of(why)),
-            E::InvalidMessage(_) | E::InappropriateMessage { .. } => Failure::NotTls,
+            E::InvalidMessage(m) => {
+                use rustls::InvalidMessage as M;
+                match m {
+                    M::InvalidContentType | M::UnknownProtocolVersion => Failure::NotTls,
+                    // A handshake message framed correctly but too long (a huge chain); a
+                    // record too long to be TLS at all is malformed, like other garbage.
+                    M::CertificatePayloadTooLarge | M::HandshakePayloadTooLarge => {
+                        Failure::TooLarge
+                    }
+                    other => Failure::Malformed(format!("{other:?}")),
+                }
+            }
+            E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+                Failure::Malformed(err.to_string())
+            }
             other => Failure::Other(other.to_string()),
         }
     }
@@ -588,7 +673,12 @@ impl Failure {
             Failure::PeerRefused { .. } => "peer_refused",
             Failure::ClosedAfterHandshake => "closed_after_handshake",
             Failure::Timeout { .. } => "timeout",
-            Failure::NotTls | Failure::Incompatible(_) | Failure::Other(_) => "protocol",
+            Failure::TooLarge => "too_large",
+            Failure::BadCertificateEncoding => "bad_certificate",
+            Failure::NotTls
+            | Failure::Malformed(_)
+            | Failure::Incompatible(_)
+            | Failure::Other(_) => "protocol",
         }
     }
 }

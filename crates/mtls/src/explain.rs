@@ -209,6 +209,19 @@ impl Failure {
                      is it an HTTPS server?"
                     .to_string(),
             },
+            Failure::TooLarge => format!(
+                "{peer} sent a handshake message larger than the 64 KiB rustls accepts: usually a \
+                 certificate chain with too many or too large certificates; send only the leaf \
+                 and the intermediates the CA needs"
+            ),
+            Failure::Malformed(what) => format!(
+                "{peer} sent a TLS message {we} cannot parse ({what}); it speaks TLS, but not \
+                 correctly: check its TLS library, or what sits between the two sides"
+            ),
+            Failure::BadCertificateEncoding => format!(
+                "{peer}'s certificate is not well-formed DER (for example, trailing bytes inside \
+                 an extension), so no verifier can read it; issue it again with a standard tool"
+            ),
             Failure::Incompatible(why) => format!(
                 "{we} and {peer} cannot agree on how to talk: {why}; this project speaks only \
                  TLS 1.2 and 1.3, with AEAD cipher suites and ephemeral key exchange"

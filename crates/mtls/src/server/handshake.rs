@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::HandshakeKind;
+use rustls::server::Acceptor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
@@ -76,8 +77,30 @@ pub(super) async fn handshake(
         }
         Ok(FirstBytes::Other) => {}
     }
-    let acceptor = TlsAcceptor::from(material.config.clone());
-    let handshake = acceptor.accept(stream).into_fallible();
+    // First the ClientHello alone: a peer whose very first message is absurd (garbage that
+    // claims a 64 KiB handshake message, say) is not a TLS client at all.
+    let mut hello = LazyConfigAcceptor::new(Acceptor::default(), stream);
+    let start = match tokio::time::timeout_at(deadline, &mut hello).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(err)) => {
+            let failure = match classify(&err) {
+                Failure::TooLarge => Failure::Malformed(
+                    "its first message claims to be larger than any ClientHello".into(),
+                ),
+                other => other,
+            };
+            refuse(failure, &material, false);
+            return match hello.take_io() {
+                Some(tcp) => Handshake::Refused(tcp),
+                None => Handshake::Abandoned,
+            };
+        }
+        Err(_) => {
+            refuse(timed_out(), &material, false);
+            return Handshake::Abandoned;
+        }
+    };
+    let handshake = start.into_stream(material.config.clone()).into_fallible();
     let mut tls = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((err, tcp))) => {

@@ -141,16 +141,17 @@ impl Contents {
         self.0.iter().map(|(stamp, _)| stamp.clone()).collect()
     }
 
-    /// The bytes of file `i`, or the error reading it, naming the file as `what`.
-    fn take(&mut self, i: usize, path: &Path, what: &str) -> Result<Vec<u8>> {
+    /// The bytes of file `i`, or the error reading it: `unreadable` makes the error from the
+    /// operating system's reason.
+    fn take(&mut self, i: usize, unreadable: impl FnOnce(io::Error) -> Error) -> Result<Vec<u8>> {
         match self
             .0
             .get_mut(i)
             .map(|(_, bytes)| std::mem::replace(bytes, Err(io::Error::other("already parsed"))))
         {
             Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(e)) => Err(Error::read(what, path, e)),
-            None => Err(Error::read(what, path, io::ErrorKind::NotFound.into())),
+            Some(Err(e)) => Err(unreadable(e)),
+            None => Err(unreadable(io::ErrorKind::NotFound.into())),
         }
     }
 }
@@ -166,9 +167,9 @@ impl TlsMaterial {
     fn parse(source: &TlsSource, mut files: Contents) -> Result<Self> {
         // The order of TlsSource::files(): certificate, key, CA, then the CRLs.
         let cert_what = "the server's certificate";
-        let cert = files.take(0, &source.cert, cert_what)?;
+        let cert = files.take(0, |e| Error::read(cert_what, &source.cert, e))?;
         let key_what = "the server's private key";
-        let key = files.take(1, &source.key, key_what)?;
+        let key = files.take(1, |e| Error::read(key_what, &source.key, e))?;
         let chain = pem::described_certificates_in(&cert, &source.cert, cert_what)?;
         let key = pem::private_key_in(&key, &source.key, key_what)?;
         let server_cert = chain
@@ -182,7 +183,7 @@ impl TlsMaterial {
             &source.key,
         )?;
         let ca_what = "the CA certificate";
-        let ca = files.take(2, &source.ca, ca_what)?;
+        let ca = files.take(2, |e| Error::read(ca_what, &source.ca, e))?;
         let (ca_certs, cas): (Vec<_>, Vec<_>) =
             pem::described_certificates_in(&ca, &source.ca, ca_what)?
                 .into_iter()
@@ -192,7 +193,7 @@ impl TlsMaterial {
         let mut facts = Vec::new();
         for (i, path) in source.crls.iter().enumerate() {
             let what = "the certificate revocation list";
-            let bytes = files.take(3 + i, path, what)?;
+            let bytes = files.take(3 + i, |e| Error::read_crl(path, e))?;
             for der in pem::crls_in(&bytes, path, what)? {
                 facts.push(crl_facts(path, &der)?);
                 crls.push(der);

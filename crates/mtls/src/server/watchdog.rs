@@ -43,6 +43,10 @@ use crate::error::Failure;
 use crate::explain::Side;
 use crate::format::format_duration;
 
+/// Most header fields in an HTTP/1.1 request head (hyper's limit); more gets 431, like a
+/// head larger than `--max-header-size`.
+pub const MAX_HEADER_FIELDS: usize = 100;
+
 /// Where the server is in its life, as connection tasks see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -64,6 +68,9 @@ pub enum Limit {
     HeaderTimeout,
     /// A request head larger than `--max-header-size`: answered 431 and closed.
     HeaderTooLarge,
+    /// A request head with more than [`MAX_HEADER_FIELDS`] header fields: answered 431 and
+    /// closed.
+    TooManyHeaders,
     /// Requests are in flight, but for the idle timeout nothing moved on the client's side:
     /// no request body bytes arrived while one was awaited, and no response bytes were
     /// taken (a client that stops sending its body, stops reading, or grants no HTTP/2
@@ -78,10 +85,11 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in the order the metrics list them.
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 7] = [
         Limit::IdleTimeout,
         Limit::HeaderTimeout,
         Limit::HeaderTooLarge,
+        Limit::TooManyHeaders,
         Limit::StallTimeout,
         Limit::CloseDeadline,
         Limit::MaxConnections,
@@ -93,6 +101,7 @@ impl Limit {
             Limit::IdleTimeout => "idle_timeout",
             Limit::HeaderTimeout => "header_timeout",
             Limit::HeaderTooLarge => "header_too_large",
+            Limit::TooManyHeaders => "too_many_headers",
             Limit::StallTimeout => "stall_timeout",
             Limit::CloseDeadline => "close_deadline",
             Limit::MaxConnections => "max_connections",
@@ -263,7 +272,14 @@ impl Watchdog {
         };
         if let Err(e) = ended {
             if e.is_parse_too_large() {
-                self.fired_header_too_large(peer, client, activity.answered_since_head());
+                // hyper says "too large" for both; a head that stopped short of the size limit
+                // was refused for its number of fields.
+                let limit = if activity.head_bytes() < self.max_header_bytes as u64 {
+                    Limit::TooManyHeaders
+                } else {
+                    Limit::HeaderTooLarge
+                };
+                self.fired_too_large(limit, peer, client, activity.answered_since_head());
             } else {
                 debug!(peer.addr = %peer, error = %e, "connection ended with an error");
             }
@@ -301,27 +317,34 @@ impl Watchdog {
                 close_grace = self.close_grace,
                 "the connection did not close in time; dropping it"
             ),
-            Limit::HeaderTooLarge | Limit::MaxConnections => {
+            Limit::HeaderTooLarge | Limit::TooManyHeaders | Limit::MaxConnections => {
                 warn!(peer.addr = %peer, client, reason, "limit reached")
             }
         }
     }
 
-    fn fired_header_too_large(&self, peer: SocketAddr, client: &str, answered: bool) {
-        self.counts.hit(Limit::HeaderTooLarge);
-        warn!(
-            peer.addr = %peer,
-            client,
-            reason = Limit::HeaderTooLarge.label(),
-            max_header_bytes = self.max_header_bytes,
-            answered,
-            "{}",
-            if answered {
+    fn fired_too_large(&self, limit: Limit, peer: SocketAddr, client: &str, answered: bool) {
+        self.counts.hit(limit);
+        let reason = limit.label();
+        let max_header_bytes = self.max_header_bytes;
+        match (limit, answered) {
+            (Limit::TooManyHeaders, true) => warn!(
+                peer.addr = %peer, client, reason, max_header_fields = MAX_HEADER_FIELDS,
+                "request head has too many header fields; answered 431 and closed the connection"
+            ),
+            (Limit::TooManyHeaders, false) => warn!(
+                peer.addr = %peer, client, reason, max_header_fields = MAX_HEADER_FIELDS,
+                "request head has too many header fields; closed the connection (a 431 could not be written)"
+            ),
+            (_, true) => warn!(
+                peer.addr = %peer, client, reason, max_header_bytes, answered,
                 "request headers too large; answered 431 and closed the connection"
-            } else {
+            ),
+            (_, false) => warn!(
+                peer.addr = %peer, client, reason, max_header_bytes, answered,
                 "request headers too large; closed the connection (a 431 could not be written)"
-            }
-        );
+            ),
+        }
     }
 }
 
@@ -339,6 +362,8 @@ pub struct Activity {
     /// Milliseconds since `start` when the first byte of an unfinished request head
     /// arrived, or [`UNSET`].
     head_since: AtomicU64,
+    /// Bytes read since that first byte.
+    head_bytes: AtomicU64,
     /// Milliseconds since `start` when a request in flight last moved: it began, a body
     /// chunk arrived from the client, or a response chunk was taken.
     progress: AtomicU64,
@@ -364,6 +389,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(UNSET),
+            head_bytes: AtomicU64::new(0),
             progress: AtomicU64::new(0),
             blocked_on_client: AtomicUsize::new(0),
             waiting_on_app: AtomicUsize::new(0),
@@ -383,7 +409,8 @@ impl Activity {
     }
 
     /// Bytes arrived from the peer.
-    fn on_read(&self) {
+    fn on_read(&self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
         if self.time_heads
             && self.in_flight.load(Ordering::Acquire) == 0
             && self
@@ -391,10 +418,18 @@ impl Activity {
                 .compare_exchange(UNSET, self.now_ms(), Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
+            self.head_bytes.store(n, Ordering::Relaxed);
             self.written_at_head
                 .store(self.written.load(Ordering::Relaxed), Ordering::Relaxed);
             self.changed.notify_one();
+        } else if self.head_since.load(Ordering::Relaxed) != UNSET {
+            self.head_bytes.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Bytes read since the unfinished request head began (HTTP/1.1).
+    pub fn head_bytes(&self) -> u64 {
+        self.head_bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes were written to the peer. Only the connection's own task writes: a plain
@@ -618,8 +653,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.on_read();
+        let read = buf.filled().len() - before;
+        if matches!(polled, Poll::Ready(Ok(()))) && read > 0 {
+            self.activity.on_read(read);
         }
         polled
     }
@@ -710,7 +746,7 @@ mod tests {
     async fn a_head_that_starts_arriving_is_timed_by_the_header_timeout() {
         let a = Activity::new(true);
         tokio::time::advance(Duration::from_secs(10)).await;
-        a.on_read();
+        a.on_read(1);
         assert_eq!(
             next_expiry(&a).await,
             (Limit::HeaderTimeout, Duration::from_secs(5))
@@ -774,7 +810,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn heads_are_not_timed_on_http2() {
         let a = Activity::new(false);
-        a.on_read();
+        a.on_read(1);
         let why = a
             .expired(Duration::from_secs(60), Duration::from_secs(5))
             .await;
