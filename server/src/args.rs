@@ -132,6 +132,18 @@ pub struct Cli {
     )]
     max_connections: usize,
 
+    /// Most connections still in their TLS handshake at once; when all are taken, the one
+    /// that has waited longest is closed to admit the new one, so peers that never finish
+    /// a handshake cannot lock out those that do.
+    #[arg(
+        long,
+        env = "MTLS_MAX_HANDSHAKES",
+        value_name = "N",
+        default_value_t = 256,
+        help_heading = "Limits"
+    )]
+    max_handshakes: usize,
+
     /// On SIGTERM or Ctrl-C, how long requests in flight get to finish.
     #[arg(long, env = "MTLS_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Limits")]
     drain_timeout: Duration,
@@ -186,6 +198,7 @@ impl From<Cli> for ServerSettings {
         s.max_header_bytes = cli.max_header_size;
         s.idle_timeout = cli.idle_timeout;
         s.max_connections = cli.max_connections;
+        s.max_handshakes = cli.max_handshakes;
         s.drain_timeout = cli.drain_timeout;
         s.upstream = cli.upstream;
         s.metrics_addr = cli.metrics;

@@ -502,3 +502,72 @@ fn a_refused_connection_lingers_outside_the_connection_limit() {
     good_request(&pki, server.addr);
     drop(peer);
 }
+
+/// Opens `n` TCP connections that never send a byte.
+fn silent(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect()
+}
+
+#[test]
+fn as_many_silent_connections_as_the_connection_limit_do_not_lock_out_a_good_client() {
+    let pki = Pki::demo();
+    // A handshake timeout far beyond the test's patience: the good client must not have to
+    // wait for the silent ones to time out.
+    let server = start(
+        &pki,
+        &[
+            "--max-connections",
+            "200",
+            "--handshake-timeout",
+            "120s",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let _silent = silent(server.addr, 200);
+    let metrics = metrics_addr(&server);
+    poll("the server to take in the 200 silent connections", || {
+        let (_, scrape) = plain_get(metrics, "/metrics");
+        (sample(&scrape, "mtls_handshaking_connections") == Some(200.0)).then_some(())
+    });
+    good_request(&pki, server.addr);
+}
+
+#[test]
+fn beyond_the_handshake_budget_the_oldest_silent_connection_makes_room() {
+    let pki = Pki::demo();
+    let server = start(
+        &pki,
+        &[
+            "--max-connections",
+            "200",
+            "--max-handshakes",
+            "50",
+            "--handshake-timeout",
+            "120s",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let mut peers = silent(server.addr, 400);
+    let metrics = metrics_addr(&server);
+    let (_, scrape) = poll("350 silent connections closed to make room", || {
+        let (status, scrape) = plain_get(metrics, "/metrics");
+        let evicted = sample(&scrape, "mtls_limits_hit_total{limit=\"handshake_budget\"}");
+        (evicted >= Some(350.0)).then_some((status, scrape))
+    });
+    assert!(
+        sample(&scrape, "mtls_handshaking_connections") <= Some(50.0),
+        "{scrape}"
+    );
+    let line = server.log.wait_for(&[
+        "too many connections in their handshake",
+        "reason=\"handshake_budget\"",
+    ]);
+    assert!(line.contains("--max-handshakes"), "{line}");
+    // The first to come are the first closed.
+    wait_for_close(&mut peers[0]);
+    good_request(&pki, server.addr);
+}

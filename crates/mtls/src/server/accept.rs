@@ -1,6 +1,6 @@
-//! Accepting and draining: a slot under `--max-connections` for every connection (beyond
-//! it, new connections wait in the kernel's queue), a task of its own for each, and on
-//! shutdown the in-flight requests get the drain timeout to finish.
+//! Accepting and draining: a place for every accepted connection (see
+//! `state::Connections` for the limits), a task of its own for each, and on shutdown the
+//! in-flight requests get the drain timeout to finish.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::connection::connection;
-use super::state::{Shared, Slot};
-use super::watchdog::{Limit, Phase};
+use super::state::Shared;
+use super::watchdog::Phase;
 
 /// Accepts until `shutdown` resolves, then drains: connections finish what they are doing
 /// (up to `drain_timeout`), then close.
@@ -25,42 +24,19 @@ pub(super) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    // Under sustained load the limit is reached again and again: say so at most once
-    // every LIMIT_LOG_EVERY (the metric counts every time).
-    const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
-    let mut last_limit_log: Option<Instant> = None;
+    let connections = &shared.connections;
     loop {
-        let permit = match shared.connections.slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                shared.watchdog.counts.hit(Limit::MaxConnections);
-                let log = last_limit_log.is_none_or(|at| at.elapsed() >= LIMIT_LOG_EVERY);
-                if log {
-                    last_limit_log = Some(Instant::now());
-                    warn!(
-                        max_connections = shared.connections.max,
-                        "connection limit reached: new connections wait until one closes"
-                    );
-                }
-                tokio::select! {
-                    permit = shared.connections.slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => {
-                            if log {
-                                info!("below the connection limit again: accepting");
-                            }
-                            permit
-                        }
-                        Err(_) => break,
-                    },
-                    () = &mut shutdown => break,
-                }
-            }
+        let place = tokio::select! {
+            place = connections.accept_place() => match place {
+                Some(place) => place,
+                None => break,
+            },
+            () = &mut shutdown => break,
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let slot = Slot::new(permit, &shared.connections);
-                    tokio::spawn(connection(stream, peer, shared.clone(), slot));
+                    tokio::spawn(connection(stream, peer, shared.clone(), place));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: never end the loop, but do
@@ -93,11 +69,8 @@ pub(super) async fn serve(
                 "drain timeout passed; closing the remaining connections"
             );
             let _ = phase.send(Phase::Closing);
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                shared.connections.slots.acquire_many(everyone),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), shared.connections.all_closed()).await;
         }
     }
 }

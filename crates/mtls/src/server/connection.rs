@@ -14,9 +14,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio_rustls::server::TlsStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::handshake::{Handshake, handshake, linger_close};
 use super::metrics::ClientMetrics;
@@ -25,9 +25,10 @@ use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE};
 use super::reload::TlsMaterial;
 use super::response::{ResponseBody, text_response};
 use super::state::{Shared, Slot};
+use super::watchdog::Limit;
 use super::watchdog::{Activity, AppWait, Phase, RequestGuard, Tracked, Watched, WatchedBody};
 use crate::certinfo::CertInfo;
-use crate::format::escape_controls;
+use crate::format::{escape_controls, format_duration};
 use crate::report::{PeerPath, TlsReport};
 
 /// One connection, from TCP to the last request. Before HTTP starts, a shutdown abandons it.
@@ -35,30 +36,80 @@ pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    slot: Slot,
+    place: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let mut phase = shared.phase.clone();
     let mut reloads = shared.tls.subscribe();
+    let connections = &shared.connections;
+    let (mut ticket, evicted) = connections.begin_handshake(peer);
+    if let Some((oldest, waited)) = evicted {
+        shared.watchdog.counts.hit(Limit::HandshakeBudget);
+        if connections.log_limit_now() {
+            warn!(
+                peer.addr = %oldest,
+                reason = Limit::HandshakeBudget.label(),
+                waited = %format_duration(waited),
+                "too many connections in their handshake: closed the one that waited longest \
+                 to admit a new one (--max-handshakes)"
+            );
+        }
+    }
     let outcome = tokio::select! {
         outcome = handshake(stream, peer, &shared, &mut reloads) => outcome,
         _ = phase.wait_for(|p| *p != Phase::Running) => Handshake::Abandoned,
+        () = ticket.evicted() => {
+            debug!(peer.addr = %peer, "closed in its handshake to admit a newer connection");
+            Handshake::Abandoned
+        }
     };
+    drop(ticket);
     match outcome {
         Handshake::Done(tls) => {
-            serve(tls, peer, shared, reloads).await;
+            let Some(slot) = established_slot(&shared, &mut phase).await else {
+                return;
+            };
+            serve(tls, peer, shared.clone(), reloads).await;
             drop(slot);
         }
         Handshake::Refused(tcp) => {
-            // The refusal is written: the slot goes to the next client now, and the socket
-            // lingers outside the limit (within a bound of its own) so the alert is read.
-            drop(slot);
+            // The refusal is written: the place goes to the next client now, and the socket
+            // lingers outside the limits (within a bound of its own) so the alert is read.
+            drop(place);
             if let Some(_lingering) = shared.connections.linger() {
                 linger_close(tcp).await;
             }
         }
-        Handshake::Abandoned => drop(slot),
+        Handshake::Abandoned => {}
     }
+}
+
+/// A slot under `--max-connections` for a connection that finished its handshake; it waits
+/// while they are all taken (`None`: the server shut down meanwhile).
+async fn established_slot(
+    shared: &Arc<Shared>,
+    phase: &mut watch::Receiver<Phase>,
+) -> Option<Slot> {
+    let connections = &shared.connections;
+    if let Ok(permit) = connections.slots.clone().try_acquire_owned() {
+        return Some(Slot::new(permit, connections));
+    }
+    shared.watchdog.counts.hit(Limit::MaxConnections);
+    let logged = connections.log_limit_now();
+    if logged {
+        warn!(
+            max_connections = connections.max,
+            "connection limit reached: new connections wait until one closes"
+        );
+    }
+    let permit = tokio::select! {
+        permit = connections.slots.clone().acquire_owned() => permit.ok()?,
+        _ = phase.wait_for(|p| *p != Phase::Running) => return None,
+    };
+    if logged {
+        info!("below the connection limit again: accepting");
+    }
+    Some(Slot::new(permit, connections))
 }
 
 /// What every request on one connection needs to know about it.

@@ -40,6 +40,9 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// Most connections open at once; beyond it, new connections wait to be accepted.
     pub max_connections: usize,
+    /// Most connections in their TLS handshake at once; beyond it, the one that has been
+    /// in its handshake longest is closed to admit the new one.
+    pub max_handshakes: usize,
     /// Which verified clients are admitted (no rules: all of them).
     pub access: AccessPolicy,
     /// When to reload the certificate, key, CA and CRLs.
@@ -66,6 +69,7 @@ impl ServerSettings {
             drain_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_handshakes: 256,
             access: AccessPolicy::default(),
             reload: ReloadTriggers {
                 interval: Some(Duration::from_secs(2)),
@@ -105,6 +109,12 @@ impl ServerSettings {
             return Err(Error::Usage(format!(
                 "--max-header-size {} is too small: HTTP/1.1 needs at least 8KiB for a request head",
                 self.max_header_bytes
+            )));
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_handshakes) {
+            return Err(Error::Usage(format!(
+                "--max-handshakes {} is out of range: choose 1 to {MAX_CONNECTIONS}",
+                self.max_handshakes
             )));
         }
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {

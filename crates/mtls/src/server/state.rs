@@ -2,13 +2,16 @@
 //! TLS material, the HTTP builders, the watchdog, the policy, the proxy, the counters, and
 //! the connection limit.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::time::Instant;
 
 use super::metrics::{Metrics, Snapshot};
 use super::policy::AccessPolicy;
@@ -70,11 +73,15 @@ impl Shared {
             .keep_alive_interval(settings.idle_timeout.min(Duration::from_secs(30)))
             .keep_alive_timeout(settings.idle_timeout.min(Duration::from_secs(20)));
         let counts = Arc::new(WatchdogCounts::default());
-        let connections = Arc::new(Connections::new(settings.max_connections));
+        let connections = Arc::new(Connections::new(
+            settings.max_connections,
+            settings.max_handshakes,
+        ));
         let metrics = Arc::new(Metrics::new({
             let (tls, counts, connections) = (tls.clone(), counts.clone(), connections.clone());
             Box::new(move || Snapshot {
-                open_connections: connections.open.load(Ordering::Relaxed),
+                open_connections: connections.open(),
+                handshaking_connections: connections.handshaking(),
                 max_connections: connections.max,
                 lingering_connections: connections.lingering(),
                 expiries: tls.current().expiries(),
@@ -104,28 +111,65 @@ impl Shared {
     }
 }
 
-/// The connection limit: a slot per open connection, and a separate, bounded allowance for
-/// refused connections that linger so their alert is read.
+/// The connection limits. Every accepted connection holds a place among
+/// `max + handshake budget`; a connection still in its handshake also holds one of the
+/// handshake budget's places, and when those are all taken the oldest is closed to admit
+/// the newest, so peers that never finish a handshake cannot lock out one that does; an
+/// established connection holds one of `max` slots (one that finished its handshake waits
+/// for a slot). Refused connections linger outside all of these, within a bound of their own.
 pub(super) struct Connections {
+    accepted: Arc<Semaphore>,
+    everyone: u32,
     pub(super) slots: Arc<Semaphore>,
     pub(super) max: usize,
+    handshakes: Handshakes,
     open: AtomicUsize,
     lingering: Arc<Semaphore>,
+    last_limit_log: Mutex<Option<Instant>>,
 }
 
 impl Connections {
-    fn new(max: usize) -> Self {
+    fn new(max: usize, handshake_budget: usize) -> Self {
+        let everyone = max.saturating_add(handshake_budget);
         Self {
+            accepted: Arc::new(Semaphore::new(everyone)),
+            everyone: u32::try_from(everyone).unwrap_or(u32::MAX),
             slots: Arc::new(Semaphore::new(max)),
             max,
+            handshakes: Handshakes::new(handshake_budget),
             open: AtomicUsize::new(0),
             lingering: Arc::new(Semaphore::new(MAX_LINGERING)),
+            last_limit_log: Mutex::new(None),
         }
+    }
+
+    /// A place for one more accepted connection; waits while every place is taken.
+    pub(super) async fn accept_place(&self) -> Option<OwnedSemaphorePermit> {
+        self.accepted.clone().acquire_owned().await.ok()
+    }
+
+    /// Resolves once every accepted connection has closed.
+    pub(super) async fn all_closed(&self) {
+        let _ = self.accepted.acquire_many(self.everyone).await;
+    }
+
+    /// Enters a new connection into the handshake budget; when it is full, the connection
+    /// that has been in its handshake longest is told to close, and its peer returned.
+    pub(super) fn begin_handshake(
+        &self,
+        peer: SocketAddr,
+    ) -> (HandshakeTicket<'_>, Option<(SocketAddr, Duration)>) {
+        self.handshakes.admit(peer)
     }
 
     /// Connections accepted and not yet closed.
     pub(super) fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections still in their handshake.
+    pub(super) fn handshaking(&self) -> usize {
+        self.handshakes.len()
     }
 
     /// Refused connections lingering now.
@@ -136,6 +180,91 @@ impl Connections {
     /// A place to linger in, if there is room.
     pub(super) fn linger(&self) -> Option<OwnedSemaphorePermit> {
         self.lingering.clone().try_acquire_owned().ok()
+    }
+
+    /// Whether to log that a limit was reached now: at most once every ten seconds, however
+    /// often it is reached (the metric counts every time).
+    pub(super) fn log_limit_now(&self) -> bool {
+        const EVERY: Duration = Duration::from_secs(10);
+        let mut last = self
+            .last_limit_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = last.is_none_or(|at| at.elapsed() >= EVERY);
+        if now {
+            *last = Some(Instant::now());
+        }
+        now
+    }
+}
+
+/// The connections in their handshake, oldest first, each with a way to close it.
+struct Handshakes {
+    budget: usize,
+    next: AtomicU64,
+    waiting: Mutex<BTreeMap<u64, (SocketAddr, Instant, oneshot::Sender<()>)>>,
+}
+
+impl Handshakes {
+    fn new(budget: usize) -> Self {
+        Self {
+            budget: budget.max(1),
+            next: AtomicU64::new(0),
+            waiting: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, (SocketAddr, Instant, oneshot::Sender<()>)>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn admit(&self, peer: SocketAddr) -> (HandshakeTicket<'_>, Option<(SocketAddr, Duration)>) {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let mut waiting = self.lock();
+        let evicted = if waiting.len() >= self.budget {
+            waiting.pop_first().map(|(_, (peer, since, close))| {
+                let _ = close.send(());
+                (peer, since.elapsed())
+            })
+        } else {
+            None
+        };
+        waiting.insert(seq, (peer, Instant::now(), tx));
+        (
+            HandshakeTicket {
+                seq,
+                set: self,
+                closed: rx,
+            },
+            evicted,
+        )
+    }
+}
+
+/// A connection's place in the handshake budget, given up when it is dropped.
+pub(super) struct HandshakeTicket<'a> {
+    seq: u64,
+    set: &'a Handshakes,
+    closed: oneshot::Receiver<()>,
+}
+
+impl HandshakeTicket<'_> {
+    /// Resolves when a newer connection took this one's place.
+    pub(super) async fn evicted(&mut self) {
+        if (&mut self.closed).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for HandshakeTicket<'_> {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.seq);
     }
 }
 

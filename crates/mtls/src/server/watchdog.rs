@@ -81,11 +81,14 @@ pub enum Limit {
     CloseDeadline,
     /// `--max-connections` was reached: new connections waited.
     MaxConnections,
+    /// `--max-handshakes` connections were in their handshake: the oldest was closed to
+    /// admit a new one.
+    HandshakeBudget,
 }
 
 impl Limit {
     /// Every limit, in the order the metrics list them.
-    pub const ALL: [Limit; 7] = [
+    pub const ALL: [Limit; 8] = [
         Limit::IdleTimeout,
         Limit::HeaderTimeout,
         Limit::HeaderTooLarge,
@@ -93,6 +96,7 @@ impl Limit {
         Limit::StallTimeout,
         Limit::CloseDeadline,
         Limit::MaxConnections,
+        Limit::HandshakeBudget,
     ];
 
     /// The name in logs (`reason=`) and metrics (`limit=`).
@@ -105,6 +109,7 @@ impl Limit {
             Limit::StallTimeout => "stall_timeout",
             Limit::CloseDeadline => "close_deadline",
             Limit::MaxConnections => "max_connections",
+            Limit::HandshakeBudget => "handshake_budget",
         }
     }
 
@@ -317,7 +322,10 @@ impl Watchdog {
                 close_grace = self.close_grace,
                 "the connection did not close in time; dropping it"
             ),
-            Limit::HeaderTooLarge | Limit::TooManyHeaders | Limit::MaxConnections => {
+            Limit::HeaderTooLarge
+            | Limit::TooManyHeaders
+            | Limit::MaxConnections
+            | Limit::HandshakeBudget => {
                 warn!(peer.addr = %peer, client, reason, "limit reached")
             }
         }

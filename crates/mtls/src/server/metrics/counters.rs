@@ -49,8 +49,10 @@ type Labels = Vec<(&'static str, String)>;
 /// Values the rest of the server owns, read at each scrape.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// Connections accepted and not yet closed.
+    /// Connections established and not yet closed.
     pub open_connections: usize,
+    /// Connections accepted and still in their TLS handshake.
+    pub handshaking_connections: usize,
     /// `--max-connections`.
     pub max_connections: usize,
     /// Refused connections still open for their lingering close.
@@ -323,6 +325,12 @@ impl Collector for ScrapeTime {
                 "mtls_open_connections",
                 "Connections accepted and not yet closed",
                 s.open_connections,
+            ),
+            (
+                "mtls_handshaking_connections",
+                "Connections still in their TLS handshake (at most --max-handshakes; beyond, \
+                 the oldest is closed)",
+                s.handshaking_connections,
             ),
             (
                 "mtls_max_connections",
