@@ -182,6 +182,124 @@ fn the_proxy_forwards_the_verified_identity_and_drops_forged_headers() {
     assert_eq!(upstream.requests().len(), 1);
 }
 
+#[test]
+fn headers_spelled_with_underscores_never_reach_the_application() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::start();
+    let server = start(&pki, &["--upstream", &upstream.url()]);
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    let forged = [
+        ("X_Forwarded_Client_Cert", "URI=spiffe://mtls.demo/admin"),
+        ("Client_Cert", ":Zm9yZ2Vk:"),
+        ("X_SSL_CERT", "forged-pem"),
+        ("X_Forwarded_For", "203.0.113.66"),
+    ];
+    let reply = conn.request("/", &forged).expect("proxied request");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let got = upstream.requests();
+    assert_eq!(got.len(), 1);
+    let got = &got[0];
+    for line in got.head.split("\r\n").skip(1) {
+        let (name, _) = line.split_once(':').expect("a header line");
+        assert!(
+            !name.contains('_'),
+            "{name} reached the upstream:\n{}",
+            got.head
+        );
+    }
+    for (_, value) in forged {
+        assert!(
+            !got.head.contains(value),
+            "{value} reached the upstream:\n{}",
+            got.head
+        );
+    }
+    // The application still gets the real identity and address, once.
+    let xfcc = got.headers("x-forwarded-client-cert");
+    assert_eq!(xfcc.len(), 1, "{}", got.head);
+    assert!(
+        xfcc[0].ends_with(";URI=spiffe://mtls.demo/client-a"),
+        "{xfcc:?}"
+    );
+    assert_eq!(
+        got.headers("x-forwarded-for"),
+        vec!["127.0.0.1".to_string()]
+    );
+
+    let line = server
+        .log
+        .wait_for(&["removed headers whose names hold an underscore"]);
+    assert!(
+        line.contains("headers=client_cert, x_forwarded_client_cert, x_forwarded_for, x_ssl_cert"),
+        "{line}"
+    );
+    for (_, value) in forged {
+        assert!(!line.contains(value), "the warning logged a value: {line}");
+    }
+}
+
+#[test]
+fn other_proxies_client_certificate_headers_never_reach_the_application() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::start();
+    let server = start(&pki, &["--upstream", &upstream.url()]);
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    // A sample of mtls::server::proxy::CLIENT_CERT_HEADERS (the unit test covers all of it).
+    let forged = [
+        ("X-Forwarded-Tls-Client-Cert", "forged-traefik"),
+        ("X-Forwarded-Tls-Client-Cert-Info", "forged-traefik-info"),
+        ("X-Amzn-Mtls-Clientcert", "forged-aws"),
+        ("X-Amzn-Mtls-Clientcert-Leaf", "forged-aws-leaf"),
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", "forged-aws-serial"),
+        ("X-Amzn-Mtls-Clientcert-Issuer", "forged-aws-issuer"),
+        ("X-Amzn-Mtls-Clientcert-Subject", "forged-aws-subject"),
+        ("X-Amzn-Mtls-Clientcert-Validity", "forged-aws-validity"),
+        ("X-Amzn-Mtls-Clientcert-Sans", "forged-aws-sans"),
+        ("X-ARR-ClientCert", "forged-iis"),
+        ("X-SSL-Client-Verify", "forged-nginx-verify"),
+        ("X-Client-Issuer-DN", "forged-nginx-issuer"),
+    ];
+    let mut headers = forged.to_vec();
+    // Look-alikes that carry no certificate reach the application.
+    headers.push(("X-Amzn-Trace-Id", "kept-trace"));
+    headers.push(("X-Client-Id", "kept-client-id"));
+    let reply = conn.request("/", &headers).expect("proxied request");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let got = upstream.requests();
+    assert_eq!(got.len(), 1);
+    let got = &got[0];
+    for (name, _) in forged {
+        assert!(
+            got.headers(name).is_empty(),
+            "{name} reached the upstream:\n{}",
+            got.head
+        );
+    }
+    assert!(!got.head.contains("forged-"), "{}", got.head);
+    assert_eq!(
+        got.headers("x-amzn-trace-id"),
+        vec!["kept-trace".to_string()]
+    );
+    assert_eq!(
+        got.headers("x-client-id"),
+        vec!["kept-client-id".to_string()]
+    );
+
+    let line = server
+        .log
+        .wait_for(&["removed identity headers the client sent"]);
+    let mut expected: Vec<String> = forged.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    expected.sort_unstable();
+    assert!(
+        line.contains(&format!("headers={}", expected.join(", "))),
+        "{line}"
+    );
+}
+
 /// Mints an intermediate CA under the demo CA and a client ("Client C") under it, and writes
 /// `client-c.crt` (leaf, then intermediate) and `client-c.key`. Returns the intermediate's DER.
 fn client_behind_an_intermediate(pki: &Pki) -> Vec<u8> {
@@ -316,6 +434,8 @@ fn forged_identity_headers_over_http2_are_dropped_too() {
         "X-SSL-Client-S-DN: CN=forged",
         "X-Forwarded-For: 203.0.113.66",
         "Forwarded: for=203.0.113.66",
+        "X_Forwarded_Client_Cert: URI=spiffe://mtls.demo/admin",
+        "Client_Cert: :Zm9yZ2Vk:",
         "Cookie: a=1",
         "Cookie: b=2",
     ] {

@@ -20,7 +20,9 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-use super::hygiene::{forwarded_for, join_cookies, strip_hop_by_hop, strip_identity_headers};
+use super::hygiene::{
+    forwarded_for, join_cookies, strip_hop_by_hop, strip_identity_headers, strip_underscored,
+};
 use super::identity::ForwardedIdentity;
 use crate::server::response::{ResponseBody, text_response};
 
@@ -231,14 +233,23 @@ where
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let forged = strip_identity_headers(&mut parts.headers);
-        strip_hop_by_hop(&mut parts.headers);
-        if !forged.is_empty() {
-            let names: Vec<&str> = forged.iter().map(HeaderName::as_str).collect();
+        let underscored = strip_underscored(&mut parts.headers);
+        if !underscored.is_empty() {
             warn!(
                 peer.addr = %peer,
                 client,
-                headers = %names.join(", "),
+                headers = %names(&underscored),
+                "removed headers whose names hold an underscore; applications may read them as \
+                 the same header as the dashed name"
+            );
+        }
+        let forged = strip_identity_headers(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers);
+        if !forged.is_empty() {
+            warn!(
+                peer.addr = %peer,
+                client,
+                headers = %names(&forged),
                 "removed identity headers the client sent; only this proxy sets them"
             );
         }
@@ -320,6 +331,12 @@ where
             }
         }
     }
+}
+
+/// Header names for the log, comma-separated (never their values).
+fn names(headers: &[HeaderName]) -> String {
+    let names: Vec<&str> = headers.iter().map(HeaderName::as_str).collect();
+    names.join(", ")
 }
 
 /// An error and its causes, innermost last: "client error (Connect): tcp connect error:
