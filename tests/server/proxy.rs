@@ -2,14 +2,23 @@
 //! got, so the test sees exactly which identity headers arrived, and that forged ones did
 //! not. Expected values are computed independently (base64 of the DER, `openssl x509`).
 
+use std::net::SocketAddr;
 use std::process::Command;
 
 use crate::start;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use h2::client::SendRequest;
+use hyper::body::Bytes;
 use mtls::pki::{CertAuthority, KeyType, Usage, Validity};
-use testkit::{Conn, EchoUpstream, client_config, http1};
+use mtls::tls::ClientPolicy;
+use rustls::pki_types::ServerName;
+use testkit::{Conn, EchoUpstream, PATIENCE, ServerProcess, client_config, http1};
 use testkit::{Pki, curl_as, fetch, leaf, openssl_x509, require_tool, run, text};
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 
 fn byte_sequence(der: &[u8]) -> String {
     format!(":{}:", BASE64.encode(der))
@@ -532,4 +541,152 @@ fn a_client_whose_identity_cannot_be_forwarded_is_refused_before_any_request() {
     let a = client_config(&pki, Some("client-a"), http1());
     let mut conn = Conn::open(&a, server.addr).expect("connect");
     assert_eq!(conn.request("/", &[]).expect("request").status, 200);
+}
+
+/// A server that proxies to `upstream`, and one that answers by itself: the request checks
+/// hold in both.
+fn proxied_and_plain(pki: &Pki, upstream: &EchoUpstream) -> [ServerProcess; 2] {
+    [
+        start(pki, &["--upstream", &upstream.url()]),
+        start(pki, &[]),
+    ]
+}
+
+#[test]
+fn two_host_headers_are_refused_with_400_and_never_forwarded() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::start();
+    let config = client_config(&pki, Some("client-a"), http1());
+    for server in proxied_and_plain(&pki, &upstream) {
+        let mut conn = Conn::open(&config, server.addr).expect("connect");
+        conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n")
+            .expect("send");
+        let reply = conn.read_reply().expect("an answer");
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(
+            reply.body,
+            "bad request: it has 2 Host headers; a request names exactly one host (RFC 9112 §3.2)\n"
+        );
+        // Whoever sent that is not trusted to frame its next request.
+        assert_eq!(reply.header("connection"), Some("close"));
+        let _ = conn.wait_closed();
+        let line = server
+            .log
+            .wait_for(&["refused the request", "reason=\"several_hosts\""]);
+        assert!(line.contains("status=400"), "{line}");
+        assert!(line.contains("client=\"Client A"), "{line}");
+    }
+    assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+}
+
+#[test]
+fn connect_is_refused_with_405_and_never_forwarded() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::start();
+    let config = client_config(&pki, Some("client-a"), http1());
+    for server in proxied_and_plain(&pki, &upstream) {
+        let mut conn = Conn::open(&config, server.addr).expect("connect");
+        conn.send(b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n")
+            .expect("send");
+        let reply = conn.read_reply().expect("an answer");
+        assert_eq!(reply.status, 405, "{}", reply.body);
+        assert_eq!(
+            reply.body,
+            "method not allowed: CONNECT is not served here; this server does not open tunnels\n"
+        );
+        assert_eq!(
+            reply.header("allow"),
+            Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+        );
+        assert_eq!(reply.header("connection"), Some("close"));
+        let _ = conn.wait_closed();
+        let line = server
+            .log
+            .wait_for(&["refused the request", "reason=\"connect_not_allowed\""]);
+        assert!(line.contains("status=405"), "{line}");
+    }
+    assert!(upstream.requests().is_empty(), "{:?}", upstream.requests());
+}
+
+#[test]
+fn an_http2_authority_with_userinfo_is_refused_with_400_and_never_forwarded() {
+    let pki = Pki::demo();
+    let upstream = EchoUpstream::start();
+    let rt = Runtime::new().expect("a runtime");
+    let [proxied, plain] = proxied_and_plain(&pki, &upstream);
+    for server in [&proxied, &plain] {
+        let send = h2_client(&rt, &pki, server.addr);
+        let (status, body) = rt.block_on(h2_get(&send, "https://user@evil:1/"));
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body,
+            "bad request: its :authority has userinfo (user@host); http and https URIs carry \
+             none (RFC 9110 §4.2.4)\n"
+        );
+        server
+            .log
+            .wait_for(&["refused the request", "reason=\"userinfo_in_authority\""]);
+        // The connection serves on: the next request, with a plain authority, is answered.
+        let plain_authority = format!("https://localhost:{}/next", server.addr.port());
+        let (status, body) = rt.block_on(h2_get(&send, &plain_authority));
+        assert_eq!(status, 200, "{body}");
+    }
+    let got = upstream.requests();
+    assert_eq!(got.len(), 1, "only the plain request is forwarded: {got:?}");
+    assert!(
+        got[0].head.starts_with("GET /next HTTP/1.1\r\n"),
+        "{}",
+        got[0].head
+    );
+    assert_eq!(
+        got[0].headers("host"),
+        vec![format!("localhost:{}", proxied.addr.port())]
+    );
+}
+
+/// An HTTP/2 connection as Client A, made with the h2 crate so that a test shapes exactly
+/// what it sends (an `:authority` of its choosing, streams it resets). A task on `rt`
+/// drives the connection.
+fn h2_client(rt: &Runtime, pki: &Pki, addr: SocketAddr) -> SendRequest<Bytes> {
+    let config = client_config(pki, Some("client-a"), ClientPolicy::default());
+    rt.block_on(async {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = ServerName::try_from("localhost").expect("a server name");
+        let tls = timeout(PATIENCE, TlsConnector::from(config).connect(name, tcp))
+            .await
+            .expect("the TLS handshake in time")
+            .expect("the TLS handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (send, connection) = timeout(PATIENCE, h2::client::handshake(tls))
+            .await
+            .expect("the HTTP/2 handshake in time")
+            .expect("the HTTP/2 handshake");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        send
+    })
+}
+
+/// Sends `GET uri` (`:authority` from `uri`) and returns the status and the body, within
+/// PATIENCE.
+async fn h2_get(send: &SendRequest<Bytes>, uri: &str) -> (u16, String) {
+    let exchange = async {
+        let mut send = send.clone().ready().await.expect("a stream");
+        let request = hyper::Request::get(uri).body(()).expect("a request");
+        let (response, _) = send.send_request(request, true).expect("sent");
+        let response = response.await.expect("a response");
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("a body chunk");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        (status, String::from_utf8_lossy(&text).into_owned())
+    };
+    timeout(PATIENCE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer to GET {uri} within {PATIENCE:?}"))
 }

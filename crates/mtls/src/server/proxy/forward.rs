@@ -24,6 +24,7 @@ use super::hygiene::{
     forwarded_for, join_cookies, strip_hop_by_hop, strip_identity_headers, strip_underscored,
 };
 use super::identity::ForwardedIdentity;
+use crate::server::request::target_host;
 use crate::server::response::{ResponseBody, text_response};
 
 /// Most requests in flight to the upstream at once; more wait (within the response
@@ -227,12 +228,7 @@ where
         client: &str,
     ) -> Response<ResponseBody> {
         let (mut parts, body) = req.into_parts();
-        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let host = target_host(&parts.uri, &parts.headers);
         let underscored = strip_underscored(&mut parts.headers);
         if !underscored.is_empty() {
             warn!(
