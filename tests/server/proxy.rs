@@ -2,8 +2,11 @@
 //! got, so the test sees exactly which identity headers arrived, and that forged ones did
 //! not. Expected values are computed independently (base64 of the DER, `openssl x509`).
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::start;
 use base64::Engine as _;
@@ -428,6 +431,27 @@ fn an_upstream_that_is_not_plain_http_is_a_usage_error() {
 }
 
 #[test]
+fn an_in_flight_cap_below_one_is_a_usage_error() {
+    let pki = Pki::demo();
+    let out = run(Command::new(crate::SERVER).args([
+        "--certs",
+        pki.dir().to_str().expect("path"),
+        "--addr",
+        "127.0.0.1:0",
+        "--upstream",
+        "http://127.0.0.1:9000",
+        "--upstream-max-in-flight",
+        "0",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--upstream-max-in-flight 0 is out of range: choose 1 to"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn forged_identity_headers_over_http2_are_dropped_too() {
     require_tool("curl");
     let pki = Pki::demo();
@@ -644,6 +668,74 @@ fn an_http2_authority_with_userinfo_is_refused_with_400_and_never_forwarded() {
     );
 }
 
+#[test]
+fn http2_streams_the_client_resets_never_push_the_application_past_the_in_flight_cap() {
+    const CAP: usize = 4;
+    const STREAMS: usize = 40;
+    let pki = Pki::demo();
+    let app = SlowUpstream::start();
+    let cap = CAP.to_string();
+    let server = start(
+        &pki,
+        &["--upstream", &app.url(), "--upstream-max-in-flight", &cap],
+    );
+    let rt = Runtime::new().expect("a runtime");
+    let send = h2_client(&rt, &pki, server.addr);
+    let base = format!("https://localhost:{}", server.addr.port());
+    rt.block_on(async {
+        // Open every stream at once; reset each as soon as the application has its request.
+        let mut open = Vec::with_capacity(STREAMS);
+        for i in 0..STREAMS {
+            let mut ready = timeout(PATIENCE, send.clone().ready())
+                .await
+                .expect("a stream in time")
+                .expect("a stream");
+            let path = format!("/slow/{i}");
+            let request = hyper::Request::get(format!("{base}{path}"))
+                .body(())
+                .expect("a request");
+            let (response, stream) = ready.send_request(request, true).expect("sent");
+            open.push(Some((path, stream, response)));
+        }
+        let poll = Duration::from_millis(5);
+        let deadline = Instant::now() + PATIENCE;
+        let mut reset = 0;
+        for _ in 0..PATIENCE.as_millis() / poll.as_millis() {
+            let arrived = app.paths();
+            for slot in &mut open {
+                if slot
+                    .as_ref()
+                    .is_some_and(|(path, _, _)| arrived.contains(path))
+                    && let Some((_, mut stream, _response)) = slot.take()
+                {
+                    stream.send_reset(h2::Reason::CANCEL);
+                    reset += 1;
+                }
+            }
+            if reset == STREAMS || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(poll).await;
+        }
+        assert_eq!(
+            reset,
+            STREAMS,
+            "the application got only {:?} within {PATIENCE:?}",
+            app.paths()
+        );
+        // The proxy still serves: a request that waits for its answer gets it.
+        let (status, body) = h2_get(&send, &format!("{base}/after")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, "slow GET /after\n");
+    });
+    let most = app.most_in_progress();
+    assert!(
+        most <= CAP,
+        "the application had {most} requests in progress at once; the cap is {CAP}"
+    );
+    assert_eq!(app.paths().len(), STREAMS + 1, "{:?}", app.paths());
+}
+
 /// An HTTP/2 connection as Client A, made with the h2 crate so that a test shapes exactly
 /// what it sends (an `:authority` of its choosing, streams it resets). A task on `rt`
 /// drives the connection.
@@ -689,4 +781,94 @@ async fn h2_get(send: &SendRequest<Bytes>, uri: &str) -> (u16, String) {
     timeout(PATIENCE, exchange)
         .await
         .unwrap_or_else(|_| panic!("no answer to GET {uri} within {PATIENCE:?}"))
+}
+
+/// A slow application: it holds each request for [`SlowUpstream::HOLD`] before answering
+/// `slow METHOD PATH`, and counts the requests in progress at once.
+struct SlowUpstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// What the slow application has seen.
+#[derive(Default)]
+struct Seen {
+    /// The paths of the requests it got, in order.
+    paths: Vec<String>,
+    in_progress: usize,
+    most_in_progress: usize,
+}
+
+impl SlowUpstream {
+    /// How long it works on each request.
+    const HOLD: Duration = Duration::from_millis(250);
+
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(1000) {
+                let Ok(stream) = stream else { continue };
+                let seen = shared.clone();
+                std::thread::spawn(move || Self::serve(stream, &seen));
+            }
+        });
+        Self { addr, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").paths.clone()
+    }
+
+    fn most_in_progress(&self) -> usize {
+        self.seen.lock().expect("lock").most_in_progress
+    }
+
+    /// Serves the requests (no bodies) of one keep-alive connection.
+    fn serve(stream: std::net::TcpStream, seen: &Mutex<Seen>) {
+        let _ = stream.set_read_timeout(Some(PATIENCE));
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        for _ in 0..100 {
+            let mut request_line = String::new();
+            if !matches!(reader.read_line(&mut request_line), Ok(n) if n > 0) {
+                return;
+            }
+            for _ in 0..100 {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let mut words = request_line.split(' ');
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            {
+                let mut seen = seen.lock().expect("lock");
+                seen.paths.push(path.to_string());
+                seen.in_progress += 1;
+                seen.most_in_progress = seen.most_in_progress.max(seen.in_progress);
+            }
+            // The application's work: slow, and bounded.
+            std::thread::sleep(Self::HOLD);
+            seen.lock().expect("lock").in_progress -= 1;
+            let body = format!("slow {method} {path}\n");
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
 }

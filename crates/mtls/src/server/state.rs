@@ -96,7 +96,10 @@ impl Shared {
                 counts,
             },
             access: settings.access.clone(),
-            proxy: settings.upstream.clone().map(Proxy::new),
+            proxy: settings
+                .upstream
+                .clone()
+                .map(|upstream| Proxy::new(upstream, settings.upstream_max_in_flight)),
             metrics,
             connections,
             phase,

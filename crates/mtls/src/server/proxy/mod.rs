@@ -30,14 +30,18 @@
 //!
 //! `forward`: bodies stream in both directions, without trailers (HTTP/1.1 to the application);
 //! HTTP/2 `cookie` fields are joined into one. Connections to the upstream are pooled, and
-//! at most [`MAX_UPSTREAM_REQUESTS`] requests are in flight to it at once. An upstream that
-//! cannot be reached gets the client a 502 that says so (the details go to the log).
+//! at most `--upstream-max-in-flight` requests (default [`DEFAULT_MAX_IN_FLIGHT`]) are in
+//! flight to it at once, whatever clients do: a request's slot belongs to its exchange with
+//! the application (a task of its own), and is released when the application's response
+//! has been received and its body sent or dropped, or the request failed; never because a
+//! client went away (an HTTP/2 client that resets its streams frees no slot). An upstream
+//! that cannot be reached gets the client a 502 that says so (the details go to the log).
 
 mod forward;
 mod hygiene;
 mod identity;
 
-pub use forward::{MAX_UPSTREAM_REQUESTS, NoTrailers, Proxy, Upstream, UpstreamError};
+pub use forward::{DEFAULT_MAX_IN_FLIGHT, NoTrailers, Proxy, Upstream, UpstreamError};
 pub use hygiene::{
     ADDRESS_HEADERS, CLIENT_CERT_HEADERS, CertHeader, NamePattern, strip_identity_headers,
     strip_underscored,
