@@ -10,7 +10,7 @@ use mtls::files::{CertsDir, DEFAULT_DIR};
 use mtls::format::{parse_duration, parse_size};
 use mtls::server::ServerSettings;
 use mtls::server::policy::{AccessPolicy, Rule};
-use mtls::server::proxy::Upstream;
+use mtls::server::proxy::{DEFAULT_MAX_IN_FLIGHT, Upstream};
 use mtls::server::reload::ReloadTriggers;
 use mtls::tls::{MinVersion, ServerPolicy};
 
@@ -159,6 +159,18 @@ pub struct Cli {
     )]
     upstream: Option<Upstream>,
 
+    /// Most requests in flight to the upstream at once, whatever clients do (a client that
+    /// resets its HTTP/2 streams frees no slot before the application has answered); more
+    /// wait.
+    #[arg(
+        long,
+        env = "MTLS_UPSTREAM_MAX_IN_FLIGHT",
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT,
+        help_heading = "Proxy"
+    )]
+    upstream_max_in_flight: usize,
+
     /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics (off by default).
     #[arg(
         long,
@@ -201,6 +213,7 @@ impl From<Cli> for ServerSettings {
         s.max_handshakes = cli.max_handshakes;
         s.drain_timeout = cli.drain_timeout;
         s.upstream = cli.upstream;
+        s.upstream_max_in_flight = cli.upstream_max_in_flight;
         s.metrics_addr = cli.metrics;
         s
     }

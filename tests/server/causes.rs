@@ -127,3 +127,27 @@ fn a_crl_deleted_before_a_reload_is_named_as_a_missing_list_not_a_missing_demo_s
     assert!(line.contains("without that --crl"), "{line}");
     assert!(!line.contains("create the demo certificates"), "{line}");
 }
+
+#[test]
+fn a_malformed_chunked_request_body_gets_400_not_a_bad_gateway() {
+    let pki = Pki::demo();
+    let upstream = testkit::EchoUpstream::start();
+    let server = start(&pki, &["--upstream", &upstream.url()]);
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    conn.send(
+        b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+          ZZ\r\nnot a chunk\r\n0\r\n\r\n",
+    )
+    .expect("send");
+    let reply = conn.read_reply().expect("an answer");
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("the request body could not be read"),
+        "{}",
+        reply.body
+    );
+    let line = server.log.wait_for(&["reason=\"bad_request_body\""]);
+    assert!(!line.contains("upstream request failed"), "{line}");
+    assert_eq!(server.log.count(&["upstream request failed"]), 0);
+}

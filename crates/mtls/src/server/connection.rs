@@ -1,6 +1,7 @@
 //! One connection after its handshake: who the client is (logged once, with the chain on
 //! its path), whether the policy admits it, and then HTTP/1.1 or HTTP/2 (by ALPN) under the
-//! watchdog; each request is logged and answered, denied with 403, or forwarded.
+//! watchdog; each request is logged and answered, denied with 403, refused (a malformed
+//! target or CONNECT), or forwarded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use super::metrics::ClientMetrics;
 use super::policy::{Decision, POLICY_DENIED};
 use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE};
 use super::reload::TlsMaterial;
+use super::request;
 use super::response::{ResponseBody, text_response};
 use super::state::{Shared, Slot};
 use super::watchdog::Limit;
@@ -247,7 +249,8 @@ async fn serve(
     }
 }
 
-/// One request: logged, then denied, forwarded, or answered with the client's name.
+/// One request: logged, then denied, refused ([`request::check`]), forwarded, or answered
+/// with the client's name.
 async fn handle(
     req: Request<Incoming>,
     info: &ConnectionInfo,
@@ -273,6 +276,16 @@ async fn handle(
         }
         info.denied_answered.notify_one();
         denied
+    } else if let Err(refusal) = request::check(&req) {
+        warn!(
+            peer.addr = %info.peer,
+            client,
+            reason = refusal.code(),
+            status = refusal.status().as_u16(),
+            why = %refusal,
+            "refused the request"
+        );
+        refusal.response(!info.h2)
     } else if let Some(proxy) = &shared.proxy {
         match &info.forwarded {
             Some(identity) => {

@@ -11,8 +11,10 @@
 //! fills in); `accept` (a slot under the connection limit, a task per connection, and
 //! draining on shutdown); `handshake` (the peer's first bytes, the TLS handshake under its
 //! timeout, a resumed session verified again); `connection` (who the client is, the
-//! policy's decision, each request); [`watchdog`] (the only code that closes a connection
-//! for taking too long, with one typed [`watchdog::Limit`] for its log line and its metric).
+//! policy's decision, each request); [`request`] (what every request must be before it is
+//! answered or forwarded: one host without userinfo, not CONNECT; else a 400 or 405 that
+//! says why); [`watchdog`] (the only code that closes a connection for taking too long,
+//! with one typed [`watchdog::Limit`] for its log line and its metric).
 //!
 //! Around that, the concerns of a real endpoint: the TLS material is reloaded while the
 //! server runs ([`reload`]); [`policy`] admits identities; [`proxy`] forwards to an
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod request;
 pub mod response;
 pub mod settings;
 mod state;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::policy::AccessPolicy;
-use super::proxy::Upstream;
+use super::proxy::{DEFAULT_MAX_IN_FLIGHT, Upstream};
 use super::reload::{ReloadTriggers, TlsSource};
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, Role};
@@ -49,6 +49,8 @@ pub struct ServerSettings {
     pub reload: ReloadTriggers,
     /// Forward admitted requests to this application instead of answering them.
     pub upstream: Option<Upstream>,
+    /// Most requests in flight to the upstream at once, whatever clients do; more wait.
+    pub upstream_max_in_flight: usize,
     /// Serve Prometheus metrics over plain HTTP on this address.
     pub metrics_addr: Option<String>,
 }
@@ -76,6 +78,7 @@ impl ServerSettings {
                 sighup: true,
             },
             upstream: None,
+            upstream_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             metrics_addr: None,
         }
     }
@@ -123,6 +126,12 @@ impl ServerSettings {
                 self.max_connections
             )));
         }
+        if !(1..=MAX_UPSTREAM_IN_FLIGHT).contains(&self.upstream_max_in_flight) {
+            return Err(Error::Usage(format!(
+                "--upstream-max-in-flight {} is out of range: choose 1 to {MAX_UPSTREAM_IN_FLIGHT}",
+                self.upstream_max_in_flight
+            )));
+        }
         Ok(())
     }
 }
@@ -131,3 +140,5 @@ impl ServerSettings {
 pub(super) const MIN_HEADER_BYTES: usize = 8 * 1024;
 /// The largest `--max-connections` (far beyond what one process's file descriptors allow).
 pub(super) const MAX_CONNECTIONS: usize = 1_000_000;
+/// The largest `--upstream-max-in-flight`.
+pub(super) const MAX_UPSTREAM_IN_FLIGHT: usize = 1_000_000;

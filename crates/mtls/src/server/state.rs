@@ -103,7 +103,10 @@ impl Shared {
                 counts,
             },
             access: settings.access.clone(),
-            proxy: settings.upstream.clone().map(Proxy::new),
+            proxy: settings
+                .upstream
+                .clone()
+                .map(|upstream| Proxy::new(upstream, settings.upstream_max_in_flight)),
             metrics,
             connections,
             phase,
@@ -198,11 +201,15 @@ impl Connections {
     }
 }
 
-/// The connections in their handshake, oldest first, each with a way to close it.
+/// The connections in their handshake by arrival, oldest first: each peer, since when, and
+/// a way to close it.
+type Waiting = BTreeMap<u64, (SocketAddr, Instant, oneshot::Sender<()>)>;
+
+/// The connections in their handshake, and how many may be.
 struct Handshakes {
     budget: usize,
     next: AtomicU64,
-    waiting: Mutex<BTreeMap<u64, (SocketAddr, Instant, oneshot::Sender<()>)>>,
+    waiting: Mutex<Waiting>,
 }
 
 impl Handshakes {
@@ -214,7 +221,7 @@ impl Handshakes {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, (SocketAddr, Instant, oneshot::Sender<()>)>> {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 

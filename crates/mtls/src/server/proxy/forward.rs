@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,16 +17,20 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::{Instant, timeout_at};
 use tracing::warn;
 
-use super::hygiene::{forwarded_for, join_cookies, strip_hop_by_hop, strip_identity_headers};
+use super::hygiene::{
+    forwarded_for, join_cookies, strip_hop_by_hop, strip_identity_headers, strip_underscored,
+};
 use super::identity::ForwardedIdentity;
+use crate::server::request::target_host;
 use crate::server::response::{ResponseBody, text_response};
 
-/// Most requests in flight to the upstream at once; more wait (within the response
-/// timeout) for one to finish.
-pub const MAX_UPSTREAM_REQUESTS: usize = 1024;
+/// Most requests in flight to the upstream at once unless `--upstream-max-in-flight` says
+/// otherwise; more wait (within the response timeout) for one to finish.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// How long the upstream may take to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -161,7 +165,43 @@ impl<B: Body + Unpin> Body for NoTrailers<B> {
     }
 }
 
-/// The upstream's response body, holding its place under [`MAX_UPSTREAM_REQUESTS`] until
+/// A client's request body on its way to the upstream: without trailers, and noting why it
+/// failed if it did, so that a malformed body is answered 400 rather than blamed on the
+/// application.
+#[derive(Debug)]
+pub struct ClientBody<B> {
+    inner: NoTrailers<B>,
+    failed: Arc<OnceLock<String>>,
+}
+
+impl<B: Body + Unpin> Body for ClientBody<B>
+where
+    B::Error: std::fmt::Display,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            let _ = self.failed.set(e.to_string());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The upstream's response body, holding its request's slot under the in-flight cap until
 /// it has been sent (or dropped).
 struct UpstreamBody {
     inner: NoTrailers<Incoming>,
@@ -188,21 +228,95 @@ impl Body for UpstreamBody {
     }
 }
 
-/// Forwards requests to one upstream over pooled HTTP/1.1 connections.
+/// Forwards requests to one upstream over pooled HTTP/1.1 connections, at most a fixed
+/// number in flight at once.
+///
+/// A request's slot under that cap belongs to its exchange with the upstream, which runs in
+/// a task of its own and hands the response back: the slot is released when the upstream's
+/// response has been received and its body sent or dropped, or when the upstream request
+/// failed or timed out. A client that goes away (an HTTP/2 stream it resets) ends only its
+/// wait, not the exchange: the cap holds at the application whatever clients do.
 #[derive(Clone, Debug)]
 pub struct Proxy<B = Incoming> {
     upstream: Upstream,
-    client: Client<HttpConnector, NoTrailers<B>>,
+    client: Client<HttpConnector, ClientBody<B>>,
     slots: Arc<Semaphore>,
+}
+
+/// How an exchange with the upstream ended.
+enum Outcome {
+    /// The upstream's response head; its body holds the slot.
+    Answered(Response<UpstreamBody>),
+    /// The request failed: the error and its causes, for the log.
+    Failed(String),
+    /// No response head within [`RESPONSE_TIMEOUT`], the wait for a slot included.
+    TimedOut,
+    /// The client's request body could not be read (a malformed chunked encoding, say).
+    BadBody(String),
+}
+
+impl Outcome {
+    /// The client's answer: the upstream's response, or a 502/504 that says what went
+    /// wrong (the details are in the log, not sent to the client).
+    fn into_response(self) -> Response<ResponseBody> {
+        match self {
+            Outcome::Answered(response) => response.map(|body| body.boxed_unsync()),
+            Outcome::Failed(_) => text_response(
+                StatusCode::BAD_GATEWAY,
+                "bad gateway: the application behind this proxy did not answer; the \
+                 proxy's log says why\n",
+            ),
+            Outcome::BadBody(why) => text_response(
+                StatusCode::BAD_REQUEST,
+                format!("bad request: the request body could not be read ({why})\n"),
+            ),
+            Outcome::TimedOut => text_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "gateway timeout: the application behind this proxy did not start its \
+                     response within {}s\n",
+                    RESPONSE_TIMEOUT.as_secs()
+                ),
+            ),
+        }
+    }
+}
+
+/// Who a request came from, for the log lines of its exchange.
+#[derive(Clone)]
+struct Origin {
+    peer: SocketAddr,
+    client: String,
+    upstream: Upstream,
+}
+
+impl Origin {
+    /// Logs a failed exchange; an answered one is the connection's to log.
+    fn log(&self, outcome: &Outcome) {
+        let (peer, client, upstream) = (self.peer, self.client.as_str(), &self.upstream);
+        match outcome {
+            Outcome::Answered(_) => {}
+            Outcome::Failed(why) => {
+                warn!(peer.addr = %peer, client, upstream = %upstream, error = %why, "upstream request failed");
+            }
+            Outcome::TimedOut => {
+                warn!(peer.addr = %peer, client, upstream = %upstream, timeout_s = RESPONSE_TIMEOUT.as_secs(), "upstream did not respond in time");
+            }
+            Outcome::BadBody(why) => {
+                warn!(peer.addr = %peer, client, reason = "bad_request_body", error = %why, "the client's request body could not be read; answered 400");
+            }
+        }
+    }
 }
 
 impl<B> Proxy<B>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B::Error: Into<Box<dyn StdError + Send + Sync>> + std::fmt::Display,
 {
-    /// A proxy to `upstream`.
-    pub fn new(upstream: Upstream) -> Self {
+    /// A proxy to `upstream` with at most `max_in_flight` requests (at least one) in flight
+    /// to it at once.
+    pub fn new(upstream: Upstream, max_in_flight: usize) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
@@ -210,7 +324,9 @@ where
         Self {
             upstream,
             client,
-            slots: Arc::new(Semaphore::new(MAX_UPSTREAM_REQUESTS)),
+            slots: Arc::new(Semaphore::new(
+                max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+            )),
         }
     }
 
@@ -225,20 +341,24 @@ where
         client: &str,
     ) -> Response<ResponseBody> {
         let (mut parts, body) = req.into_parts();
-        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        let forged = strip_identity_headers(&mut parts.headers);
-        strip_hop_by_hop(&mut parts.headers);
-        if !forged.is_empty() {
-            let names: Vec<&str> = forged.iter().map(HeaderName::as_str).collect();
+        let host = target_host(&parts.uri, &parts.headers);
+        let underscored = strip_underscored(&mut parts.headers);
+        if !underscored.is_empty() {
             warn!(
                 peer.addr = %peer,
                 client,
-                headers = %names.join(", "),
+                headers = %names(&underscored),
+                "removed headers whose names hold an underscore; applications may read them as \
+                 the same header as the dashed name"
+            );
+        }
+        let forged = strip_identity_headers(&mut parts.headers);
+        strip_hop_by_hop(&mut parts.headers);
+        if !forged.is_empty() {
+            warn!(
+                peer.addr = %peer,
+                client,
+                headers = %names(&forged),
                 "removed identity headers the client sent; only this proxy sets them"
             );
         }
@@ -280,46 +400,89 @@ where
             }
         };
         parts.version = Version::HTTP_11;
-        let request = Request::from_parts(parts, NoTrailers::new(body));
-        let exchange = async {
-            let slot = match self.slots.clone().acquire_owned().await {
-                Ok(slot) => slot,
-                Err(_) => std::future::pending().await,
-            };
-            (self.client.request(request).await, slot)
+        let failed = Arc::new(OnceLock::new());
+        let request = Request::from_parts(
+            parts,
+            ClientBody {
+                inner: NoTrailers::new(body),
+                failed: failed.clone(),
+            },
+        );
+        let origin = Origin {
+            peer,
+            client: client.to_string(),
+            upstream: self.upstream.clone(),
         };
-        match tokio::time::timeout(RESPONSE_TIMEOUT, exchange).await {
-            Ok((Ok(response), slot)) => {
-                let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                let body = UpstreamBody {
-                    inner: NoTrailers::new(body),
-                    _slot: slot,
-                };
-                Response::from_parts(parts, body.boxed_unsync())
+        let deadline = Instant::now() + RESPONSE_TIMEOUT;
+        match timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => {
+                let answered = self.exchange(request, failed, slot, deadline, origin.clone());
+                answered.await.unwrap_or_else(|_| {
+                    let outcome = Outcome::Failed(
+                        "the exchange with the upstream ended without an answer".into(),
+                    );
+                    origin.log(&outcome);
+                    outcome
+                })
             }
-            Ok((Err(e), _)) => {
-                let why = causes(&e);
-                warn!(peer.addr = %peer, client, upstream = %self.upstream, error = %why, "upstream request failed");
-                text_response(
-                    StatusCode::BAD_GATEWAY,
-                    "bad gateway: the application behind this proxy did not answer; the \
-                     proxy's log says why\n",
-                )
+            Ok(Err(_)) => {
+                let outcome = Outcome::Failed("the proxy's request slots are closed".into());
+                origin.log(&outcome);
+                outcome
             }
             Err(_) => {
-                warn!(peer.addr = %peer, client, upstream = %self.upstream, timeout_s = RESPONSE_TIMEOUT.as_secs(), "upstream did not respond in time");
-                text_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "gateway timeout: the application behind this proxy did not start its \
-                         response within {}s\n",
-                        RESPONSE_TIMEOUT.as_secs()
-                    ),
-                )
+                origin.log(&Outcome::TimedOut);
+                Outcome::TimedOut
             }
         }
+        .into_response()
     }
+
+    /// Sends `request` to the upstream in a task of its own, which owns `slot` (then the
+    /// response body does), logs a failure, and hands the outcome back. A client that went
+    /// away drops the receiver: the task still runs until the upstream has answered (or
+    /// failed, or `deadline` passed), so the slot is released only then.
+    fn exchange(
+        &self,
+        request: Request<ClientBody<B>>,
+        client_failed: Arc<OnceLock<String>>,
+        slot: OwnedSemaphorePermit,
+        deadline: Instant,
+        origin: Origin,
+    ) -> oneshot::Receiver<Outcome> {
+        let (answer, answered) = oneshot::channel();
+        let exchange = self.client.request(request);
+        tokio::spawn(async move {
+            let outcome = match timeout_at(deadline, exchange).await {
+                Ok(Ok(response)) => {
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    let body = UpstreamBody {
+                        inner: NoTrailers::new(body),
+                        _slot: slot,
+                    };
+                    Outcome::Answered(Response::from_parts(parts, body))
+                }
+                // The client's own body broke (a malformed chunk, say): its fault, not the
+                // application's.
+                Ok(Err(e)) => match client_failed.get() {
+                    Some(why) => Outcome::BadBody(why.clone()),
+                    None => Outcome::Failed(causes(&e)),
+                },
+                Err(_) => Outcome::TimedOut,
+            };
+            origin.log(&outcome);
+            // When nobody waits any more, the response (and with it the slot) is dropped here.
+            let _ = answer.send(outcome);
+        });
+        answered
+    }
+}
+
+/// Header names for the log, comma-separated (never their values).
+fn names(headers: &[HeaderName]) -> String {
+    let names: Vec<&str> = headers.iter().map(HeaderName::as_str).collect();
+    names.join(", ")
 }
 
 /// An error and its causes, innermost last: "client error (Connect): tcp connect error:

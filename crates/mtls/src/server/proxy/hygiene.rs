@@ -1,17 +1,101 @@
-//! Header hygiene: what a client must never be able to send to the application (identity
-//! and address headers it could forge, hop-by-hop headers), and the headers the proxy sets
-//! in their place.
+//! Header hygiene: what a client must never be able to send to the application (headers
+//! whose names hold an underscore, the client-certificate headers of any proxy, address
+//! headers it could forge, hop-by-hop headers), and the headers the proxy sets in their
+//! place.
+//!
+//! Underscores: WSGI, CGI, PHP and Rack fold `_` and `-` into one name (`HTTP_CLIENT_CERT`),
+//! so an application would see a client's `Client_Cert` merged with the proxy's
+//! `Client-Cert`. Every request header whose name holds an underscore is dropped, as nginx
+//! does by default (`underscores_in_headers off`): the whole class, not a list of spellings.
+//!
+//! Client-certificate headers: [`CLIENT_CERT_HEADERS`] is the one list of the names and
+//! prefixes any proxy uses to tell an application about a client certificate (this one's
+//! four among them). Whatever a client sends under them is removed.
 
 use std::net::IpAddr;
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// The identity headers this proxy sets; removed from every client request.
-pub const IDENTITY_HEADERS: [&str; 4] = [
-    "client-cert",
-    "client-cert-chain",
-    "x-forwarded-client-cert",
-    "x-ssl-cert",
+/// How an entry of [`CLIENT_CERT_HEADERS`] matches a header name (lowercase, as hyper
+/// stores names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamePattern {
+    /// This name exactly.
+    Exact(&'static str),
+    /// Every name that starts with this.
+    Prefix(&'static str),
+    /// Every name that starts with the first and ends with the second, such as
+    /// `x-client-*-dn`.
+    Around(&'static str, &'static str),
+}
+
+impl NamePattern {
+    /// Whether `name` (lowercase) matches.
+    pub fn matches(self, name: &str) -> bool {
+        match self {
+            NamePattern::Exact(exact) => name == exact,
+            NamePattern::Prefix(prefix) => name.starts_with(prefix),
+            NamePattern::Around(prefix, suffix) => {
+                name.len() >= prefix.len() + suffix.len()
+                    && name.starts_with(prefix)
+                    && name.ends_with(suffix)
+            }
+        }
+    }
+}
+
+/// One kind of client-certificate header: how its names look, and who sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertHeader {
+    /// The names it covers.
+    pub pattern: NamePattern,
+    /// Which proxy (or specification) sets it, for readers of this list.
+    pub set_by: &'static str,
+}
+
+const fn exact(name: &'static str, set_by: &'static str) -> CertHeader {
+    CertHeader {
+        pattern: NamePattern::Exact(name),
+        set_by,
+    }
+}
+
+const fn prefix(prefix: &'static str, set_by: &'static str) -> CertHeader {
+    CertHeader {
+        pattern: NamePattern::Prefix(prefix),
+        set_by,
+    }
+}
+
+/// Every header a proxy uses to tell an application about a client certificate: a client
+/// that sends one of these is trying to speak for the proxy, so all of them are removed
+/// from every request. The four this proxy sets are among them.
+pub const CLIENT_CERT_HEADERS: &[CertHeader] = &[
+    exact("client-cert", "RFC 9440 (this proxy)"),
+    exact("client-cert-chain", "RFC 9440 (this proxy)"),
+    exact("x-forwarded-client-cert", "Envoy's XFCC (this proxy)"),
+    prefix(
+        "x-ssl-",
+        "nginx and HAProxy conventions: X-SSL-CERT (this proxy), X-SSL-Client-*",
+    ),
+    prefix("ssl-client-", "Apache mod_ssl's SSL_CLIENT_* as headers"),
+    prefix("x-client-cert", "nginx conventions: X-Client-Cert, -Chain"),
+    exact("x-client-verify", "nginx conventions"),
+    exact("x-client-dn", "nginx conventions"),
+    CertHeader {
+        pattern: NamePattern::Around("x-client-", "-dn"),
+        set_by: "nginx conventions: X-Client-Subject-DN, X-Client-Issuer-DN",
+    },
+    prefix(
+        "x-forwarded-tls-client-cert",
+        "Traefik: X-Forwarded-Tls-Client-Cert, -Info",
+    ),
+    prefix(
+        "x-amzn-mtls-clientcert",
+        "AWS load balancers: X-Amzn-Mtls-Clientcert, -Leaf, -Serial-Number, -Issuer, \
+         -Subject, -Validity, -Sans",
+    ),
+    exact("x-arr-clientcert", "IIS Application Request Routing"),
 ];
 
 /// Address headers a client could forge; removed from every request (the proxy sets its
@@ -25,31 +109,40 @@ pub const ADDRESS_HEADERS: [&str; 6] = [
     "x-real-ip",
 ];
 
-/// Whether a client-sent header could claim a client certificate: the four this proxy sets,
-/// or one another proxy (nginx, HAProxy, Traefik) uses for it.
-fn is_identity_header(name: &str) -> bool {
-    IDENTITY_HEADERS.contains(&name)
-        || name.starts_with("x-ssl-")
-        || name.starts_with("ssl-client-")
-        || name.starts_with("x-client-cert")
-        || name == "x-client-verify"
-        || name == "x-client-dn"
-        || (name.starts_with("x-client-") && name.ends_with("-dn"))
+/// Whether a client-sent header could claim a client certificate: one in
+/// [`CLIENT_CERT_HEADERS`].
+fn is_client_cert_header(name: &str) -> bool {
+    CLIENT_CERT_HEADERS.iter().any(|h| h.pattern.matches(name))
 }
 
-/// Removes every header that could claim a client identity ([`IDENTITY_HEADERS`], and
-/// nginx's, HAProxy's and Traefik's certificate headers) and every [`ADDRESS_HEADERS`]
-/// header; returns the identity ones that were present, sorted, for the log.
-pub fn strip_identity_headers(headers: &mut HeaderMap) -> Vec<HeaderName> {
+/// Removes every header whose name holds an underscore (see the module docs); returns
+/// their names, sorted, for the log.
+pub fn strip_underscored(headers: &mut HeaderMap) -> Vec<HeaderName> {
     let mut found: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_identity_header(n.as_str()) || ADDRESS_HEADERS.contains(&n.as_str()))
+        .filter(|n| n.as_str().contains('_'))
         .cloned()
         .collect();
     for name in &found {
         headers.remove(name);
     }
-    found.retain(|n| is_identity_header(n.as_str()));
+    found.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    found
+}
+
+/// Removes every header that could claim a client identity ([`CLIENT_CERT_HEADERS`]) and
+/// every [`ADDRESS_HEADERS`] header; returns the identity ones that were present, sorted,
+/// for the log.
+pub fn strip_identity_headers(headers: &mut HeaderMap) -> Vec<HeaderName> {
+    let mut found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_client_cert_header(n.as_str()) || ADDRESS_HEADERS.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    for name in &found {
+        headers.remove(name);
+    }
+    found.retain(|n| is_client_cert_header(n.as_str()));
     found.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     found
 }
@@ -109,60 +202,155 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 mod tests {
     use super::*;
 
+    /// Header names as a client might spell them: at least one for every entry of
+    /// [`CLIENT_CERT_HEADERS`] (`true`: it must be removed), and names that look alike but
+    /// carry no certificate (`false`: they must reach the application).
+    const SAMPLES: &[(&str, bool)] = &[
+        ("Client-Cert", true),
+        ("CLIENT-CERT-CHAIN", true),
+        ("X-Forwarded-Client-Cert", true),
+        ("x-ssl-cert", true),
+        ("X-SSL-Client-S-DN", true),
+        ("X-SSL-Client-Verify", true),
+        ("SSL-Client-Cert", true),
+        ("X-Client-Cert", true),
+        ("X-Client-Cert-Chain", true),
+        ("X-Client-Verify", true),
+        ("X-Client-DN", true),
+        ("X-Client-Subject-DN", true),
+        ("X-Client-Issuer-DN", true),
+        ("X-Forwarded-Tls-Client-Cert", true),
+        ("X-Forwarded-Tls-Client-Cert-Info", true),
+        ("X-Amzn-Mtls-Clientcert", true),
+        ("X-Amzn-Mtls-Clientcert-Leaf", true),
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", true),
+        ("X-Amzn-Mtls-Clientcert-Issuer", true),
+        ("X-Amzn-Mtls-Clientcert-Subject", true),
+        ("X-Amzn-Mtls-Clientcert-Validity", true),
+        ("X-Amzn-Mtls-Clientcert-Sans", true),
+        ("X-ARR-ClientCert", true),
+        ("accept", false),
+        ("x-client-id", false),
+        ("x-client-dns", false),
+        ("client-certificate-hint", false),
+        ("x-forwarded-tls-version", false),
+        ("x-amzn-trace-id", false),
+        ("x-arr-log-id", false),
+    ];
+
+    fn sorted(names: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<String> {
+        let mut names: Vec<String> = names
+            .into_iter()
+            .map(|n| n.as_ref().to_ascii_lowercase())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     #[test]
-    fn identity_and_address_headers_are_removed_whatever_their_case() {
+    fn every_client_cert_header_in_the_list_is_removed_whatever_its_case() {
+        for entry in CLIENT_CERT_HEADERS {
+            assert!(
+                SAMPLES
+                    .iter()
+                    .any(|(name, removed)| *removed
+                        && entry.pattern.matches(&name.to_ascii_lowercase())),
+                "no sample exercises {entry:?}"
+            );
+        }
         let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("Client-Cert", ":Zm9yZ2Vk:"),
-            ("X-Forwarded-Client-Cert", "URI=spiffe://mtls.demo/admin"),
-            ("x-ssl-cert", "forged"),
-            ("CLIENT-CERT-CHAIN", ":Zm9v:"),
-            ("X-SSL-Client-S-DN", "CN=admin"),
-            ("X-SSL-Client-Verify", "SUCCESS"),
-            ("SSL-Client-Cert", "forged"),
-            ("X-Client-Cert", "forged"),
-            ("X-Client-Cert-Chain", "forged"),
-            ("X-Client-Verify", "SUCCESS"),
-            ("X-Client-Subject-DN", "CN=admin"),
-            ("X-Client-Issuer-DN", "CN=CA"),
-            ("X-Client-DN", "CN=admin"),
-            ("Forwarded", "for=203.0.113.66"),
-            ("X-Real-IP", "203.0.113.66"),
-            ("X-Forwarded-Host", "admin.internal"),
-            ("X-Forwarded-Port", "443"),
-            ("X-Forwarded-For", "203.0.113.66"),
-            ("accept", "*/*"),
-            ("x-client-id", "kept: not a certificate header"),
-        ] {
+        for (name, _) in SAMPLES {
             headers.append(
                 HeaderName::from_bytes(name.as_bytes()).expect("name"),
-                HeaderValue::from_static(value),
+                HeaderValue::from_static("forged"),
             );
         }
         headers.append("client-cert", HeaderValue::from_static(":ZHVw:"));
+        for name in ADDRESS_HEADERS {
+            headers.append(name, HeaderValue::from_static("203.0.113.66"));
+        }
         let removed = strip_identity_headers(&mut headers);
+        let expected = SAMPLES.iter().filter(|(_, r)| *r).map(|(n, _)| n);
+        assert_eq!(
+            sorted(removed.iter().map(HeaderName::as_str)),
+            sorted(expected)
+        );
+        let kept = SAMPLES.iter().filter(|(_, r)| !*r).map(|(n, _)| n);
+        assert_eq!(sorted(headers.keys().map(HeaderName::as_str)), sorted(kept));
+    }
+
+    #[test]
+    fn every_header_this_proxy_sets_is_one_a_client_cannot_send() {
+        use crate::pki::{CertAuthority, KeyType, LeafSpec, Usage, Validity, demo_subject};
+        let ca = CertAuthority::new_root(
+            demo_subject("CA Company", "CA"),
+            KeyType::EcdsaP256,
+            Validity::days(1),
+        )
+        .expect("ca");
+        let leaf = ca
+            .issue(&LeafSpec {
+                subject: demo_subject("Client A Company", "Client A"),
+                sans: vec![crate::pki::parse_san("spiffe://mtls.demo/client-a").expect("san")],
+                usage: Usage::Client,
+                key_type: KeyType::EcdsaP256,
+                validity: Validity::days(1),
+            })
+            .expect("leaf");
+        // A chain, so that Client-Cert-Chain is set too.
+        let chain = [leaf.der.clone(), ca.der.clone()];
+        let identity =
+            crate::server::proxy::ForwardedIdentity::from_chain(&chain).expect("identity");
+        let mut headers = HeaderMap::new();
+        identity.apply(&mut headers);
+        let set = sorted(headers.keys().map(HeaderName::as_str));
+        assert_eq!(
+            set,
+            [
+                "client-cert",
+                "client-cert-chain",
+                "x-forwarded-client-cert",
+                "x-ssl-cert"
+            ]
+        );
+        let removed = strip_identity_headers(&mut headers);
+        assert_eq!(sorted(removed.iter().map(HeaderName::as_str)), set);
+        assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    #[test]
+    fn headers_with_an_underscore_in_their_name_are_removed() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "X_Forwarded_Client_Cert",
+            "Client_Cert",
+            "X_SSL_CERT",
+            "X_Forwarded_For",
+            "my_header",
+            "accept",
+            "x-request-id",
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        let removed = strip_underscored(&mut headers);
         let names: Vec<&str> = removed.iter().map(HeaderName::as_str).collect();
         assert_eq!(
             names,
             [
-                "client-cert",
-                "client-cert-chain",
-                "ssl-client-cert",
-                "x-client-cert",
-                "x-client-cert-chain",
-                "x-client-dn",
-                "x-client-issuer-dn",
-                "x-client-subject-dn",
-                "x-client-verify",
-                "x-forwarded-client-cert",
-                "x-ssl-cert",
-                "x-ssl-client-s-dn",
-                "x-ssl-client-verify",
+                "client_cert",
+                "my_header",
+                "x_forwarded_client_cert",
+                "x_forwarded_for",
+                "x_ssl_cert",
             ]
         );
-        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        left.sort_unstable();
-        assert_eq!(left, ["accept", "x-client-id"]);
+        assert_eq!(
+            sorted(headers.keys().map(HeaderName::as_str)),
+            ["accept", "x-request-id"]
+        );
     }
 
     #[test]

@@ -1,12 +1,20 @@
 //! The mTLS-terminating reverse proxy (`--upstream http://HOST:PORT`): it forwards each
 //! admitted request to a plain-HTTP application and tells it who the client is.
 //!
-//! A client must never be able to forge its identity, so the headers that could carry one
-//! are removed from every request first, whatever their case: the four this proxy sets
-//! ([`IDENTITY_HEADERS`]) and those other proxies use for the client certificate (nginx's
-//! `X-SSL-*`, `SSL-Client-*`, `X-Client-Cert*`, `X-Client-Verify`, `X-Client-*-DN`).
-//! (`hygiene`). Then the proxy adds, from the leaf the handshake verified and the
-//! certificates on its path ([`crate::report::PeerPath`]; `identity`):
+//! A client must never be able to speak for the proxy, so from every request (`hygiene`):
+//! - every header whose name holds an underscore is removed, whatever it is called
+//!   (nginx's default, `underscores_in_headers off`): WSGI, CGI, PHP and Rack fold `_` and
+//!   `-` into one name, so the application would see a client's `Client_Cert` or
+//!   `X_Forwarded_For` merged with the proxy's own header. The log names the headers
+//!   removed (never their values);
+//! - every client-certificate header of any proxy is removed, whatever its case:
+//!   [`CLIENT_CERT_HEADERS`] is the one list, names and prefixes, of this proxy's four,
+//!   nginx's `X-SSL-*`, `SSL-Client-*`, `X-Client-Cert*`, `X-Client-Verify` and
+//!   `X-Client-*-DN`, Traefik's `X-Forwarded-Tls-Client-Cert(-Info)`, AWS's
+//!   `X-Amzn-Mtls-Clientcert*` and IIS ARR's `X-ARR-ClientCert`. The log names those too.
+//!
+//! Then the proxy adds, from the leaf the handshake verified and the certificates on its
+//! path ([`crate::report::PeerPath`]; `identity`):
 //! - `Client-Cert` (RFC 9440): the leaf as a structured-field byte sequence, `:BASE64(DER):`;
 //! - `Client-Cert-Chain` (RFC 9440): the certificates on the leaf's path that the client
 //!   sent, as a list of byte sequences (absent when it sent only its leaf);
@@ -22,13 +30,20 @@
 //!
 //! `forward`: bodies stream in both directions, without trailers (HTTP/1.1 to the application);
 //! HTTP/2 `cookie` fields are joined into one. Connections to the upstream are pooled, and
-//! at most [`MAX_UPSTREAM_REQUESTS`] requests are in flight to it at once. An upstream that
-//! cannot be reached gets the client a 502 that says so (the details go to the log).
+//! at most `--upstream-max-in-flight` requests (default [`DEFAULT_MAX_IN_FLIGHT`]) are in
+//! flight to it at once, whatever clients do: a request's slot belongs to its exchange with
+//! the application (a task of its own), and is released when the application's response
+//! has been received and its body sent or dropped, or the request failed; never because a
+//! client went away (an HTTP/2 client that resets its streams frees no slot). An upstream
+//! that cannot be reached gets the client a 502 that says so (the details go to the log).
 
 mod forward;
 mod hygiene;
 mod identity;
 
-pub use forward::{MAX_UPSTREAM_REQUESTS, NoTrailers, Proxy, Upstream, UpstreamError};
-pub use hygiene::{ADDRESS_HEADERS, IDENTITY_HEADERS, strip_identity_headers};
+pub use forward::{DEFAULT_MAX_IN_FLIGHT, NoTrailers, Proxy, Upstream, UpstreamError};
+pub use hygiene::{
+    ADDRESS_HEADERS, CLIENT_CERT_HEADERS, CertHeader, NamePattern, strip_identity_headers,
+    strip_underscored,
+};
 pub use identity::{ForwardedIdentity, IDENTITY_UNFORWARDABLE, Unforwardable, rfc4514, url_escape};
