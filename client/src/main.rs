@@ -32,6 +32,10 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
     if exchange.status.is_success() {
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(refusal) = exchange.http_refusal() {
+        eprintln!("error: {refusal}");
+        return Ok(ExitCode::FAILURE);
+    }
     eprintln!(
         "error: the server answered {} {}",
         exchange.status.as_u16(),

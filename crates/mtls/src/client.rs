@@ -7,6 +7,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +31,9 @@ use tracing::debug;
 
 use crate::error::{Error, Failure, Result};
 use crate::explain::{self, Side};
+use crate::certinfo::CertInfo;
 use crate::report::{ChainText, TlsReport, describe_chain};
+use crate::pem;
 use crate::tls::{self, Identity, SeenChain, Trust};
 
 /// The default URL, as in the Go demo.
@@ -197,7 +200,11 @@ impl FromStr for Url {
 /// Connects, handshakes, sends `GET`, and reads the response.
 pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
     let target = &settings.url;
-    let trust = Trust::load(&settings.ca)?;
+    let (anchors, anchor_infos): (Vec<_>, Vec<_>) =
+        pem::described_certificates(&settings.ca, "the CA certificate")?
+            .into_iter()
+            .unzip();
+    let trust = Trust::from_certs(anchors, &settings.ca)?;
     let identity = match &settings.identity {
         Some((cert, key, owner)) => Some(Identity::load(cert, key, owner)?),
         None => None,
@@ -207,7 +214,11 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
     let server_name = target.server_name();
     let cx = explain::Context {
         ca: Some(settings.ca.clone()),
-        crls: Vec::new(),
+        anchors: anchor_infos,
+        ours: identity
+            .as_ref()
+            .and_then(|id| CertInfo::parse(&id.chain[0]).ok()),
+        ..explain::Context::default()
     };
 
     let tcp = connect(target, settings.connect_timeout).await?;
@@ -246,9 +257,16 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
     );
     let tls13 = report.version == "TLSv1.3";
 
+    let h2 = report.alpn.as_deref() == Some("h2");
     let request = |uri: String| {
-        Request::get(uri)
-            .header(HOST, &target.authority)
+        let request = Request::get(uri);
+        // HTTP/2 names the host in :authority only: a host header beside it is a duplicate
+        // that strict servers (nginx) refuse with 400.
+        let request = match h2 {
+            true => request,
+            false => request.header(HOST, &target.authority),
+        };
+        request
             .header(
                 USER_AGENT,
                 concat!("mtls-demo-client/", env!("CARGO_PKG_VERSION")),
@@ -256,17 +274,13 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
             .body(Empty::<Bytes>::new())
             .map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
     };
-    let h2 = report.alpn.as_deref() == Some("h2");
     let req = if h2 {
         request(format!("https://{}{}", target.authority, target.path))?
     } else {
         request(target.path.clone())?
     };
     let tls_error = Arc::new(Mutex::new(None));
-    let io = Watched {
-        inner: tls,
-        tls_error: tls_error.clone(),
-    };
+    let io = Watched::new(tls, tls_error.clone());
     let exchange = send(io, req, h2);
     let (version, status, body) =
         match tokio::time::timeout(settings.response_timeout, exchange).await {
@@ -290,11 +304,11 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
         status,
         body,
         tls: report,
-        presented: settings
-            .identity
+        presented: identity
             .as_ref()
             .filter(|_| seen.presented())
-            .map(|(_, _, owner)| owner.clone()),
+            .and_then(|id| CertInfo::parse(&id.chain[0]).ok())
+            .map(|leaf| leaf.identity()),
         offered: settings.identity.is_some(),
     })
 }
@@ -414,12 +428,30 @@ async fn finish(
 ///
 /// hyper (and h2 in particular) flattens I/O errors into text, losing the typed alert;
 /// reading it here keeps "the server refused our certificate" precise for both versions.
+/// A server that refuses our certificate after a TLS 1.3 handshake sends an alert and
+/// closes; HTTP/2 writes its preface first and would fail on the closed socket without ever
+/// reading the alert. So a write that fails because the peer closed is held back, for at
+/// most [`REASON_WAIT`], while what the peer sent before closing is read: its alert, if
+/// any, is recorded, then the write fails as it would have.
 struct Watched<S> {
     inner: S,
     tls_error: Arc<Mutex<Option<rustls::Error>>>,
+    /// A write that failed because the peer closed: its error, and until when to read.
+    failed_write: Option<(io::ErrorKind, String, Pin<Box<tokio::time::Sleep>>)>,
 }
 
+/// How long a failed write waits for the peer's last words.
+const REASON_WAIT: Duration = Duration::from_millis(500);
+
 impl<S> Watched<S> {
+    fn new(inner: S, tls_error: Arc<Mutex<Option<rustls::Error>>>) -> Self {
+        Self {
+            inner,
+            tls_error,
+            failed_write: None,
+        }
+    }
+
     fn record<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if let Poll::Ready(Err(e)) = &poll
             && let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
@@ -428,6 +460,58 @@ impl<S> Watched<S> {
             slot.get_or_insert_with(|| tls.clone());
         }
         poll
+    }
+}
+
+impl<S: AsyncRead + Unpin> Watched<S> {
+    /// A write's outcome; a failure because the peer closed starts reading its reason.
+    fn written<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                let wait = Box::pin(tokio::time::sleep(REASON_WAIT));
+                self.failed_write = Some((e.kind(), e.to_string(), wait));
+                self.read_the_reason(cx)
+            }
+            other => self.record(other),
+        }
+    }
+
+    /// Reads what the peer sent before it closed, until its alert, the end, or the wait is
+    /// over; then fails the write.
+    fn read_the_reason<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let mut scratch = [0u8; 4096];
+        for _ in 0..64 {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(Err(e)) => {
+                    let _ = self.record(Poll::<io::Result<()>>::Ready(Err(e)));
+                    break;
+                }
+                Poll::Ready(Ok(())) => break,
+                Poll::Pending => {
+                    let waiting = self
+                        .failed_write
+                        .as_mut()
+                        .is_some_and(|(_, _, wait)| wait.as_mut().poll(cx).is_pending());
+                    if waiting {
+                        return Poll::Pending;
+                    }
+                    break;
+                }
+            }
+        }
+        let (kind, text) = self
+            .failed_write
+            .as_ref()
+            .map(|(kind, text, _)| (*kind, text.clone()))
+            .unwrap_or((io::ErrorKind::BrokenPipe, "the peer closed".into()));
+        Poll::Ready(Err(io::Error::new(kind, text)))
     }
 }
 
@@ -442,29 +526,39 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.failed_write.is_some() {
+            return self.read_the_reason(cx);
+        }
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.record(poll)
+        self.written(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.failed_write.is_some() {
+            return self.read_the_reason(cx);
+        }
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.record(poll)
+        self.written(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.failed_write.is_some() {
+            return self.read_the_reason(cx);
+        }
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.record(poll)
+        self.written(cx, poll)
     }
 }
 
 /// A handshake error, explained (with the server's chain, if we saw it).
 fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> Error {
+    let cx = &seen.told(cx);
     let chain = describe_chain(&seen.get());
     let failure = match find_rustls(err) {
         Some(tls) => Failure::from_rustls(tls).with_peer_chain(&chain),
@@ -485,6 +579,7 @@ fn late_error(
     seen: &SeenChain,
     cx: &explain::Context,
 ) -> Error {
+    let cx = &seen.told(cx);
     if let Some(tls) = recorded.as_ref().or_else(|| find_rustls(err.as_ref())) {
         let failure = Failure::from_rustls(tls).with_peer_chain(&describe_chain(&seen.get()));
         return Error::Tls {
@@ -560,7 +655,46 @@ fn chain_text(err: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
+/// A server that finished the TLS handshake and then refused our certificate in its HTTP
+/// answer, as nginx does with `ssl_verify_client`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpRefusal {
+    /// Why, as the answer says it.
+    pub kind: HttpRefusalKind,
+    /// The status it answered with (400, 495 or 496).
+    pub status: u16,
+}
+
+/// What an HTTP-level refusal of our certificate says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpRefusalKind {
+    /// The certificate failed the server's checks (nginx: 495, or 400 "The SSL certificate
+    /// error").
+    CertificateError,
+    /// The server wanted a certificate and got none (nginx: 496, or 400 "No required SSL
+    /// certificate was sent").
+    CertificateRequired,
+}
+
 impl Exchange {
+    /// The server's answer refuses our certificate at the HTTP level, if it does.
+    pub fn http_refusal(&self) -> Option<HttpRefusal> {
+        let body = self.body.to_ascii_lowercase();
+        let kind = match self.status.as_u16() {
+            495 => HttpRefusalKind::CertificateError,
+            496 => HttpRefusalKind::CertificateRequired,
+            400 if body.contains("ssl certificate error") => HttpRefusalKind::CertificateError,
+            400 if body.contains("no required ssl certificate was sent") => {
+                HttpRefusalKind::CertificateRequired
+            }
+            _ => return None,
+        };
+        Some(HttpRefusal {
+            kind,
+            status: self.status.as_u16(),
+        })
+    }
+
     /// The same report as JSON, for scripts: the response, the TLS state, the server's
     /// chain, and what each side checked.
     pub fn to_json(&self) -> serde_json::Value {
@@ -601,6 +735,7 @@ impl Exchange {
                     "host": self.host,
                 },
                 "server_asked_for_certificate": self.presented.is_some(),
+                "refused_at_http": self.http_refusal().map(|r| r.status),
                 "presented": self.presented,
                 "offered": self.offered,
             },
@@ -637,13 +772,28 @@ impl fmt::Display for Exchange {
             self.ca.display(),
             self.host
         )?;
+        let status = self.status.as_u16();
         match (&self.presented, self.offered) {
-            (Some(who), _) => writeln!(
-                f,
-                "  by the server: it asked for our certificate; ours ({who}) leads to the CA it \
-                 trusts, and it answered {}",
-                self.status.as_u16()
-            ),
+            (Some(who), _) => match self.http_refusal() {
+                Some(refusal) => writeln!(
+                    f,
+                    "  by the server: it asked for our certificate and we presented ours ({who}); \
+                     it completed the handshake, then refused the certificate in its HTTP answer \
+                     ({})",
+                    refusal.status
+                ),
+                None if self.status.is_success() => writeln!(
+                    f,
+                    "  by the server: it asked for our certificate and we presented ours ({who}); \
+                     it answered {status}, so it accepted it (which checks it made, only its log \
+                     can tell)"
+                ),
+                None => writeln!(
+                    f,
+                    "  by the server: it asked for our certificate and we presented ours ({who}); \
+                     it answered {status}"
+                ),
+            },
             (None, true) => writeln!(
                 f,
                 "  by the server: nothing; it never asked for a client certificate, so this was \

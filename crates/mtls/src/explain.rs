@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use rustls::AlertDescription;
 use time::OffsetDateTime;
 
+use crate::certinfo::CertInfo;
 use crate::error::{Failure, Incompatibility};
+use crate::format::escape_controls;
 use crate::program::Program;
 
 /// Which end of the connection is describing the failure.
@@ -47,6 +49,15 @@ pub struct Context {
     pub ca: Option<PathBuf>,
     /// The CRL files this side loaded.
     pub crls: Vec<PathBuf>,
+    /// The certificates in the CA file, to tell a file that holds no CA at all.
+    pub anchors: Vec<CertInfo>,
+    /// Client side: our own certificate, when we have one (its dates tell an expired one
+    /// from a clock that is off).
+    pub ours: Option<CertInfo>,
+    /// Client side: whether the server asked for our certificate, when known.
+    pub asked: Option<bool>,
+    /// Client side: whether we sent one, when known.
+    pub sent: Option<bool>,
 }
 
 impl Failure {
@@ -66,10 +77,32 @@ impl Failure {
                  `{}`, or curl --cert client-a.crt --key client-a.key",
                 Program::Client.command("-c a")
             ),
+            Failure::UnknownIssuer { issuer } if side == Side::Client && cx.holds_no_ca() => {
+                let file = cx
+                    .ca
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "the CA file".into());
+                let what = cx
+                    .anchors
+                    .iter()
+                    .map(|c| c.identity())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let by = issuer
+                    .as_deref()
+                    .map(|i| format!(" (\"{}\")", escape_controls(i)))
+                    .unwrap_or_default();
+                format!(
+                    "{file}, given as the CA we trust, is not a CA certificate: it holds {what}, a \
+                     leaf that signs nothing, so no server can chain to it; pass the CA that issued \
+                     the server's certificate{by} with --ca"
+                )
+            }
             Failure::UnknownIssuer { issuer } => {
                 let by = issuer
                     .as_ref()
-                    .map(|i| format!(" (it was issued by \"{i}\")"))
+                    .map(|i| format!(" (it was issued by \"{}\")", escape_controls(i)))
                     .unwrap_or_default();
                 let fix = match side {
                     Side::Client => format!(
@@ -87,10 +120,18 @@ impl Failure {
                     Side::Client => ("we do not trust", "we trust"),
                     Side::Server => ("this server does not trust", "it trusts"),
                 };
-                format!(
-                    "{peer}'s certificate was issued by a CA {distrust}{by}; {trusts} only the \
-                     CA{ca}; {fix}"
-                )
+                let only = match cx.anchors.as_slice() {
+                    [] => format!("the CA{ca}"),
+                    anchors => format!(
+                        "{}{ca}",
+                        anchors
+                            .iter()
+                            .map(|a| format!("\"{}\"", escape_controls(&a.subject)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                format!("{peer}'s certificate was issued by a CA {distrust}{by}; {trusts} only {only}; {fix}")
             }
             Failure::Expired { not_after } => format!(
                 "{peer}'s certificate has expired{when}; renew it (same names, new dates): \
@@ -194,7 +235,7 @@ impl Failure {
                      issued; {fix}"
                 )
             }
-            Failure::PeerRefused { alert } => refused(side, *alert),
+            Failure::PeerRefused { alert } => refused(side, *alert, cx),
             Failure::ClosedAfterHandshake => {
                 "the server closed the connection right after the TLS \
                  handshake without telling us why; with TLS 1.3 a server that refuses our \
@@ -235,8 +276,17 @@ impl Failure {
     }
 }
 
-/// The sentence for an alert the peer sent.
-fn refused(side: Side, alert: AlertDescription) -> String {
+impl Context {
+    /// The CA file holds certificates, none of which is a CA (a leaf given as --ca).
+    fn holds_no_ca(&self) -> bool {
+        !self.anchors.is_empty() && self.anchors.iter().all(|c| c.ca != Some(true))
+    }
+}
+
+/// The sentence for an alert the peer sent: what it generally means, then what to check,
+/// most likely first, using what this side knows (whether the server asked for our
+/// certificate and whether we sent one, our certificate's dates).
+fn refused(side: Side, alert: AlertDescription, cx: &Context) -> String {
     use AlertDescription as A;
     let name = alert_name(alert);
     if side == Side::Server {
@@ -246,56 +296,74 @@ fn refused(side: Side, alert: AlertDescription) -> String {
                  the client this CA (client --ca, curl --cacert)"
             }
             A::BadCertificate => {
-                ": the client rejected this server's certificate (often: the name it dialed is \
-                 not among the certificate's SANs)"
+                ": the client rejected this server's certificate (most often: the name it dialed \
+                 is not among the certificate's SANs, or it does not trust our CA)"
             }
-            A::CertificateExpired => ": the client says this server's certificate has expired",
+            A::CertificateExpired => {
+                ": the client says this server's certificate has expired or is not valid yet \
+                 (check its dates, and both machines' clocks)"
+            }
             _ => "",
         };
         return format!("the client refused this server's certificate (alert: {name}){why}");
     }
+    let no_certificate_sent = cx.asked == Some(true) && cx.sent == Some(false);
+    let renew = Program::Certificate.command("renew NAME");
+    let trust = "check that the server trusts the CA that issued ours (the CA names it asked \
+                 for are the ones it accepts)";
     let (about_us, meaning) = match alert {
         A::CertificateRequired => (
             true,
             "it requires a client certificate and we sent none; pass --cert and --key (or -c a)"
                 .to_string(),
         ),
+        _ if no_certificate_sent
+            && matches!(
+                alert,
+                A::HandshakeFailure | A::BadCertificate | A::CertificateUnknown
+            ) =>
+        {
+            (
+                true,
+                "it asked for a client certificate and we sent none: most likely it requires one \
+                 (TLS 1.2 servers such as nginx and HAProxy refuse with this alert); pass --cert \
+                 and --key (or -c a)"
+                    .to_string(),
+            )
+        }
         A::UnknownCA => (
             true,
-            "it does not trust the CA that issued our certificate (or, if it checks revocation, \
-             it has no current revocation list for that CA); use a certificate issued by the \
-             server's CA, and see the server's log"
-                .to_string(),
-        ),
-        A::CertificateExpired => (
-            true,
             format!(
-                "our certificate has expired or is not valid yet; renew it: `{}`, where NAME.crt \
-                 is our certificate",
-                Program::Certificate.command("renew NAME")
+                "it does not trust the CA that issued our certificate: {trust}; less often, it \
+                 checks revocation and has no current list for that CA (see its log)"
             ),
         ),
+        A::BadCertificate | A::CertificateUnknown => (
+            true,
+            format!(
+                "it could not accept our certificate. Most often it does not trust the CA that \
+                 issued it (Go and Java servers say {name} for that): {trust}; otherwise our \
+                 certificate is not meant for client authentication (no clientAuth extended key \
+                 usage), has expired, or is a CA certificate rather than a leaf; the server's log \
+                 names the check"
+            ),
+        ),
+        A::CertificateExpired => (true, expired_meaning(cx.ours.as_ref(), &renew)),
         A::CertificateRevoked => (
             true,
             format!(
-                "our certificate has been revoked (it is on the server's CRL); get a new one: `{}` \
-                 gives it a new serial",
-                Program::Certificate.command("renew NAME")
+                "our certificate has been revoked (it is on the server's revocation list); get a \
+                 new one: `{renew}` gives it a new serial"
             ),
         ),
         A::UnsupportedCertificate => (
             true,
             format!(
-                "our certificate is not meant for client authentication (its extended key usage \
-                 lacks clientAuth); issue it with `{}`",
+                "it does not accept this kind of certificate: most often ours is not meant for \
+                 client authentication (its extended key usage lacks clientAuth), otherwise its \
+                 key type is one the server does not take; issue it with `{}`",
                 Program::Certificate.command("issue NAME --client")
             ),
-        ),
-        A::BadCertificate | A::CertificateUnknown => (
-            true,
-            "it could not accept our certificate (a CA certificate used as a client certificate \
-             does this); use a client certificate the CA issued"
-                .to_string(),
         ),
         A::AccessDenied => (
             true,
@@ -303,23 +371,61 @@ fn refused(side: Side, alert: AlertDescription) -> String {
         ),
         A::DecryptError => (
             true,
-            "it could not verify the signature on our certificate: usually the CA was minted \
-             again after our certificate was issued; use a certificate from the server's current CA"
+            "it could not verify a signature: most often our certificate and key do not belong \
+             together, or the CA was minted again after our certificate was issued; use a key \
+             and certificate made together, from the server's current CA"
                 .to_string(),
         ),
         A::HandshakeFailure => (
             false,
-            "it gave up without naming a reason (a revocation list it cannot use, or no \
-             parameters in common, does this); see the server's log"
+            "it gave up without naming a reason. Most often it requires a client certificate \
+             that it did not get or could not use (TLS 1.2 servers say handshake_failure for \
+             that), or we have no TLS version, cipher suite or signature algorithm in common; \
+             less often a revocation list it cannot use; see the server's log"
                 .to_string(),
         ),
-        A::ProtocolVersion => (false, "it does not accept our TLS version".to_string()),
+        A::ProtocolVersion => (
+            false,
+            "it does not accept our TLS version (see --tls-version)".to_string(),
+        ),
+        A::InsufficientSecurity => (
+            false,
+            "it wants stronger parameters than we offered (a cipher suite or key exchange group)"
+                .to_string(),
+        ),
         _ => (false, "see the server's log for details".to_string()),
     };
     if about_us {
         format!("the server refused our certificate (alert: {name}): {meaning}")
     } else {
         format!("the server ended the handshake (alert: {name}): {meaning}")
+    }
+}
+
+/// What `certificate_expired` means for us: our own dates tell an expired certificate from
+/// clocks that disagree.
+fn expired_meaning(ours: Option<&CertInfo>, renew: &str) -> String {
+    let now = OffsetDateTime::now_utc();
+    match ours {
+        Some(c) if now > c.not_after => format!(
+            "our certificate expired on {}; renew it: `{renew}`, where NAME.crt is our certificate",
+            when(c.not_after)
+        ),
+        Some(c) if now < c.not_before => format!(
+            "our certificate is not valid until {} by our own clock; if that is right, wait, or \
+             issue it with a start date in the past; if not, set this machine's clock",
+            when(c.not_before)
+        ),
+        Some(c) => format!(
+            "our certificate is valid by our clock (from {} to {}), so the server's clock \
+             disagrees with ours: check the time on the server",
+            when(c.not_before),
+            when(c.not_after)
+        ),
+        None => format!(
+            "our certificate has expired or is not valid yet; check its dates (and the clocks), \
+             and renew it if it has expired: `{renew}`"
+        ),
     }
 }
 
@@ -361,6 +467,31 @@ pub fn alert_name(alert: AlertDescription) -> String {
 
 fn when(t: OffsetDateTime) -> String {
     crate::format::format_time(t)
+}
+
+/// A refusal of our certificate in an HTTP answer, in words: who decided, and what to check.
+impl fmt::Display for crate::client::HttpRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::client::HttpRefusalKind as K;
+        let status = self.status;
+        match self.kind {
+            K::CertificateError => write!(
+                f,
+                "the server refused our certificate at the HTTP level: it finished the TLS \
+                 handshake, then answered {status} (nginx answers 400 \"The SSL certificate \
+                 error\", or 495, when the certificate it asked for fails its checks). Most often \
+                 it does not trust the CA that issued ours (nginx: ssl_client_certificate); \
+                 otherwise ours has expired, is revoked, or is not meant for client \
+                 authentication; the server's error log names the check"
+            ),
+            K::CertificateRequired => write!(
+                f,
+                "the server refused us at the HTTP level: it finished the TLS handshake, then \
+                 answered {status} because we sent no certificate (nginx: 496, or 400 \"No \
+                 required SSL certificate was sent\"); pass --cert and --key (or -c a)"
+            ),
+        }
+    }
 }
 
 /// What two peers could not agree on, in words.

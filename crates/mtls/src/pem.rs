@@ -28,6 +28,14 @@ pub fn certificates_in(
         .collect())
 }
 
+/// Every certificate in a PEM file, each with what it says (parsed once).
+pub fn described_certificates(
+    path: &Path,
+    what: &str,
+) -> Result<Vec<(CertificateDer<'static>, CertInfo)>> {
+    described_certificates_in(&read(path, what)?, path, what)
+}
+
 /// [`certificates_in`], each with what it says: every certificate is parsed once.
 pub fn described_certificates_in(
     bytes: &[u8],

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
@@ -260,7 +261,8 @@ pub fn server_tls(
 #[derive(Clone, Debug, Default)]
 pub struct SeenChain {
     chain: Arc<Mutex<Vec<CertificateDer<'static>>>>,
-    asked: Arc<std::sync::atomic::AtomicBool>,
+    asked: Arc<AtomicBool>,
+    sent: Arc<AtomicBool>,
 }
 
 impl SeenChain {
@@ -269,9 +271,24 @@ impl SeenChain {
         self.chain.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// The server sent a CertificateRequest and we answered with our certificate.
+    /// The server sent a CertificateRequest (whether or not we had a certificate for it).
+    pub fn asked(&self) -> bool {
+        self.asked.load(Ordering::Relaxed)
+    }
+
+    /// The server asked for a certificate and we answered with ours.
     pub fn presented(&self) -> bool {
-        self.asked.load(std::sync::atomic::Ordering::Relaxed)
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// `cx` with what this handshake showed: whether the server asked for our certificate,
+    /// and whether we sent one.
+    pub fn told(&self, cx: &crate::explain::Context) -> crate::explain::Context {
+        crate::explain::Context {
+            asked: Some(self.asked()),
+            sent: Some(self.presented()),
+            ..cx.clone()
+        }
     }
 
     fn set(&self, end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) {
@@ -284,11 +301,12 @@ impl SeenChain {
     }
 }
 
-/// Our certificate, handed to rustls only when the server asks for one; notes that it did.
+/// Our certificate (if we have one), handed to rustls only when the server asks for one;
+/// notes that it asked, and whether we answered with a certificate.
 #[derive(Debug)]
 struct Presenting {
-    inner: SingleCertAndKey,
-    asked: Arc<std::sync::atomic::AtomicBool>,
+    inner: Option<SingleCertAndKey>,
+    seen: SeenChain,
 }
 
 impl rustls::client::ResolvesClientCert for Presenting {
@@ -297,14 +315,17 @@ impl rustls::client::ResolvesClientCert for Presenting {
         root_hint_subjects: &[&[u8]],
         sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        let chosen = self.inner.resolve(root_hint_subjects, sigschemes);
-        self.asked
-            .store(chosen.is_some(), std::sync::atomic::Ordering::Relaxed);
+        self.seen.asked.store(true, Ordering::Relaxed);
+        let chosen = self
+            .inner
+            .as_ref()
+            .and_then(|inner| inner.resolve(root_hint_subjects, sigschemes));
+        self.seen.sent.store(chosen.is_some(), Ordering::Relaxed);
         chosen
     }
 
     fn has_certs(&self) -> bool {
-        true
+        self.inner.is_some()
     }
 }
 
@@ -367,13 +388,11 @@ pub fn client_config(
         .map_err(|e| Error::Config(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = match identity {
-        Some(id) => builder.with_client_cert_resolver(Arc::new(Presenting {
-            inner: SingleCertAndKey::from(id.key.clone()),
-            asked: seen.asked.clone(),
-        })),
-        None => builder.with_no_client_auth(),
-    };
+    // Without a certificate of ours too: the resolver notes that the server asked.
+    let mut config = builder.with_client_cert_resolver(Arc::new(Presenting {
+        inner: identity.map(|id| SingleCertAndKey::from(id.key.clone())),
+        seen,
+    }));
     let alpn: &[&[u8]] = if policy.http1_only { &ALPN[1..] } else { &ALPN };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))

@@ -303,7 +303,7 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                 };
                 let cx = crate::explain::Context {
                     ca: Some(root.cert_path.clone()),
-                    crls: Vec::new(),
+                    ..crate::explain::Context::default()
                 };
                 // `renew` needs the issuing CA in the folder; without it, issue anew.
                 let fix = match folder::find_issuer(&all, info) {

@@ -180,7 +180,7 @@ pub async fn live(url: &Url, ca: Option<&Path>) -> Result<Inspected> {
                     Err(f) => {
                         let cx = explain::Context {
                             ca: Some(ca.to_path_buf()),
-                            crls: Vec::new(),
+                            ..explain::Context::default()
                         };
                         format!(
                             "it would be refused: {}",

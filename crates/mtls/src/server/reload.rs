@@ -206,6 +206,8 @@ impl TlsMaterial {
             explain: explain::Context {
                 ca: Some(source.ca.clone()),
                 crls: source.crls.clone(),
+                anchors: cas.clone(),
+                ..explain::Context::default()
             },
             server_cert,
             cas,
