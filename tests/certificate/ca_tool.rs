@@ -1,60 +1,14 @@
 //! The `certificate` subcommands end to end, checked with independent tools: openssl
 //! (verify, x509, crl, pkcs12, req) and Java's keytool.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use testkit::{
     InProcessServer, openssl, openssl_ok, require_tool, run, server_settings_in, text, utf8 as s,
 };
 
 use crate::CERTIFICATE;
-
-/// A demo set minted by the binary into a temp dir.
-struct Folder {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Folder {
-    fn new(extra: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().join("certs");
-        let out = run(Command::new(CERTIFICATE)
-            .args(["--out", s(&dir)])
-            .args(extra));
-        assert!(out.status.success(), "{}", text(&out));
-        Self { _tmp: tmp, dir }
-    }
-
-    fn p(&self, name: &str) -> String {
-        s(&self.dir.join(name)).to_string()
-    }
-
-    /// Runs a subcommand, with `--certs DIR` appended unless it is `inspect`.
-    fn cmd(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(CERTIFICATE);
-        cmd.args(args);
-        if args.first() != Some(&"inspect") {
-            cmd.args(["--certs", s(&self.dir)]);
-        }
-        run(&mut cmd)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
-    }
-}
+use crate::folder::Folder;
 
 #[test]
 fn issue_makes_a_third_client_the_server_accepts() {

@@ -3,6 +3,7 @@
 //! with our own code.
 
 mod ca_tool;
+mod folder;
 mod mint;
 
 /// The binary under test.
