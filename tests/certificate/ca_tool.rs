@@ -25,7 +25,7 @@ fn issue_makes_a_third_client_the_server_accepts() {
     ]);
     assert!(verified.contains("client-c.crt: OK"), "{verified}");
     assert_eq!(
-        mtls::ca::write::mode_of(&f.dir.join("client-c.key")).expect("mode"),
+        mtls::perms::mode(&f.dir.join("client-c.key")).expect("mode"),
         0o600
     );
 
@@ -183,7 +183,7 @@ fn renew_keeps_subject_and_sans_with_a_fresh_key_and_serial() {
         old_key
     );
     assert_eq!(
-        mtls::ca::write::mode_of(&f.dir.join("server.key")).expect("mode"),
+        mtls::perms::mode(&f.dir.join("server.key")).expect("mode"),
         0o600
     );
     assert!(
@@ -526,7 +526,7 @@ fn p12_bundles_open_in_openssl_and_keytool_and_need_a_password_source() {
 
     f.ok(&["p12", "client-a", "--password-file", s(&pw)]);
     assert_eq!(
-        mtls::ca::write::mode_of(&f.dir.join("client-a.p12")).expect("mode"),
+        mtls::perms::mode(&f.dir.join("client-a.p12")).expect("mode"),
         0o600
     );
     let info = openssl_ok(&[
@@ -660,7 +660,7 @@ fn the_lab_is_minted_beside_the_demo_set_and_not_replaced_silently() {
             "{name}.crt"
         );
         assert_eq!(
-            mtls::ca::write::mode_of(&f.dir.join("lab").join(format!("{name}.key"))).expect("mode"),
+            mtls::perms::mode(&f.dir.join("lab").join(format!("{name}.key"))).expect("mode"),
             0o600
         );
     }

@@ -5,6 +5,7 @@
 mod ca_tool;
 mod folder;
 mod mint;
+mod permissions;
 
 /// The binary under test.
 const CERTIFICATE: &str = env!("CARGO_BIN_EXE_certificate");

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mtls::ca::write::mode_of;
+use mtls::perms;
 use testkit::{openssl_ok as openssl, require_tool, run, text};
 
 use crate::CERTIFICATE;
@@ -44,7 +44,7 @@ fn mints_the_demo_set_with_private_keys_0600() {
     assert!(out.status.success(), "{}", text(&out));
     for name in FILES {
         let path = out_dir.join(name);
-        let mode = mode_of(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mode = perms::mode(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         if name.ends_with(".key") {
             assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
         } else {

@@ -120,16 +120,10 @@ fn open_new(path: &Path, _access: Access) -> std::io::Result<fs::File> {
     OpenOptions::new().write(true).create_new(true).open(path)
 }
 
-/// The file's permission bits (Unix), for checks and tests.
-#[cfg(unix)]
-pub fn mode_of(path: &Path) -> std::io::Result<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    Ok(fs::metadata(path)?.permissions().mode() & 0o777)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::perms::mode;
 
     #[test]
     #[cfg(unix)]
@@ -139,7 +133,7 @@ mod tests {
         atomic(&path, b"one", Access::Secret).expect("first write");
         atomic(&path, b"two", Access::Secret).expect("second write");
         assert_eq!(fs::read(&path).expect("read"), b"two");
-        assert_eq!(mode_of(&path).expect("mode"), 0o600);
+        assert_eq!(mode(&path).expect("mode"), 0o600);
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .expect("list")
             .filter_map(|e| e.ok())
