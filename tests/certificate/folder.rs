@@ -44,6 +44,16 @@ impl Folder {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Hidden files left in the folder (temporary files of a write).
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .expect("list the folder")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    }
+
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.cmd(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));

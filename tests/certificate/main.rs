@@ -6,6 +6,7 @@ mod ca_tool;
 mod folder;
 mod mint;
 mod permissions;
+mod writes;
 
 /// The binary under test.
 const CERTIFICATE: &str = env!("CARGO_BIN_EXE_certificate");

@@ -104,7 +104,7 @@ pub enum Error {
     },
 
     /// A file could not be written.
-    #[error("cannot write {}: {}", path.display(), io_reason(source))]
+    #[error("cannot write {}: {}{}", path.display(), io_reason(source), write_hint(source))]
     Write {
         /// The file.
         path: PathBuf,
@@ -119,6 +119,39 @@ pub enum Error {
         path: PathBuf,
         /// Why replacing it matters.
         why: String,
+    },
+
+    /// A symbolic link stands where a file is to be written, and `--force` was not given.
+    #[error(
+        "{} is a symbolic link to {}{}; nothing is written through a link (it could put a key \
+         or certificate anywhere). Nothing was changed; remove the link, or pass --force to \
+         replace the link itself with a file",
+        path.display(),
+        target.display(),
+        if *dangling { ", which does not exist" } else { "" }
+    )]
+    SymlinkInTheWay {
+        /// The link.
+        path: PathBuf,
+        /// Where it points, as written in the link.
+        target: PathBuf,
+        /// The target does not exist.
+        dangling: bool,
+    },
+
+    /// One file of a key pair (`NAME.key`, `NAME.crt`) exists without the other.
+    #[error(
+        "{} exists without its partner {}{hint}",
+        present.display(),
+        missing.display()
+    )]
+    Unpaired {
+        /// The file that is there.
+        present: PathBuf,
+        /// The file that is not.
+        missing: PathBuf,
+        /// What to do (may be empty).
+        hint: String,
     },
 
     /// rcgen could not produce a certificate, key or CRL.
@@ -397,6 +430,19 @@ fn read_hint(e: &io::Error, minted: bool) -> String {
         ),
         io::ErrorKind::PermissionDenied => "; check the file's owner and permissions".into(),
         _ => String::new(),
+    }
+}
+
+fn write_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            "; the disk (or your quota) is full: make room and run it again"
+        }
+        io::ErrorKind::FileTooLarge => {
+            "; a file-size limit stopped it (see `ulimit -f`): lift the limit and run it again"
+        }
+        io::ErrorKind::PermissionDenied => "; check the folder's owner and permissions",
+        _ => "",
     }
 }
 

@@ -251,14 +251,7 @@ pub struct ListSummary {
 pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<Revocation> {
     folder::validate_name(name)?;
     let all = folder::scan(dir)?;
-    let target = all
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| Error::NoSuchCertificate {
-            path: dir.cert(name),
-            action: "revoke",
-            hint: String::new(),
-        })?;
+    let target = folder::entry(dir, &all, name, "revoke", String::new())?;
     let issuer = folder::find_issuer(&all, &target.info).ok_or_else(|| Error::NoIssuer {
         dir: dir.path().to_path_buf(),
         path: target.cert_path.clone(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::doctor::{self, Report};
-use super::write::{self, Access};
+use super::write;
 use super::{crl, folder};
 use crate::certinfo::CertInfo;
 use crate::error::Result;
@@ -176,18 +176,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             key_type: opts.key_type,
             validity: opts.leaf_validity,
         })?;
-        write::publish(
-            &dir.role_key(role),
-            leaf.key_pem.as_bytes(),
-            Access::Secret,
-            opts.force,
-        )?;
-        write::publish(
-            &dir.role_cert(role),
-            leaf.cert_pem.as_bytes(),
-            Access::Public,
-            opts.force,
-        )?;
+        write_pair(dir, role, &leaf.key_pem, &leaf.cert_pem, opts.force)?;
     }
     let (files, certs) = describe(dir)?;
     let mut set = DemoSet {
@@ -236,18 +225,12 @@ fn stale_files(dir: &CertsDir, fresh: &[Role]) -> Result<Vec<PathBuf>> {
 }
 
 fn write_authority(dir: &CertsDir, role: Role, ca: &CertAuthority, force: bool) -> Result<()> {
-    write::publish(
-        &dir.role_key(role),
-        ca.key_pem().as_bytes(),
-        Access::Secret,
-        force,
-    )?;
-    write::publish(
-        &dir.role_cert(role),
-        ca.cert_pem.as_bytes(),
-        Access::Public,
-        force,
-    )
+    write_pair(dir, role, &ca.key_pem(), &ca.cert_pem, force)
+}
+
+/// A role's key and certificate, together or not at all.
+fn write_pair(dir: &CertsDir, role: Role, key: &str, cert: &str, force: bool) -> Result<()> {
+    write::publish_pair(&dir.role_key(role), key, &dir.role_cert(role), cert, force)
 }
 
 fn purpose(role: Role, info: &CertInfo) -> (String, String) {

@@ -9,11 +9,13 @@ use std::path::PathBuf;
 
 use rustls::pki_types::CertificateDer;
 
+use super::write;
 use crate::certinfo::CertInfo;
 use crate::error::{Error, NameProblem, Result};
 use crate::files::{CertsDir, RESERVED, Role};
 use crate::pem;
 use crate::pki::CertAuthority;
+use crate::program::Program;
 
 /// Checks a file stem: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
 /// at most 64 characters. No path separators, no `..`.
@@ -115,6 +117,48 @@ pub fn scan_all(dir: &CertsDir) -> Result<(Vec<Stored>, Vec<Broken>)> {
     good.sort_by(|a, b| a.name.cmp(&b.name));
     broken.sort();
     Ok((good, broken))
+}
+
+/// The certificate `name` in `all` (a [`scan`] of `dir`), for `action` ("renew",
+/// "revoke"). When it is not there the error says what is: a `NAME.crt` that cannot be read
+/// (and why), a `NAME.key` without its certificate, or nothing at all (then `hint` says
+/// what to do).
+pub fn entry<'a>(
+    dir: &CertsDir,
+    all: &'a [Stored],
+    name: &str,
+    action: &'static str,
+    hint: String,
+) -> Result<&'a Stored> {
+    if let Some(found) = all.iter().find(|s| s.name == name) {
+        return Ok(found);
+    }
+    let cert_path = dir.cert(name);
+    let key_path = dir.key(name);
+    if write::present(&cert_path) {
+        // The scan skipped it: say why.
+        let chain = pem::certificates(&cert_path, "a certificate")?;
+        CertInfo::parse(&chain[0])
+            .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
+    } else if write::present(&key_path) {
+        return Err(Error::Unpaired {
+            present: key_path,
+            missing: cert_path,
+            hint: format!(
+                "; {action} needs the certificate. If the key is a leftover, remove it; to make \
+                 a fresh pair, run `{}` (or --server), which replaces the key",
+                Program::Certificate.command(&format!(
+                    "issue {name} --client --force --certs {}",
+                    dir.path().display()
+                ))
+            ),
+        });
+    }
+    Err(Error::NoSuchCertificate {
+        path: cert_path,
+        action,
+        hint,
+    })
 }
 
 /// The CA in `all` that issued `leaf`: same subject as the leaf's issuer and, when both

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use rcgen::SanType;
 use rustls::pki_types::CertificateDer;
 
-use super::folder::{check_stem, default_issuer, find_issuer, load_authority, scan, validate_name};
-use super::write::{self, Access};
+use super::folder::{
+    check_stem, default_issuer, entry, find_issuer, load_authority, scan, validate_name,
+};
+use super::write;
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, Role, SERVER_SANS};
@@ -142,18 +144,48 @@ fn default_sans(kind: Kind, name: &str) -> Result<Vec<SanType>> {
     }
 }
 
+/// Without `force`, refuses a name whose key or certificate is there already, saying which:
+/// a symbolic link, one file without its partner, or an earlier certificate.
+fn ensure_pair_absent(dir: &CertsDir, name: &str, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    let (cert_path, key_path) = (dir.cert(name), dir.key(name));
+    write::refuse_symlink(&key_path)?;
+    write::refuse_symlink(&cert_path)?;
+    let renew = Program::Certificate.command(&format!("renew {name}"));
+    match (write::present(&cert_path), write::present(&key_path)) {
+        (false, false) => Ok(()),
+        (true, true) => write::ensure_absent(
+            &cert_path,
+            false,
+            &format!("it holds a certificate you issued earlier (use `{renew}` to re-issue it)"),
+        ),
+        (true, false) => Err(Error::Unpaired {
+            present: cert_path,
+            missing: key_path,
+            hint: format!(
+                ". Nothing was changed; `{renew}` gives it a fresh key, or pass --force to \
+                 issue a new pair"
+            ),
+        }),
+        (false, true) => Err(Error::Unpaired {
+            present: key_path,
+            missing: cert_path,
+            hint: ". Nothing was changed; if the key is a leftover, remove it, or pass --force \
+                   to replace it with a fresh pair"
+                .into(),
+        }),
+    }
+}
+
 /// Issues one more certificate from a CA in the folder.
 pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     validate_name(&req.name)?;
     let cert_path = dir.cert(&req.name);
     let key_path = dir.key(&req.name);
-    let why = format!(
-        "it holds a certificate you issued earlier (use `{}` to re-issue it)",
-        Program::Certificate.command(&format!("renew {}", req.name))
-    );
-    write::ensure_absent(&cert_path, req.force, &why)?;
-    write::ensure_absent(&key_path, req.force, &why)?;
-    let replaced = cert_path.exists();
+    ensure_pair_absent(dir, &req.name, req.force)?;
+    let replaced = write::present(&cert_path) || write::present(&key_path);
     if replaced && scan(dir)?.iter().any(|s| s.name == req.name && s.is_ca()) {
         return Err(Error::Invalid(format!(
             "{} is a CA certificate; `issue` never replaces a CA, because everything it signed \
@@ -227,11 +259,11 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
         verify_new_leaf(dir, &chain, &info)?;
     }
     write::create_dir(dir.path())?;
-    write::publish(&key_path, key_pem.as_bytes(), Access::Secret, req.force)?;
-    write::publish(
+    write::publish_pair(
+        &key_path,
+        &key_pem,
         &cert_path,
-        crate::pem::chain_pem(&chain).as_bytes(),
-        Access::Public,
+        &crate::pem::chain_pem(&chain),
         req.force,
     )?;
     // A new CA needs its own (empty) list in crl.pem, or servers loading the file would
@@ -298,17 +330,16 @@ pub fn renew(
 ) -> Result<Outcome> {
     validate_name(name)?;
     let all = scan(dir)?;
-    let old = all
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| Error::NoSuchCertificate {
-            path: dir.cert(name),
-            action: "renew",
-            hint: format!(
-                "; issue it first with `{}` (or --server)",
-                Program::Certificate.command(&format!("issue {name} --client"))
-            ),
-        })?;
+    let old = entry(
+        dir,
+        &all,
+        name,
+        "renew",
+        format!(
+            "; issue it first with `{}` (or --server)",
+            Program::Certificate.command(&format!("issue {name} --client"))
+        ),
+    )?;
     if old.is_ca() {
         return Err(Error::Invalid(format!(
             "{} is a CA certificate; renew leaves only (a new CA means re-issuing everything it signed)",
@@ -373,8 +404,13 @@ pub fn renew(
     let leaf = ca.issue(&spec)?;
     let info = CertInfo::parse(&leaf.der).map_err(Error::Invalid)?;
     verify_new_leaf(dir, &leaf.chain, &info)?;
-    write::atomic(&old.key_path, leaf.key_pem.as_bytes(), Access::Secret)?;
-    write::atomic(&old.cert_path, leaf.cert_pem.as_bytes(), Access::Public)?;
+    write::publish_pair(
+        &old.key_path,
+        &leaf.key_pem,
+        &old.cert_path,
+        &leaf.cert_pem,
+        true,
+    )?;
     Ok(Outcome {
         cert_path: old.cert_path.clone(),
         key_path: old.key_path.clone(),

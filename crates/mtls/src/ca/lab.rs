@@ -43,7 +43,7 @@ pub struct Lab {
     pub cases: Vec<Case>,
 }
 
-/// Mints the lab into `demo.lab()`, using the demo set's CA. Refuses to replace an existing
+/// Mints the lab into `demo.lab()` (created 0700), using the demo set's CA. Refuses to replace an existing
 /// lab without `force`.
 pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
     let lab = demo.lab();
@@ -70,8 +70,7 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
         })
     };
     let put = |name: &str, cert: &str, key: &str| -> Result<()> {
-        write::publish(&lab.key(name), key.as_bytes(), Access::Secret, force)?;
-        write::publish(&lab.cert(name), cert.as_bytes(), Access::Public, force)
+        write::publish_pair(&lab.key(name), key, &lab.cert(name), cert, force)
     };
 
     // 1. Another CA's client.
