@@ -44,11 +44,13 @@ impl Folder {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Hidden files left in the folder (temporary files of a write).
+    /// Hidden files left in the folder (temporary files of a write), other than its lock.
     pub fn leftovers(&self) -> Vec<String> {
+        let lock = mtls::files::CertsDir::new(&self.dir).lock_file();
         std::fs::read_dir(&self.dir)
             .expect("list the folder")
             .filter_map(Result::ok)
+            .filter(|e| e.path() != lock)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with('.'))
             .collect()

@@ -3,6 +3,7 @@
 //! with our own code.
 
 mod ca_tool;
+mod concurrency;
 mod folder;
 mod mint;
 mod permissions;

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use mtls::files::CertsDir;
 use mtls::perms::mode;
 use testkit::{run, text, utf8 as s};
 
@@ -50,6 +51,7 @@ fn folders_are_0700_and_files_keep_their_modes_whatever_the_umask() {
             mode_is(&dir.join(format!("{stem}.key")), 0o600);
             mode_is(&dir.join(format!("{stem}.crt")), 0o644);
         }
+        mode_is(&CertsDir::new(&dir).lock_file(), 0o600);
 
         with_umask(umask, &["lab", "--certs", s(&dir)]);
         let lab = dir.join("lab");

@@ -154,6 +154,24 @@ pub enum Error {
         hint: String,
     },
 
+    /// Another `certificate` run kept the folder's lock for longer than we wait.
+    #[error(
+        "{} is busy: another `certificate` run has held {} for more than {}s. Nothing was \
+         changed; let that run finish and try again (the lock is released when that run ends, \
+         even if it is killed)",
+        dir.display(),
+        lock.display(),
+        waited.as_secs()
+    )]
+    Busy {
+        /// The certificate folder.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+    },
+
     /// rcgen could not produce a certificate, key or CRL.
     #[error("cannot create {what}: {source}")]
     Mint {

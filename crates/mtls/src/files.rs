@@ -167,6 +167,11 @@ impl CertsDir {
         self.root.join("crl.pem")
     }
 
+    /// `DIR/.lock`: the file commands that change the folder lock, one run at a time.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
     /// The break-it lab's folder, beside the demo set.
     pub fn lab(&self) -> CertsDir {
         CertsDir::new(self.root.join("lab"))
@@ -192,6 +197,7 @@ mod tests {
             Path::new("certs/client-b.key")
         );
         assert_eq!(dir.crl(), Path::new("certs/crl.pem"));
+        assert_eq!(dir.lock_file(), Path::new("certs/.lock"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use rustls::pki_types::CertificateDer;
 use super::folder::{
     check_stem, default_issuer, entry, find_issuer, load_authority, scan, validate_name,
 };
+use super::lock;
 use super::write;
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
@@ -179,9 +180,11 @@ fn ensure_pair_absent(dir: &CertsDir, name: &str, force: bool) -> Result<()> {
     }
 }
 
-/// Issues one more certificate from a CA in the folder.
+/// Issues one more certificate from a CA in the folder, holding the folder's lock from
+/// the first check to the last write.
 pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     validate_name(&req.name)?;
+    let lock = lock::hold(dir)?;
     let cert_path = dir.cert(&req.name);
     let key_path = dir.key(&req.name);
     ensure_pair_absent(dir, &req.name, req.force)?;
@@ -258,7 +261,6 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     if req.kind != Kind::Intermediate {
         verify_new_leaf(dir, &chain, &info)?;
     }
-    write::create_dir(dir.path())?;
     write::publish_pair(
         &key_path,
         &key_pem,
@@ -269,7 +271,7 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     // A new CA needs its own (empty) list in crl.pem, or servers loading the file would
     // refuse every certificate it issues as "revocation status unknown".
     if req.kind == Kind::Intermediate && dir.crl().exists() {
-        super::crl::resign(dir, super::crl::DEFAULT_DAYS)?;
+        super::crl::resign_held(dir, super::crl::DEFAULT_DAYS, &lock)?;
     }
     Ok(Outcome {
         cert_path,
@@ -329,6 +331,7 @@ pub fn renew(
     extra_sans: &[SanType],
 ) -> Result<Outcome> {
     validate_name(name)?;
+    let _lock = lock::hold(dir)?;
     let all = scan(dir)?;
     let old = entry(
         dir,

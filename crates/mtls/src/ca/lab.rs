@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::crl::{self, Entry, Reason};
-use super::folder;
 use super::write::{self, Access};
+use super::{folder, lock};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, spiffe_id};
@@ -43,9 +43,10 @@ pub struct Lab {
     pub cases: Vec<Case>,
 }
 
-/// Mints the lab into `demo.lab()` (created 0700), using the demo set's CA. Refuses to replace an existing
-/// lab without `force`.
+/// Mints the lab into `demo.lab()` (created 0700), using the demo set's CA, holding the
+/// demo folder's lock. Refuses to replace an existing lab without `force`.
 pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
+    let _lock = lock::hold(demo)?;
     let lab = demo.lab();
     let issuer_name = folder::default_issuer(demo);
     let issuer = folder::load_authority(demo, issuer_name)?;
