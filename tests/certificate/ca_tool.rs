@@ -733,7 +733,8 @@ fn issuing_from_an_expired_ca_is_refused_and_writes_nothing() {
 #[test]
 fn issue_refuses_to_replace_a_ca_and_renew_can_add_a_name() {
     let f = Folder::new(&["--intermediate"]);
-    let err = f.fails(&["issue", "intermediate", "--client", "--force"]);
+    f.ok(&["issue", "team-ca", "--intermediate"]);
+    let err = f.fails(&["issue", "team-ca", "--client", "--force"]);
     assert!(
         err.contains("is a CA certificate; `issue` never replaces a CA"),
         "{err}"

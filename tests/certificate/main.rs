@@ -6,6 +6,7 @@ mod ca_tool;
 mod concurrency;
 mod folder;
 mod mint;
+mod names;
 mod permissions;
 mod writes;
 

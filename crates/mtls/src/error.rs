@@ -12,6 +12,7 @@ use rustls::pki_types::UnixTime;
 use time::OffsetDateTime;
 
 use crate::certinfo::CertInfo;
+use crate::files::Role;
 use crate::program::Program;
 
 /// Shorthand for results in this crate.
@@ -398,9 +399,22 @@ impl Error {
 pub enum NameProblem {
     /// Not a safe file stem: letters, digits, `.`, `_` and `-` only, no `..`.
     Unusable,
+    /// Longer than [`NAME_MAX`] characters.
+    TooLong {
+        /// Its length, in characters.
+        len: usize,
+    },
     /// One of the folder's own files (`ca`, `crl`, ...).
     Reserved,
+    /// A name the folder gives a meaning (`server`, `client-a`, `intermediate`), asked for
+    /// as another kind of certificate.
+    KeptFor(Role),
 }
+
+/// The longest name a certificate in the folder may have: the name is also the
+/// certificate's common name by default, and X.509 caps a common name at 64 characters
+/// (RFC 5280, ub-common-name).
+pub const NAME_MAX: usize = 64;
 
 impl fmt::Display for NameProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -409,11 +423,41 @@ impl fmt::Display for NameProblem {
                 "is not a usable name: use letters, digits, '.', '_' and '-' (it becomes NAME.crt \
                  and NAME.key in the folder, so no '/' and no '..')",
             ),
+            NameProblem::TooLong { len } => write!(
+                f,
+                "is {len} characters long; names are at most {NAME_MAX} characters, because \
+                 the name is also the certificate's common name, which X.509 caps at \
+                 {NAME_MAX} (RFC 5280); pick a shorter name"
+            ),
             NameProblem::Reserved => write!(
                 f,
                 "is reserved for the folder's own files ({}); pick another name",
                 crate::files::RESERVED.join(", ")
             ),
+            NameProblem::KeptFor(role) => {
+                let (flag, why) = match role {
+                    Role::Intermediate => (
+                        "--intermediate",
+                        "`issue` signs with intermediate.crt whenever it exists, so it must be a CA",
+                    ),
+                    Role::Server => (
+                        "--server",
+                        "the server loads server.crt unless told otherwise",
+                    ),
+                    Role::Client(_) => (
+                        "--client",
+                        "the client's -c a / -c b load client-a.crt and client-b.crt",
+                    ),
+                    Role::Ca => {
+                        return f.write_str("is kept for the root CA; pick another name");
+                    }
+                };
+                write!(
+                    f,
+                    "is kept for {} ({why}); issue it with {flag}, or pick another name",
+                    role.owner()
+                )
+            }
         }
     }
 }

@@ -11,17 +11,16 @@ use rustls::pki_types::CertificateDer;
 
 use super::write;
 use crate::certinfo::CertInfo;
-use crate::error::{Error, NameProblem, Result};
+use crate::error::{Error, NAME_MAX, NameProblem, Result};
 use crate::files::{CertsDir, RESERVED, Role};
 use crate::pem;
 use crate::pki::CertAuthority;
 use crate::program::Program;
 
 /// Checks a file stem: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
-/// at most 64 characters. No path separators, no `..`.
+/// at most [`NAME_MAX`] characters. No path separators, no `..`.
 pub fn check_stem(name: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name.len() <= 64
         && name
             .chars()
             .next()
@@ -34,6 +33,13 @@ pub fn check_stem(name: &str) -> Result<()> {
         return Err(Error::BadName {
             name: name.to_string(),
             problem: NameProblem::Unusable,
+        });
+    }
+    // Only ASCII is left, so bytes are characters.
+    if name.len() > NAME_MAX {
+        return Err(Error::BadName {
+            name: name.to_string(),
+            problem: NameProblem::TooLong { len: name.len() },
         });
     }
     Ok(())
@@ -202,5 +208,21 @@ mod tests {
         for good in ["client-c", "api.internal", "svc_1", "B2"] {
             validate_name(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_long_name_is_refused_for_its_length() {
+        validate_name(&"a".repeat(NAME_MAX)).expect("64 characters are fine");
+        let err = validate_name(&"a".repeat(300)).expect_err("too long");
+        assert!(
+            matches!(
+                err,
+                Error::BadName {
+                    problem: NameProblem::TooLong { len: 300 },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

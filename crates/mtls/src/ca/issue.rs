@@ -11,7 +11,7 @@ use super::folder::{
 use super::lock;
 use super::write;
 use crate::certinfo::CertInfo;
-use crate::error::{Error, Result};
+use crate::error::{Error, NameProblem, Result};
 use crate::files::{CertsDir, Role, SERVER_SANS};
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::program::Program;
@@ -145,6 +145,31 @@ fn default_sans(kind: Kind, name: &str) -> Result<Vec<SanType>> {
     }
 }
 
+impl Kind {
+    /// Whether a certificate of this kind may take the name of `role` in the demo set.
+    fn fits(self, role: Role) -> bool {
+        matches!(
+            (self, role),
+            (Kind::Client, Role::Client(_))
+                | (Kind::Server, Role::Server)
+                | (Kind::Intermediate, Role::Intermediate)
+        )
+    }
+}
+
+/// Checks `name` for a new certificate of `kind`: a usable name, and not one the folder
+/// keeps for another kind (`intermediate`, `server`, `client-a`, `client-b`).
+fn validate_new_name(name: &str, kind: Kind) -> Result<()> {
+    validate_name(name)?;
+    match Role::of_stem(name) {
+        Some(role) if !kind.fits(role) => Err(Error::BadName {
+            name: name.to_string(),
+            problem: NameProblem::KeptFor(role),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Without `force`, refuses a name whose key or certificate is there already, saying which:
 /// a symbolic link, one file without its partner, or an earlier certificate.
 fn ensure_pair_absent(dir: &CertsDir, name: &str, force: bool) -> Result<()> {
@@ -183,7 +208,7 @@ fn ensure_pair_absent(dir: &CertsDir, name: &str, force: bool) -> Result<()> {
 /// Issues one more certificate from a CA in the folder, holding the folder's lock from
 /// the first check to the last write.
 pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
-    validate_name(&req.name)?;
+    validate_new_name(&req.name, req.kind)?;
     let lock = lock::hold(dir)?;
     let cert_path = dir.cert(&req.name);
     let key_path = dir.key(&req.name);
