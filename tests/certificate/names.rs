@@ -1,5 +1,7 @@
 //! Which names `issue` accepts, and why it refuses the others: the true cause (length,
-//! characters, a name the folder keeps for one kind).
+//! characters, a name the folder keeps for one kind), and a default issuer that is not a CA.
+
+use testkit::text;
 
 use crate::folder::Folder;
 
@@ -48,6 +50,53 @@ fn names_the_folder_gives_a_meaning_are_kept_for_that_meaning() {
     f.ok(&["issue", "client-a", "--client", "--force"]);
     f.ok(&["issue", "intermediate", "--intermediate"]);
     f.ok(&["issue", "client-c", "--client"]);
+    let report = f.ok(&["doctor"]);
+    assert!(report.contains(" 0 failed"), "{report}");
+}
+
+#[test]
+fn an_intermediate_that_is_not_a_ca_is_named_by_issue_lab_and_doctor() {
+    let f = Folder::new(&[]);
+    // A leaf where the intermediate goes, as another tool (or an older run) left it.
+    std::fs::copy(f.dir.join("client-a.crt"), f.dir.join("intermediate.crt")).expect("copy");
+    std::fs::copy(f.dir.join("client-a.key"), f.dir.join("intermediate.key")).expect("copy");
+
+    let err = f.fails(&["issue", "x", "--client"]);
+    assert!(
+        err.contains(&format!(
+            "{} is not a CA certificate",
+            f.p("intermediate.crt")
+        )) && err.contains("It is the default issuer because it exists")
+            && err.contains("issue intermediate --intermediate --force")
+            && err.contains("--issuer ca"),
+        "{err}"
+    );
+    assert!(std::fs::symlink_metadata(f.dir.join("x.key")).is_err());
+    let err = f.fails(&["lab"]);
+    assert!(
+        err.contains("It is the default issuer because it exists"),
+        "{err}"
+    );
+
+    let out = f.cmd(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(
+            "FAIL  intermediate.crt is not a CA (CA:FALSE), yet it is the default issuer"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("issue intermediate --intermediate --force"),
+        "{report}"
+    );
+
+    // Both ways out work: an explicit issuer, or the fix doctor names.
+    f.ok(&["issue", "x", "--client", "--issuer", "ca"]);
+    f.ok(&["issue", "intermediate", "--intermediate", "--force"]);
+    let out = f.ok(&["issue", "y", "--client"]);
+    assert!(out.contains("issued by intermediate"), "{out}");
     let report = f.ok(&["doctor"]);
     assert!(report.contains(" 0 failed"), "{report}");
 }

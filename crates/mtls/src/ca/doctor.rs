@@ -219,11 +219,30 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
     permissions(&mut c, dir, &d);
 
     // Every certificate: dates, keys, role.
+    let intermediate = Role::Intermediate.stem();
     for s in &all {
         let file = format!("{}.crt", s.name);
         let info = &s.info;
         validity(&mut c, s, &all, now);
         key_checks(&mut c, s);
+        // An intermediate.crt is the default issuer just by existing (the root's own
+        // checks are above).
+        if s.name == intermediate && !s.is_ca() {
+            c.bad(
+                Level::Fail,
+                &file,
+                format!(
+                    "is not a CA (CA:FALSE), yet it is the default issuer: `issue` signs with \
+                     {file} whenever it exists"
+                ),
+                "every `issue` without --issuer fails with \"not a CA\"",
+                cmd(format!(
+                    "issue {} --intermediate --force --certs {d}",
+                    s.name
+                )),
+            );
+            continue;
+        }
         if s.is_ca() {
             if s.name != ca {
                 let parent_ok = folder::find_issuer(&all, info).is_some_and(|p| p.name == ca);

@@ -192,7 +192,32 @@ pub fn default_issuer(dir: &CertsDir) -> &'static str {
     if dir.role_cert(Role::Intermediate).exists() {
         Role::Intermediate.stem()
     } else {
-        "ca"
+        Role::Ca.stem()
+    }
+}
+
+/// Loads the [`default_issuer`], with its name. An `intermediate.crt` that is not a CA is
+/// named as the cause, with the fix: it is the default issuer only because it exists.
+pub fn load_default_issuer(dir: &CertsDir) -> Result<(&'static str, CertAuthority)> {
+    let name = default_issuer(dir);
+    match load_authority(dir, name) {
+        Err(Error::NotACa { path, .. }) if name == Role::Intermediate.stem() => {
+            Err(Error::NotACa {
+                hint: format!(
+                    ". It is the default issuer because it exists (`issue` signs with {} unless \
+                     --issuer says otherwise); make it a real intermediate CA with `{}`, or \
+                     pass --issuer {}",
+                    path.display(),
+                    Program::Certificate.command(&format!(
+                        "issue {name} --intermediate --force --certs {}",
+                        dir.path().display()
+                    )),
+                    Role::Ca.stem()
+                ),
+                path,
+            })
+        }
+        other => other.map(|ca| (name, ca)),
     }
 }
 

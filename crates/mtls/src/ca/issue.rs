@@ -6,7 +6,7 @@ use rcgen::SanType;
 use rustls::pki_types::CertificateDer;
 
 use super::folder::{
-    check_stem, default_issuer, entry, find_issuer, load_authority, scan, validate_name,
+    check_stem, entry, find_issuer, load_authority, load_default_issuer, scan, validate_name,
 };
 use super::lock;
 use super::write;
@@ -44,7 +44,8 @@ pub struct IssueRequest {
     pub validity: Validity,
     /// Key algorithm.
     pub key_type: KeyType,
-    /// The issuing CA's name (default: [`default_issuer`]; intermediates always come from `ca`).
+    /// The issuing CA's name (default: [`default_issuer`](super::folder::default_issuer);
+    /// intermediates always come from `ca`).
     pub issuer: Option<String>,
     /// Replace an existing NAME.
     pub force: bool,
@@ -229,19 +230,23 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
         .unwrap_or_else(|| format!("{cn} Company"));
     let subject = pki::demo_subject(&org, &cn);
     let root = Role::Ca.stem();
-    let issuer_name = match (req.kind, &req.issuer) {
+    let (issuer_name, ca) = match (req.kind, &req.issuer) {
         (Kind::Intermediate, Some(i)) if i != root => {
             return Err(Error::Invalid(format!(
                 "an intermediate CA is signed by the root ({root}), not by {i:?}: this tool \
                  keeps chains one intermediate deep"
             )));
         }
-        (Kind::Intermediate, _) => root.to_string(),
-        (_, Some(i)) => i.clone(),
-        (_, None) => default_issuer(dir).to_string(),
+        (Kind::Intermediate, _) => (root.to_string(), load_authority(dir, root)?),
+        (_, Some(i)) => {
+            check_stem(i)?;
+            (i.clone(), load_authority(dir, i)?)
+        }
+        (_, None) => {
+            let (name, ca) = load_default_issuer(dir)?;
+            (name.to_string(), ca)
+        }
     };
-    check_stem(&issuer_name)?;
-    let ca = load_authority(dir, &issuer_name)?;
     let existing: Vec<Vec<u8>> = scan(dir)?.into_iter().map(|s| s.info.serial).collect();
 
     let (chain, key_pem, granted) = loop {

@@ -11,7 +11,7 @@ use super::write::{self, Access};
 use super::{folder, lock};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
-use crate::files::{CertsDir, spiffe_id};
+use crate::files::{CertsDir, Role, spiffe_id};
 use crate::format::format_time;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::program::Program;
@@ -48,9 +48,8 @@ pub struct Lab {
 pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
     let _lock = lock::hold(demo)?;
     let lab = demo.lab();
-    let issuer_name = folder::default_issuer(demo);
-    let issuer = folder::load_authority(demo, issuer_name)?;
-    let root = folder::load_authority(demo, "ca")?;
+    let (_, issuer) = folder::load_default_issuer(demo)?;
+    let root = folder::load_authority(demo, Role::Ca.stem())?;
     write::ensure_absent(
         &lab.cert("client-expired"),
         force,
