@@ -1,60 +1,14 @@
 //! The `certificate` subcommands end to end, checked with independent tools: openssl
 //! (verify, x509, crl, pkcs12, req) and Java's keytool.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use testkit::{
     InProcessServer, openssl, openssl_ok, require_tool, run, server_settings_in, text, utf8 as s,
 };
 
 use crate::CERTIFICATE;
-
-/// A demo set minted by the binary into a temp dir.
-struct Folder {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Folder {
-    fn new(extra: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path().join("certs");
-        let out = run(Command::new(CERTIFICATE)
-            .args(["--out", s(&dir)])
-            .args(extra));
-        assert!(out.status.success(), "{}", text(&out));
-        Self { _tmp: tmp, dir }
-    }
-
-    fn p(&self, name: &str) -> String {
-        s(&self.dir.join(name)).to_string()
-    }
-
-    /// Runs a subcommand, with `--certs DIR` appended unless it is `inspect`.
-    fn cmd(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(CERTIFICATE);
-        cmd.args(args);
-        if args.first() != Some(&"inspect") {
-            cmd.args(["--certs", s(&self.dir)]);
-        }
-        run(&mut cmd)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
-    }
-}
+use crate::folder::Folder;
 
 #[test]
 fn issue_makes_a_third_client_the_server_accepts() {
@@ -71,7 +25,7 @@ fn issue_makes_a_third_client_the_server_accepts() {
     ]);
     assert!(verified.contains("client-c.crt: OK"), "{verified}");
     assert_eq!(
-        mtls::ca::write::mode_of(&f.dir.join("client-c.key")).expect("mode"),
+        mtls::perms::mode(&f.dir.join("client-c.key")).expect("mode"),
         0o600
     );
 
@@ -229,7 +183,7 @@ fn renew_keeps_subject_and_sans_with_a_fresh_key_and_serial() {
         old_key
     );
     assert_eq!(
-        mtls::ca::write::mode_of(&f.dir.join("server.key")).expect("mode"),
+        mtls::perms::mode(&f.dir.join("server.key")).expect("mode"),
         0o600
     );
     assert!(
@@ -572,7 +526,7 @@ fn p12_bundles_open_in_openssl_and_keytool_and_need_a_password_source() {
 
     f.ok(&["p12", "client-a", "--password-file", s(&pw)]);
     assert_eq!(
-        mtls::ca::write::mode_of(&f.dir.join("client-a.p12")).expect("mode"),
+        mtls::perms::mode(&f.dir.join("client-a.p12")).expect("mode"),
         0o600
     );
     let info = openssl_ok(&[
@@ -706,7 +660,7 @@ fn the_lab_is_minted_beside_the_demo_set_and_not_replaced_silently() {
             "{name}.crt"
         );
         assert_eq!(
-            mtls::ca::write::mode_of(&f.dir.join("lab").join(format!("{name}.key"))).expect("mode"),
+            mtls::perms::mode(&f.dir.join("lab").join(format!("{name}.key"))).expect("mode"),
             0o600
         );
     }
@@ -779,7 +733,8 @@ fn issuing_from_an_expired_ca_is_refused_and_writes_nothing() {
 #[test]
 fn issue_refuses_to_replace_a_ca_and_renew_can_add_a_name() {
     let f = Folder::new(&["--intermediate"]);
-    let err = f.fails(&["issue", "intermediate", "--client", "--force"]);
+    f.ok(&["issue", "team-ca", "--intermediate"]);
+    let err = f.fails(&["issue", "team-ca", "--client", "--force"]);
     assert!(
         err.contains("is a CA certificate; `issue` never replaces a CA"),
         "{err}"

@@ -3,7 +3,12 @@
 //! with our own code.
 
 mod ca_tool;
+mod concurrency;
+mod folder;
 mod mint;
+mod names;
+mod permissions;
+mod writes;
 
 /// The binary under test.
 const CERTIFICATE: &str = env!("CARGO_BIN_EXE_certificate");

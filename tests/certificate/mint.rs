@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use mtls::ca::write::mode_of;
+use mtls::perms;
 use testkit::{openssl_ok as openssl, require_tool, run, text};
 
 use crate::CERTIFICATE;
@@ -44,7 +44,7 @@ fn mints_the_demo_set_with_private_keys_0600() {
     assert!(out.status.success(), "{}", text(&out));
     for name in FILES {
         let path = out_dir.join(name);
-        let mode = mode_of(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mode = perms::mode(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         if name.ends_with(".key") {
             assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
         } else {
@@ -66,9 +66,11 @@ fn mints_the_demo_set_with_private_keys_0600() {
     ] {
         assert!(stdout.contains(check), "missing {check:?}:\n{stdout}");
     }
+    let lock = mtls::files::CertsDir::new(&out_dir).lock_file();
     let leftovers: Vec<_> = std::fs::read_dir(&out_dir)
         .expect("list")
         .filter_map(Result::ok)
+        .filter(|e| e.path() != lock)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !FILES.contains(&n.as_str()))
         .collect();

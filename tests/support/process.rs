@@ -32,6 +32,18 @@ impl Lines {
         cv.notify_all();
     }
 
+    /// The lines `from` yields (a child's stderr), gathered by a thread of its own.
+    pub fn collect(from: impl std::io::Read + Send + 'static) -> Self {
+        let log = Lines::default();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(from).lines().map_while(Result::ok) {
+                sink.push(line);
+            }
+        });
+        log
+    }
+
     pub fn all(&self) -> String {
         self.0.0.lock().expect("lines lock").join("\n")
     }
@@ -121,14 +133,7 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the server");
-        let log = Lines::default();
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.push(line);
-            }
-        });
+        let log = Lines::collect(child.stderr.take().expect("stderr"));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -29,11 +29,11 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
+use crate::certinfo::CertInfo;
 use crate::error::{Error, Failure, Result};
 use crate::explain::{self, Side};
-use crate::certinfo::CertInfo;
-use crate::report::{ChainText, TlsReport, describe_chain};
 use crate::pem;
+use crate::report::{ChainText, TlsReport, describe_chain};
 use crate::tls::{self, Identity, SeenChain, Trust};
 
 /// The default URL, as in the Go demo.
@@ -465,7 +465,11 @@ impl<S> Watched<S> {
 
 impl<S: AsyncRead + Unpin> Watched<S> {
     /// A write's outcome; a failure because the peer closed starts reading its reason.
-    fn written<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match poll {
             Poll::Ready(Err(e))
                 if matches!(

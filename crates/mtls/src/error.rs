@@ -12,6 +12,7 @@ use rustls::pki_types::UnixTime;
 use time::OffsetDateTime;
 
 use crate::certinfo::CertInfo;
+use crate::files::Role;
 use crate::program::Program;
 
 /// Shorthand for results in this crate.
@@ -104,7 +105,7 @@ pub enum Error {
     },
 
     /// A file could not be written.
-    #[error("cannot write {}: {}", path.display(), io_reason(source))]
+    #[error("cannot write {}: {}{}", path.display(), io_reason(source), write_hint(source))]
     Write {
         /// The file.
         path: PathBuf,
@@ -119,6 +120,57 @@ pub enum Error {
         path: PathBuf,
         /// Why replacing it matters.
         why: String,
+    },
+
+    /// A symbolic link stands where a file is to be written, and `--force` was not given.
+    #[error(
+        "{} is a symbolic link to {}{}; nothing is written through a link (it could put a key \
+         or certificate anywhere). Nothing was changed; remove the link, or pass --force to \
+         replace the link itself with a file",
+        path.display(),
+        target.display(),
+        if *dangling { ", which does not exist" } else { "" }
+    )]
+    SymlinkInTheWay {
+        /// The link.
+        path: PathBuf,
+        /// Where it points, as written in the link.
+        target: PathBuf,
+        /// The target does not exist.
+        dangling: bool,
+    },
+
+    /// One file of a key pair (`NAME.key`, `NAME.crt`) exists without the other.
+    #[error(
+        "{} exists without its partner {}{hint}",
+        present.display(),
+        missing.display()
+    )]
+    Unpaired {
+        /// The file that is there.
+        present: PathBuf,
+        /// The file that is not.
+        missing: PathBuf,
+        /// What to do (may be empty).
+        hint: String,
+    },
+
+    /// Another `certificate` run kept the folder's lock for longer than we wait.
+    #[error(
+        "{} is busy: another `certificate` run has held {} for more than {}s. Nothing was \
+         changed; let that run finish and try again (the lock is released when that run ends, \
+         even if it is killed)",
+        dir.display(),
+        lock.display(),
+        waited.as_secs()
+    )]
+    Busy {
+        /// The certificate folder.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// How long we waited.
+        waited: Duration,
     },
 
     /// rcgen could not produce a certificate, key or CRL.
@@ -370,9 +422,22 @@ pub enum ReadHint {
 pub enum NameProblem {
     /// Not a safe file stem: letters, digits, `.`, `_` and `-` only, no `..`.
     Unusable,
+    /// Longer than [`NAME_MAX`] characters.
+    TooLong {
+        /// Its length, in characters.
+        len: usize,
+    },
     /// One of the folder's own files (`ca`, `crl`, ...).
     Reserved,
+    /// A name the folder gives a meaning (`server`, `client-a`, `intermediate`), asked for
+    /// as another kind of certificate.
+    KeptFor(Role),
 }
+
+/// The longest name a certificate in the folder may have: the name is also the
+/// certificate's common name by default, and X.509 caps a common name at 64 characters
+/// (RFC 5280, ub-common-name).
+pub const NAME_MAX: usize = 64;
 
 impl fmt::Display for NameProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -381,11 +446,41 @@ impl fmt::Display for NameProblem {
                 "is not a usable name: use letters, digits, '.', '_' and '-' (it becomes NAME.crt \
                  and NAME.key in the folder, so no '/' and no '..')",
             ),
+            NameProblem::TooLong { len } => write!(
+                f,
+                "is {len} characters long; names are at most {NAME_MAX} characters, because \
+                 the name is also the certificate's common name, which X.509 caps at \
+                 {NAME_MAX} (RFC 5280); pick a shorter name"
+            ),
             NameProblem::Reserved => write!(
                 f,
                 "is reserved for the folder's own files ({}); pick another name",
                 crate::files::RESERVED.join(", ")
             ),
+            NameProblem::KeptFor(role) => {
+                let (flag, why) = match role {
+                    Role::Intermediate => (
+                        "--intermediate",
+                        "`issue` signs with intermediate.crt whenever it exists, so it must be a CA",
+                    ),
+                    Role::Server => (
+                        "--server",
+                        "the server loads server.crt unless told otherwise",
+                    ),
+                    Role::Client(_) => (
+                        "--client",
+                        "the client's -c a / -c b load client-a.crt and client-b.crt",
+                    ),
+                    Role::Ca => {
+                        return f.write_str("is kept for the root CA; pick another name");
+                    }
+                };
+                write!(
+                    f,
+                    "is kept for {} ({why}); issue it with {flag}, or pick another name",
+                    role.owner()
+                )
+            }
         }
     }
 }
@@ -455,6 +550,19 @@ fn found_above(path: &Path) -> Option<PathBuf> {
         .take(16)
         .find(|dir| dir.join(path).is_file())
         .map(Path::to_path_buf)
+}
+
+fn write_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            "; the disk (or your quota) is full: make room and run it again"
+        }
+        io::ErrorKind::FileTooLarge => {
+            "; a file-size limit stopped it (see `ulimit -f`): lift the limit and run it again"
+        }
+        io::ErrorKind::PermissionDenied => "; check the folder's owner and permissions",
+        _ => "",
+    }
 }
 
 fn not_pem_hint(der: bool) -> &'static str {

@@ -131,7 +131,9 @@ impl Failure {
                             .join(", ")
                     ),
                 };
-                format!("{peer}'s certificate was issued by a CA {distrust}{by}; {trusts} only {only}; {fix}")
+                format!(
+                    "{peer}'s certificate was issued by a CA {distrust}{by}; {trusts} only {only}; {fix}"
+                )
             }
             Failure::Expired { not_after } => format!(
                 "{peer}'s certificate has expired{when}; renew it (same names, new dates): \

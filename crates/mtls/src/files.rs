@@ -98,6 +98,15 @@ impl Role {
         }
     }
 
+    /// The demo role whose file stem is `name` (compared without case, for
+    /// case-insensitive file systems), if the folder gives the name a meaning.
+    pub fn of_stem(name: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .chain([Role::Intermediate])
+            .find(|r| r.stem().eq_ignore_ascii_case(name))
+    }
+
     /// How a sentence names this certificate's owner: "the CA", "the server", "Client A".
     pub fn owner(self) -> &'static str {
         match self {
@@ -167,6 +176,11 @@ impl CertsDir {
         self.root.join("crl.pem")
     }
 
+    /// `DIR/.lock`: the file commands that change the folder lock, one run at a time.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
     /// The break-it lab's folder, beside the demo set.
     pub fn lab(&self) -> CertsDir {
         CertsDir::new(self.root.join("lab"))
@@ -192,6 +206,15 @@ mod tests {
             Path::new("certs/client-b.key")
         );
         assert_eq!(dir.crl(), Path::new("certs/crl.pem"));
+        assert_eq!(dir.lock_file(), Path::new("certs/.lock"));
+    }
+
+    #[test]
+    fn stems_with_a_meaning_name_their_role() {
+        assert_eq!(Role::of_stem("intermediate"), Some(Role::Intermediate));
+        assert_eq!(Role::of_stem("Server"), Some(Role::Server));
+        assert_eq!(Role::of_stem("client-b"), Some(Role::Client(ClientId::B)));
+        assert_eq!(Role::of_stem("client-c"), None);
     }
 
     #[test]

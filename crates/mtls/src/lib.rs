@@ -6,7 +6,8 @@
 //!
 //! Shared, in the order a connection meets them:
 //! - [`files`]: the only place file names exist (`certs/ca.crt`, ...), the demo's server
-//!   names and its SPIFFE trust domain.
+//!   names and its SPIFFE trust domain; [`perms`]: who may change a file (a CA file others
+//!   can write is a CA anyone can add to).
 //! - [`pki`]: minting a CA and leaves with rcgen, with a proper X.509 profile.
 //! - [`pem`]: PEM in (with errors that name the file and the fix) and out.
 //! - [`tls`]: the only rustls configuration code, for both sides.
@@ -40,6 +41,7 @@ pub mod files;
 pub mod format;
 pub mod logging;
 pub mod pem;
+pub mod perms;
 pub mod pki;
 pub mod program;
 pub mod report;

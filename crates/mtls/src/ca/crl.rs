@@ -15,6 +15,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::folder::{self, Stored};
+use super::lock::{self, FolderLock};
 use super::write::{self, Access};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
@@ -247,18 +248,13 @@ pub struct ListSummary {
     pub next_update: OffsetDateTime,
 }
 
-/// Revokes the certificate `NAME.crt`: adds it to its CA's list and re-signs `crl.pem`.
+/// Revokes the certificate `NAME.crt`: adds it to its CA's list and re-signs `crl.pem`,
+/// holding the folder's lock from reading the lists to writing them.
 pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<Revocation> {
     folder::validate_name(name)?;
+    let _lock = lock::hold(dir)?;
     let all = folder::scan(dir)?;
-    let target = all
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| Error::NoSuchCertificate {
-            path: dir.cert(name),
-            action: "revoke",
-            hint: String::new(),
-        })?;
+    let target = folder::entry(dir, &all, name, "revoke", String::new())?;
     let issuer = folder::find_issuer(&all, &target.info).ok_or_else(|| Error::NoIssuer {
         dir: dir.path().to_path_buf(),
         path: target.cert_path.clone(),
@@ -294,6 +290,16 @@ pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<R
 
 /// Signs every CA's list again (keeping its entries) with fresh dates: `certificate crl`.
 pub fn resign(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
+    let lock = lock::hold(dir)?;
+    resign_held(dir, days, &lock)
+}
+
+/// [`resign`], for a command that holds the folder's lock already.
+pub(super) fn resign_held(
+    dir: &CertsDir,
+    days: u32,
+    _held: &FolderLock,
+) -> Result<Vec<ListSummary>> {
     let all = folder::scan(dir)?;
     let lists = existing(dir, &all)?;
     sign_all(dir, &all, &lists, days)
@@ -302,6 +308,16 @@ pub fn resign(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
 /// Starts `crl.pem` over: one empty list per CA in the folder. For a folder whose CA was
 /// just minted again, where the old lists name serials of certificates that no longer count.
 pub fn reset(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
+    let lock = lock::hold(dir)?;
+    reset_held(dir, days, &lock)
+}
+
+/// [`reset`], for a command that holds the folder's lock already.
+pub(super) fn reset_held(
+    dir: &CertsDir,
+    days: u32,
+    _held: &FolderLock,
+) -> Result<Vec<ListSummary>> {
     let all = folder::scan(dir)?;
     sign_all(dir, &all, &Existing::default(), days)
 }

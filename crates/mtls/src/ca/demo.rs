@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::doctor::{self, Report};
-use super::write::{self, Access};
-use super::{crl, folder};
+use super::write;
+use super::{crl, folder, lock};
 use crate::certinfo::CertInfo;
 use crate::error::Result;
 use crate::files::{CertsDir, ClientId, Role, SERVER_SANS};
@@ -96,10 +96,13 @@ const LEAVES: [Role; 3] = [
     Role::Client(ClientId::B),
 ];
 
-/// Mints the demo set into `opts.out`, refusing to replace anything without `force`, then
-/// reads the files back and checks them.
+/// Mints the demo set into `opts.out` (created 0700 if needed), refusing to replace
+/// anything without `force`, then reads the files back and checks them; the folder's lock
+/// is held from the first check to the last write.
 pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
     let dir = &opts.out;
+    write::create_dir(dir.path())?;
+    let lock = lock::hold(dir)?;
     let replacing_ca = dir.ca_cert().exists();
     let roles: Vec<Role> = Role::ALL
         .into_iter()
@@ -129,7 +132,6 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
     let (org, cn) = subject(Role::Ca);
     let root =
         CertAuthority::new_root(pki::demo_subject(org, cn), opts.key_type, opts.ca_validity)?;
-    write::create_dir(dir.path())?;
     // Each CA's key first: if anything below fails, the set can still be completed.
     write_authority(dir, Role::Ca, &root, opts.force)?;
     let intermediate = if opts.intermediate {
@@ -176,18 +178,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
             key_type: opts.key_type,
             validity: opts.leaf_validity,
         })?;
-        write::publish(
-            &dir.role_key(role),
-            leaf.key_pem.as_bytes(),
-            Access::Secret,
-            opts.force,
-        )?;
-        write::publish(
-            &dir.role_cert(role),
-            leaf.cert_pem.as_bytes(),
-            Access::Public,
-            opts.force,
-        )?;
+        write_pair(dir, role, &leaf.key_pem, &leaf.cert_pem, opts.force)?;
     }
     let (files, certs) = describe(dir)?;
     let mut set = DemoSet {
@@ -203,7 +194,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
         // The old lists name serials of the old CA: start them over, signed by the new one,
         // so `--crl crl.pem` keeps working.
         if dir.crl().exists() {
-            crl::reset(dir, crl::DEFAULT_DAYS)?;
+            crl::reset_held(dir, crl::DEFAULT_DAYS, &lock)?;
             set.crl_reset = true;
         }
         set.stale = stale_files(dir, &roles)?;
@@ -236,18 +227,12 @@ fn stale_files(dir: &CertsDir, fresh: &[Role]) -> Result<Vec<PathBuf>> {
 }
 
 fn write_authority(dir: &CertsDir, role: Role, ca: &CertAuthority, force: bool) -> Result<()> {
-    write::publish(
-        &dir.role_key(role),
-        ca.key_pem().as_bytes(),
-        Access::Secret,
-        force,
-    )?;
-    write::publish(
-        &dir.role_cert(role),
-        ca.cert_pem.as_bytes(),
-        Access::Public,
-        force,
-    )
+    write_pair(dir, role, &ca.key_pem(), &ca.cert_pem, force)
+}
+
+/// A role's key and certificate, together or not at all.
+fn write_pair(dir: &CertsDir, role: Role, key: &str, cert: &str, force: bool) -> Result<()> {
+    write::publish_pair(&dir.role_key(role), key, &dir.role_cert(role), cert, force)
 }
 
 fn purpose(role: Role, info: &CertInfo) -> (String, String) {

@@ -216,12 +216,33 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
         fresh.clone(),
     );
 
+    permissions(&mut c, dir, &d);
+
     // Every certificate: dates, keys, role.
+    let intermediate = Role::Intermediate.stem();
     for s in &all {
         let file = format!("{}.crt", s.name);
         let info = &s.info;
         validity(&mut c, s, &all, now);
         key_checks(&mut c, s);
+        // An intermediate.crt is the default issuer just by existing (the root's own
+        // checks are above).
+        if s.name == intermediate && !s.is_ca() {
+            c.bad(
+                Level::Fail,
+                &file,
+                format!(
+                    "is not a CA (CA:FALSE), yet it is the default issuer: `issue` signs with \
+                     {file} whenever it exists"
+                ),
+                "every `issue` without --issuer fails with \"not a CA\"",
+                cmd(format!(
+                    "issue {} --intermediate --force --certs {d}",
+                    s.name
+                )),
+            );
+            continue;
+        }
         if s.is_ca() {
             if s.name != ca {
                 let parent_ok = folder::find_issuer(&all, info).is_some_and(|p| p.name == ca);
@@ -619,7 +640,7 @@ fn key_checks(c: &mut Checks, s: &Stored) {
         ),
     }
     #[cfg(unix)]
-    match super::write::mode_of(&s.key_path) {
+    match crate::perms::mode(&s.key_path) {
         Ok(mode) => c.check(
             mode & 0o077 == 0,
             &file,
@@ -635,6 +656,61 @@ fn key_checks(c: &mut Checks, s: &Stored) {
             "a key we cannot stat is a key we cannot use",
             format!("ls -l {}", s.key_path.display()),
         ),
+    }
+}
+
+/// Who may change what the server trusts: the folder, `ca.crt` and `crl.pem` must be
+/// writable by their owner only.
+fn permissions(c: &mut Checks, dir: &CertsDir, d: &str) {
+    let ca = dir.ca_cert();
+    let crl = dir.crl();
+    let targets = [
+        (
+            dir.path(),
+            d.to_string(),
+            "whoever may write the folder can replace ca.crt or crl.pem with their own: the \
+             server would trust their CA, or admit certificates you revoked",
+            format!("chmod go-w {d}"),
+        ),
+        (
+            ca.as_path(),
+            "ca.crt".to_string(),
+            "whoever may write ca.crt can append a CA of their own, and servers and clients \
+             loading it trust every certificate that CA signs",
+            format!("chmod 644 {}", ca.display()),
+        ),
+        (
+            crl.as_path(),
+            "crl.pem".to_string(),
+            "whoever may write crl.pem can take entries out, and the server admits the \
+             certificates you revoked again",
+            format!("chmod 644 {}", crl.display()),
+        ),
+    ];
+    for (path, file, why, fix) in targets {
+        if !path.exists() {
+            continue;
+        }
+        match (
+            crate::perms::writable_by_others(path),
+            crate::perms::mode(path),
+        ) {
+            (Ok(false), _) => c.ok(&file, "can be changed by its owner only".into()),
+            (Ok(true), Ok(mode)) => c.bad(
+                Level::Warn,
+                &file,
+                format!("can be changed by other users (mode {mode:o})"),
+                why,
+                fix,
+            ),
+            (Err(e), _) | (_, Err(e)) => c.bad(
+                Level::Warn,
+                &file,
+                format!("cannot read its permissions: {e}"),
+                "whether others may change it cannot be told",
+                format!("ls -ld {}", path.display()),
+            ),
+        }
     }
 }
 

@@ -9,17 +9,18 @@ use std::path::PathBuf;
 
 use rustls::pki_types::CertificateDer;
 
+use super::write;
 use crate::certinfo::CertInfo;
-use crate::error::{Error, NameProblem, Result};
+use crate::error::{Error, NAME_MAX, NameProblem, Result};
 use crate::files::{CertsDir, RESERVED, Role};
 use crate::pem;
 use crate::pki::CertAuthority;
+use crate::program::Program;
 
 /// Checks a file stem: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
-/// at most 64 characters. No path separators, no `..`.
+/// at most [`NAME_MAX`] characters. No path separators, no `..`.
 pub fn check_stem(name: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name.len() <= 64
         && name
             .chars()
             .next()
@@ -32,6 +33,13 @@ pub fn check_stem(name: &str) -> Result<()> {
         return Err(Error::BadName {
             name: name.to_string(),
             problem: NameProblem::Unusable,
+        });
+    }
+    // Only ASCII is left, so bytes are characters.
+    if name.len() > NAME_MAX {
+        return Err(Error::BadName {
+            name: name.to_string(),
+            problem: NameProblem::TooLong { len: name.len() },
         });
     }
     Ok(())
@@ -117,6 +125,48 @@ pub fn scan_all(dir: &CertsDir) -> Result<(Vec<Stored>, Vec<Broken>)> {
     Ok((good, broken))
 }
 
+/// The certificate `name` in `all` (a [`scan`] of `dir`), for `action` ("renew",
+/// "revoke"). When it is not there the error says what is: a `NAME.crt` that cannot be read
+/// (and why), a `NAME.key` without its certificate, or nothing at all (then `hint` says
+/// what to do).
+pub fn entry<'a>(
+    dir: &CertsDir,
+    all: &'a [Stored],
+    name: &str,
+    action: &'static str,
+    hint: String,
+) -> Result<&'a Stored> {
+    if let Some(found) = all.iter().find(|s| s.name == name) {
+        return Ok(found);
+    }
+    let cert_path = dir.cert(name);
+    let key_path = dir.key(name);
+    if write::present(&cert_path) {
+        // The scan skipped it: say why.
+        let chain = pem::certificates(&cert_path, "a certificate")?;
+        CertInfo::parse(&chain[0])
+            .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
+    } else if write::present(&key_path) {
+        return Err(Error::Unpaired {
+            present: key_path,
+            missing: cert_path,
+            hint: format!(
+                "; {action} needs the certificate. If the key is a leftover, remove it; to make \
+                 a fresh pair, run `{}` (or --server), which replaces the key",
+                Program::Certificate.command(&format!(
+                    "issue {name} --client --force --certs {}",
+                    dir.path().display()
+                ))
+            ),
+        });
+    }
+    Err(Error::NoSuchCertificate {
+        path: cert_path,
+        action,
+        hint,
+    })
+}
+
 /// The CA in `all` that issued `leaf`: same subject as the leaf's issuer and, when both
 /// carry key identifiers, the same key.
 pub fn find_issuer<'a>(all: &'a [Stored], leaf: &CertInfo) -> Option<&'a Stored> {
@@ -142,7 +192,32 @@ pub fn default_issuer(dir: &CertsDir) -> &'static str {
     if dir.role_cert(Role::Intermediate).exists() {
         Role::Intermediate.stem()
     } else {
-        "ca"
+        Role::Ca.stem()
+    }
+}
+
+/// Loads the [`default_issuer`], with its name. An `intermediate.crt` that is not a CA is
+/// named as the cause, with the fix: it is the default issuer only because it exists.
+pub fn load_default_issuer(dir: &CertsDir) -> Result<(&'static str, CertAuthority)> {
+    let name = default_issuer(dir);
+    match load_authority(dir, name) {
+        Err(Error::NotACa { path, .. }) if name == Role::Intermediate.stem() => {
+            Err(Error::NotACa {
+                hint: format!(
+                    ". It is the default issuer because it exists (`issue` signs with {} unless \
+                     --issuer says otherwise); make it a real intermediate CA with `{}`, or \
+                     pass --issuer {}",
+                    path.display(),
+                    Program::Certificate.command(&format!(
+                        "issue {name} --intermediate --force --certs {}",
+                        dir.path().display()
+                    )),
+                    Role::Ca.stem()
+                ),
+                path,
+            })
+        }
+        other => other.map(|ca| (name, ca)),
     }
 }
 
@@ -158,5 +233,21 @@ mod tests {
         for good in ["client-c", "api.internal", "svc_1", "B2"] {
             validate_name(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_long_name_is_refused_for_its_length() {
+        validate_name(&"a".repeat(NAME_MAX)).expect("64 characters are fine");
+        let err = validate_name(&"a".repeat(300)).expect_err("too long");
+        assert!(
+            matches!(
+                err,
+                Error::BadName {
+                    problem: NameProblem::TooLong { len: 300 },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use rcgen::SanType;
 use rustls::pki_types::CertificateDer;
 
-use super::folder::{check_stem, default_issuer, find_issuer, load_authority, scan, validate_name};
-use super::write::{self, Access};
+use super::folder::{
+    check_stem, entry, find_issuer, load_authority, load_default_issuer, scan, validate_name,
+};
+use super::lock;
+use super::write;
 use crate::certinfo::CertInfo;
-use crate::error::{Error, Result};
+use crate::error::{Error, NameProblem, Result};
 use crate::files::{CertsDir, Role, SERVER_SANS};
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::program::Program;
@@ -41,7 +44,8 @@ pub struct IssueRequest {
     pub validity: Validity,
     /// Key algorithm.
     pub key_type: KeyType,
-    /// The issuing CA's name (default: [`default_issuer`]; intermediates always come from `ca`).
+    /// The issuing CA's name (default: [`default_issuer`](super::folder::default_issuer);
+    /// intermediates always come from `ca`).
     pub issuer: Option<String>,
     /// Replace an existing NAME.
     pub force: bool,
@@ -142,18 +146,75 @@ fn default_sans(kind: Kind, name: &str) -> Result<Vec<SanType>> {
     }
 }
 
-/// Issues one more certificate from a CA in the folder.
+impl Kind {
+    /// Whether a certificate of this kind may take the name of `role` in the demo set.
+    fn fits(self, role: Role) -> bool {
+        matches!(
+            (self, role),
+            (Kind::Client, Role::Client(_))
+                | (Kind::Server, Role::Server)
+                | (Kind::Intermediate, Role::Intermediate)
+        )
+    }
+}
+
+/// Checks `name` for a new certificate of `kind`: a usable name, and not one the folder
+/// keeps for another kind (`intermediate`, `server`, `client-a`, `client-b`).
+fn validate_new_name(name: &str, kind: Kind) -> Result<()> {
+    validate_name(name)?;
+    match Role::of_stem(name) {
+        Some(role) if !kind.fits(role) => Err(Error::BadName {
+            name: name.to_string(),
+            problem: NameProblem::KeptFor(role),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Without `force`, refuses a name whose key or certificate is there already, saying which:
+/// a symbolic link, one file without its partner, or an earlier certificate.
+fn ensure_pair_absent(dir: &CertsDir, name: &str, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    let (cert_path, key_path) = (dir.cert(name), dir.key(name));
+    write::refuse_symlink(&key_path)?;
+    write::refuse_symlink(&cert_path)?;
+    let renew = Program::Certificate.command(&format!("renew {name}"));
+    match (write::present(&cert_path), write::present(&key_path)) {
+        (false, false) => Ok(()),
+        (true, true) => write::ensure_absent(
+            &cert_path,
+            false,
+            &format!("it holds a certificate you issued earlier (use `{renew}` to re-issue it)"),
+        ),
+        (true, false) => Err(Error::Unpaired {
+            present: cert_path,
+            missing: key_path,
+            hint: format!(
+                ". Nothing was changed; `{renew}` gives it a fresh key, or pass --force to \
+                 issue a new pair"
+            ),
+        }),
+        (false, true) => Err(Error::Unpaired {
+            present: key_path,
+            missing: cert_path,
+            hint: ". Nothing was changed; if the key is a leftover, remove it, or pass --force \
+                   to replace it with a fresh pair"
+                .into(),
+        }),
+    }
+}
+
+/// Issues one more certificate from a CA in the folder, holding the folder's lock from
+/// the first check to the last write.
 pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
-    validate_name(&req.name)?;
+    validate_new_name(&req.name, req.kind)?;
+    let lock = lock::hold(dir)?;
     let cert_path = dir.cert(&req.name);
     let key_path = dir.key(&req.name);
-    let why = format!(
-        "it holds a certificate you issued earlier (use `{}` to re-issue it)",
-        Program::Certificate.command(&format!("renew {}", req.name))
-    );
-    write::ensure_absent(&cert_path, req.force, &why)?;
-    write::ensure_absent(&key_path, req.force, &why)?;
-    let replaced = cert_path.exists();
+    ensure_pair_absent(dir, &req.name, req.force)?;
+    let replaced = write::present(&cert_path) || write::present(&key_path);
     if replaced && scan(dir)?.iter().any(|s| s.name == req.name && s.is_ca()) {
         return Err(Error::Invalid(format!(
             "{} is a CA certificate; `issue` never replaces a CA, because everything it signed \
@@ -169,19 +230,23 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
         .unwrap_or_else(|| format!("{cn} Company"));
     let subject = pki::demo_subject(&org, &cn);
     let root = Role::Ca.stem();
-    let issuer_name = match (req.kind, &req.issuer) {
+    let (issuer_name, ca) = match (req.kind, &req.issuer) {
         (Kind::Intermediate, Some(i)) if i != root => {
             return Err(Error::Invalid(format!(
                 "an intermediate CA is signed by the root ({root}), not by {i:?}: this tool \
                  keeps chains one intermediate deep"
             )));
         }
-        (Kind::Intermediate, _) => root.to_string(),
-        (_, Some(i)) => i.clone(),
-        (_, None) => default_issuer(dir).to_string(),
+        (Kind::Intermediate, _) => (root.to_string(), load_authority(dir, root)?),
+        (_, Some(i)) => {
+            check_stem(i)?;
+            (i.clone(), load_authority(dir, i)?)
+        }
+        (_, None) => {
+            let (name, ca) = load_default_issuer(dir)?;
+            (name.to_string(), ca)
+        }
     };
-    check_stem(&issuer_name)?;
-    let ca = load_authority(dir, &issuer_name)?;
     let existing: Vec<Vec<u8>> = scan(dir)?.into_iter().map(|s| s.info.serial).collect();
 
     let (chain, key_pem, granted) = loop {
@@ -226,18 +291,17 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     if req.kind != Kind::Intermediate {
         verify_new_leaf(dir, &chain, &info)?;
     }
-    write::create_dir(dir.path())?;
-    write::publish(&key_path, key_pem.as_bytes(), Access::Secret, req.force)?;
-    write::publish(
+    write::publish_pair(
+        &key_path,
+        &key_pem,
         &cert_path,
-        crate::pem::chain_pem(&chain).as_bytes(),
-        Access::Public,
+        &crate::pem::chain_pem(&chain),
         req.force,
     )?;
     // A new CA needs its own (empty) list in crl.pem, or servers loading the file would
     // refuse every certificate it issues as "revocation status unknown".
     if req.kind == Kind::Intermediate && dir.crl().exists() {
-        super::crl::resign(dir, super::crl::DEFAULT_DAYS)?;
+        super::crl::resign_held(dir, super::crl::DEFAULT_DAYS, &lock)?;
     }
     Ok(Outcome {
         cert_path,
@@ -297,18 +361,18 @@ pub fn renew(
     extra_sans: &[SanType],
 ) -> Result<Outcome> {
     validate_name(name)?;
+    let _lock = lock::hold(dir)?;
     let all = scan(dir)?;
-    let old = all
-        .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| Error::NoSuchCertificate {
-            path: dir.cert(name),
-            action: "renew",
-            hint: format!(
-                "; issue it first with `{}` (or --server)",
-                Program::Certificate.command(&format!("issue {name} --client"))
-            ),
-        })?;
+    let old = entry(
+        dir,
+        &all,
+        name,
+        "renew",
+        format!(
+            "; issue it first with `{}` (or --server)",
+            Program::Certificate.command(&format!("issue {name} --client"))
+        ),
+    )?;
     if old.is_ca() {
         return Err(Error::Invalid(format!(
             "{} is a CA certificate; renew leaves only (a new CA means re-issuing everything it signed)",
@@ -373,8 +437,13 @@ pub fn renew(
     let leaf = ca.issue(&spec)?;
     let info = CertInfo::parse(&leaf.der).map_err(Error::Invalid)?;
     verify_new_leaf(dir, &leaf.chain, &info)?;
-    write::atomic(&old.key_path, leaf.key_pem.as_bytes(), Access::Secret)?;
-    write::atomic(&old.cert_path, leaf.cert_pem.as_bytes(), Access::Public)?;
+    write::publish_pair(
+        &old.key_path,
+        &leaf.key_pem,
+        &old.cert_path,
+        &leaf.cert_pem,
+        true,
+    )?;
     Ok(Outcome {
         cert_path: old.cert_path.clone(),
         key_path: old.key_path.clone(),

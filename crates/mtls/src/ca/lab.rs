@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::crl::{self, Entry, Reason};
-use super::folder;
 use super::write::{self, Access};
+use super::{folder, lock};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
-use crate::files::{CertsDir, spiffe_id};
+use crate::files::{CertsDir, Role, spiffe_id};
 use crate::format::format_time;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::program::Program;
@@ -43,13 +43,13 @@ pub struct Lab {
     pub cases: Vec<Case>,
 }
 
-/// Mints the lab into `demo.lab()`, using the demo set's CA. Refuses to replace an existing
-/// lab without `force`.
+/// Mints the lab into `demo.lab()` (created 0700), using the demo set's CA, holding the
+/// demo folder's lock. Refuses to replace an existing lab without `force`.
 pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
+    let _lock = lock::hold(demo)?;
     let lab = demo.lab();
-    let issuer_name = folder::default_issuer(demo);
-    let issuer = folder::load_authority(demo, issuer_name)?;
-    let root = folder::load_authority(demo, "ca")?;
+    let (_, issuer) = folder::load_default_issuer(demo)?;
+    let root = folder::load_authority(demo, Role::Ca.stem())?;
     write::ensure_absent(
         &lab.cert("client-expired"),
         force,
@@ -70,8 +70,7 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
         })
     };
     let put = |name: &str, cert: &str, key: &str| -> Result<()> {
-        write::publish(&lab.key(name), key.as_bytes(), Access::Secret, force)?;
-        write::publish(&lab.cert(name), cert.as_bytes(), Access::Public, force)
+        write::publish_pair(&lab.key(name), key, &lab.cert(name), cert, force)
     };
 
     // 1. Another CA's client.

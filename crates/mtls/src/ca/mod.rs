@@ -1,7 +1,10 @@
 //! Only the CA tool (`certificate`) uses these: a folder of certificates run as a small CA.
 //!
 //! From the bottom up:
-//! - [`write`](mod@write): atomic writes, private keys 0600, nothing replaced silently.
+//! - [`write`](mod@write): atomic writes (a key and its certificate together or not at
+//!   all), private keys 0600, folders 0700, nothing replaced silently.
+//! - [`lock`]: one run at a time per folder; every command that changes the folder holds
+//!   it for its whole read-modify-write.
 //! - [`folder`]: the folder index (which certificates it holds, who issued whom, which
 //!   names may be used); everything above reads the folder through it.
 //! - [`crl`]: revocation lists, one per CA, in `crl.pem`.
@@ -20,5 +23,6 @@ pub mod folder;
 pub mod inspect;
 pub mod issue;
 pub mod lab;
+pub mod lock;
 pub mod p12;
 pub mod write;

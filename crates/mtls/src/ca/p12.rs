@@ -11,8 +11,8 @@ use p12_keystore::{
     PrivateKeyChain,
 };
 
-use super::folder;
 use super::write::{self, Access};
+use super::{folder, lock};
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, TRUSTSTORE};
 use crate::pem;
@@ -140,7 +140,8 @@ pub enum P12Target {
     Truststore,
 }
 
-/// Writes the bundle `target` asks for.
+/// Writes the bundle `target` asks for, holding the folder's lock (the key and certificate
+/// it reads are never half-renewed).
 pub fn write(
     dir: &CertsDir,
     target: &P12Target,
@@ -148,6 +149,7 @@ pub fn write(
     encryption: Encryption,
     force: bool,
 ) -> Result<Written> {
+    let _lock = lock::hold(dir)?;
     match target {
         P12Target::Identity(name) => identity(dir, name, password, encryption, force),
         P12Target::Truststore => truststore(dir, password, encryption, force),
@@ -156,7 +158,7 @@ pub fn write(
 
 /// Writes `NAME.p12` with NAME's key, its certificate and the chain up to and including the
 /// root CA, under the alias NAME.
-pub fn identity(
+fn identity(
     dir: &CertsDir,
     name: &str,
     password: &Password,
@@ -203,7 +205,7 @@ pub fn identity(
 
 /// Writes `truststore.p12` holding the root CA as a trusted certificate (Java's
 /// `trustedCertEntry`), alias `ca`.
-pub fn truststore(
+fn truststore(
     dir: &CertsDir,
     password: &Password,
     encryption: Encryption,
