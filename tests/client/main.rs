@@ -1,5 +1,8 @@
 //! The client binary end to end, against the library's server (the same code the server
-//! binary runs) on a free port, with certificates minted per test.
+//! binary runs) on a free port, and against real servers of other kinds (nginx, HAProxy),
+//! with certificates minted per test.
+
+mod real_servers;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -7,9 +10,9 @@ use std::process::{Command, Output};
 use mtls::pki::{Usage, Validity};
 use testkit::{InProcessServer, Pki, expired, leaf, run, server_settings, text};
 
-const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+pub(crate) const CLIENT: &str = env!("CARGO_BIN_EXE_client");
 
-fn client(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn client(dir: &Path, args: &[&str]) -> Output {
     run(Command::new(CLIENT)
         .args(["--certs", dir.to_str().expect("utf-8 path")])
         .args(args)
@@ -17,7 +20,7 @@ fn client(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// The one `error:` line, asserting a clean failure (exit 1, no panic).
-fn error_line(out: &Output) -> String {
+pub(crate) fn error_line(out: &Output) -> String {
     error_line_with(out, 1)
 }
 

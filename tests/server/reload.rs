@@ -150,3 +150,34 @@ fn broken_material_is_refused_and_the_server_keeps_serving_with_the_old_one() {
     let line = server.log.wait_for(&["reload failed"]);
     assert!(line.contains("WARN"), "{line}");
 }
+
+#[test]
+fn the_server_warns_when_other_users_could_change_what_it_trusts() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = Pki::demo();
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod(pki.dir(), 0o777);
+    chmod(&pki.certs.ca_cert(), 0o666);
+    let server = start(&pki, &[]);
+    let line = server
+        .log
+        .wait_for(&["the CA file is writable by other users", "ca.crt"]);
+    assert!(line.contains("fix=chmod go-w"), "{line}");
+    assert!(line.contains("mode=666"), "{line}");
+    let line = server
+        .log
+        .wait_for(&["folder holding the CA file is writable by other users"]);
+    assert!(line.contains("mode=777"), "{line}");
+    drop(server);
+
+    // A folder and files only their owner may change: no warning.
+    chmod(pki.dir(), 0o700);
+    chmod(&pki.certs.ca_cert(), 0o644);
+    let server = start(&pki, &[]);
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut conn = Conn::open(&config, server.addr).expect("connect");
+    assert_eq!(conn.request("/", &[]).expect("request").status, 200);
+    assert_eq!(server.log.count(&["writable by other users"]), 0);
+}

@@ -11,8 +11,8 @@ pub mod upstream;
 
 pub use metrics::{metrics_addr, sample};
 pub use peers::{
-    Conn, Reply, client_config, curl_as, fetch, fingerprint, first_cert, http1, openssl,
-    openssl_ok, openssl_x509, plain_get,
+    Conn, PeerServer, Reply, client_config, curl_as, fetch, fingerprint, first_cert, free_port,
+    http1, openssl, openssl_ok, openssl_x509, plain_get,
 };
 pub use pki::{Pki, expired, leaf, not_yet_valid, utf8};
 pub use process::{

@@ -303,3 +303,127 @@ pub fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("status");
     (status, body.to_string())
 }
+
+/// A free TCP port on 127.0.0.1, for a peer that cannot listen on port 0 (nginx, HAProxy):
+/// bound, read, and released just before the peer takes it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A real TLS server of another kind (nginx, HAProxy) in a folder of its own, killed on
+/// drop; its stderr is kept for failure dumps.
+pub struct PeerServer {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it wrote to stderr.
+    pub log: crate::process::Lines,
+    _dir: tempfile::TempDir,
+}
+
+impl PeerServer {
+    /// Writes `config` (with `{dir}` and `{port}` filled in) to `FILE` in a fresh folder,
+    /// runs `program` with `args` (`{dir}` filled in), and waits until it accepts
+    /// connections on the port.
+    pub fn start(program: &str, file: &str, config: &str, args: &[&str]) -> Self {
+        require_tool(program);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let fill = |s: &str| {
+            s.replace("{dir}", dir.path().to_str().expect("utf-8 path"))
+                .replace("{port}", &port.to_string())
+        };
+        std::fs::write(dir.path().join(file), fill(config)).expect("write the config");
+        let mut child = Command::new(program)
+            .args(args.iter().map(|a| fill(a)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        let log = crate::process::Lines::collect(child.stderr.take().expect("stderr"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = crate::process::poll(&format!("{program} to listen on {addr}"), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(Err(status));
+            }
+            TcpStream::connect(addr).ok().map(|_| Ok(()))
+        });
+        if let Err(status) = started {
+            panic!("{program} exited ({status}); its log:\n{}", log.all());
+        }
+        Self {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// nginx, requiring client certificates from the demo CA in `pki` for `verify`
+    /// (`on`, `optional`, `optional_no_ca`), over HTTP/2 and HTTP/1.1, answering
+    /// `hello <subject>` with the client's verify result in `X-Verify`.
+    pub fn nginx(pki: &Pki, verify: &str) -> Self {
+        let certs = &pki.certs;
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {{dir}}/nginx.pid;\nerror_log stderr info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {{dir}}/body;\n  \
+             proxy_temp_path {{dir}}/proxy;\n  fastcgi_temp_path {{dir}}/fcgi;\n  \
+             uwsgi_temp_path {{dir}}/uwsgi;\n  scgi_temp_path {{dir}}/scgi;\n  server {{\n    \
+             listen 127.0.0.1:{{port}} ssl http2;\n    ssl_certificate {cert};\n    \
+             ssl_certificate_key {key};\n    ssl_client_certificate {ca};\n    \
+             ssl_verify_client {verify};\n    location / {{ add_header X-Verify $ssl_client_verify; \
+             return 200 \"hello $ssl_client_s_dn\\n\"; }}\n  }}\n}}\n",
+            cert = certs.cert("server").display(),
+            key = certs.key("server").display(),
+            ca = certs.ca_cert().display(),
+        );
+        Self::start(
+            "nginx",
+            "nginx.conf",
+            &conf,
+            &["-p", "{dir}", "-c", "{dir}/nginx.conf"],
+        )
+    }
+
+    /// HAProxy in HTTP mode with `verify required` against the demo CA in `pki`, offering
+    /// h2 and HTTP/1.1, answering 200 itself.
+    pub fn haproxy(pki: &Pki) -> Self {
+        let combined = pki.path("server-haproxy.pem");
+        let mut pem = std::fs::read(pki.certs.cert("server")).expect("read");
+        pem.extend(std::fs::read(pki.certs.key("server")).expect("read"));
+        std::fs::write(&combined, pem).expect("write");
+        let cfg = format!(
+            "global\n  log stderr format short local0 info\n\
+             defaults\n  mode http\n  log global\n  timeout connect 5s\n  timeout client 10s\n  \
+             timeout server 10s\n\
+             frontend fe\n  bind 127.0.0.1:{{port}} ssl crt {crt} ca-file {ca} verify required \
+             alpn h2,http/1.1\n  http-request return status 200 content-type text/plain string \
+             \"hello from haproxy\\n\"\n",
+            crt = combined.display(),
+            ca = pki.certs.ca_cert().display(),
+        );
+        Self::start(
+            "haproxy",
+            "haproxy.cfg",
+            &cfg,
+            &["-f", "{dir}/haproxy.cfg", "-db"],
+        )
+    }
+
+    /// `https://localhost:PORT/`.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}/", self.addr.port())
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::explain;
 use crate::format::format_time;
 use crate::pem;
+use crate::perms;
 use crate::tls::{self, Identity, ServerPolicy, ServerTls, Trust};
 
 /// Where the server's TLS material comes from.
@@ -247,6 +248,53 @@ impl TlsMaterial {
         out
     }
 
+    /// Warns when another user could change what the server trusts: the CA file, a CRL, or
+    /// the folder holding one of them is writable by its group or by everyone (and the
+    /// private key when others can read it). Such a user could append a CA of their own,
+    /// and the next reload would trust it.
+    fn warn_if_others_may_change_trust(&self) {
+        let source = &self.source;
+        let mut trusted: Vec<(&Path, &str)> = vec![(&source.ca, "the CA file")];
+        trusted.extend(source.crls.iter().map(|c| (c.as_path(), "a CRL")));
+        let mut folders: Vec<&Path> = Vec::new();
+        for (file, what) in trusted {
+            if perms::writable_by_others(file).unwrap_or(false) {
+                warn!(
+                    file = %file.display(),
+                    mode = %format!("{:o}", perms::mode(file).unwrap_or(0)),
+                    fix = %format!("chmod go-w {}", file.display()),
+                    "{what} is writable by other users: they could add a CA of their own, and \
+                     this server would trust it after the next reload"
+                );
+            }
+            let folder = match file.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if !folders.contains(&folder) {
+                folders.push(folder);
+                if perms::writable_by_others(folder).unwrap_or(false) {
+                    warn!(
+                        folder = %folder.display(),
+                        mode = %format!("{:o}", perms::mode(folder).unwrap_or(0)),
+                        fix = %format!("chmod go-w {}", folder.display()),
+                        "the folder holding {what} is writable by other users: they could \
+                         replace it with one that trusts their own CA"
+                    );
+                }
+            }
+        }
+        if perms::mode(&source.key).is_ok_and(|m| m & 0o077 != 0) {
+            warn!(
+                file = %source.key.display(),
+                mode = %format!("{:o}", perms::mode(&source.key).unwrap_or(0)),
+                fix = %format!("chmod 600 {}", source.key.display()),
+                "the server's private key is readable by other users: they could impersonate \
+                 this server"
+            );
+        }
+    }
+
     /// Warns when the server's own certificate is outside its validity window.
     fn warn_if_not_current(&self) {
         let now = OffsetDateTime::now_utc();
@@ -332,6 +380,7 @@ impl LiveTls {
         let seen = files.stamps();
         let material = TlsMaterial::parse(&source, files)?;
         material.warn_if_not_current();
+        material.warn_if_others_may_change_trust();
         Ok(Self {
             source,
             current: channel::Sender::new(Arc::new(material)),
@@ -381,6 +430,7 @@ impl LiveTls {
         };
         self.reloaded.fetch_add(1, Ordering::Relaxed);
         material.warn_if_not_current();
+        material.warn_if_others_may_change_trust();
         self.current.send_replace(material.clone());
         Ok(material)
     }
