@@ -369,6 +369,38 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Certificates for unit tests that need facts, not a real certificate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::CertInfo;
+
+    /// A certificate that says nothing: `CN=x`, valid now for no time at all, no SANs.
+    pub(crate) fn blank() -> CertInfo {
+        let now = time::OffsetDateTime::now_utc();
+        CertInfo {
+            subject: "CN=x".into(),
+            issuer: "CN=CA".into(),
+            common_name: Some("x".into()),
+            common_names: vec!["x".into()],
+            serial: vec![1],
+            not_before: now,
+            not_after: now,
+            sans: Vec::new(),
+            key: String::new(),
+            signature: String::new(),
+            ca: Some(false),
+            path_len: None,
+            key_usage: Vec::new(),
+            ext_key_usage: Vec::new(),
+            subject_key_id: None,
+            authority_key_id: None,
+            sha256: [0; 32],
+            self_signed: false,
+            spki: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

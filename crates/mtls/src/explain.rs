@@ -583,4 +583,58 @@ mod tests {
             "certificate_required"
         );
     }
+
+    #[test]
+    fn bad_certificate_is_explained_by_its_likely_causes_not_by_a_rare_one() {
+        let text = Failure::from_rustls(&rustls::Error::AlertReceived(
+            AlertDescription::BadCertificate,
+        ))
+        .explain(Side::Client, &Context::default());
+        let trust = text.find("does not trust the CA").expect("the likeliest cause");
+        let ca_leaf = text.find("a CA certificate").expect("the rare cause");
+        assert!(trust < ca_leaf, "most likely first: {text}");
+        assert!(text.contains("Go and Java servers"), "{text}");
+    }
+
+    #[test]
+    fn a_refusal_after_the_server_asked_and_we_sent_nothing_names_the_missing_certificate() {
+        let cx = Context {
+            asked: Some(true),
+            sent: Some(false),
+            ..Context::default()
+        };
+        for alert in [
+            AlertDescription::HandshakeFailure,
+            AlertDescription::BadCertificate,
+        ] {
+            let text = Failure::from_rustls(&rustls::Error::AlertReceived(alert))
+                .explain(Side::Client, &cx);
+            assert!(text.contains("we sent none"), "{text}");
+            assert!(!text.contains("revocation"), "{text}");
+        }
+    }
+
+    #[test]
+    fn certificate_expired_is_told_apart_from_a_clock_that_is_off_by_our_own_dates() {
+        let now = OffsetDateTime::now_utc();
+        let ours = |from: OffsetDateTime, to: OffsetDateTime| {
+            let mut c = crate::certinfo::tests_support::blank();
+            c.not_before = from;
+            c.not_after = to;
+            Context {
+                ours: Some(c),
+                ..Context::default()
+            }
+        };
+        let alert = Failure::from_rustls(&rustls::Error::AlertReceived(
+            AlertDescription::CertificateExpired,
+        ));
+        let day = time::Duration::days(1);
+        let expired = alert.explain(Side::Client, &ours(now - day * 2, now - day));
+        assert!(expired.contains("expired on"), "{expired}");
+        let early = alert.explain(Side::Client, &ours(now + day, now + day * 2));
+        assert!(early.contains("clock"), "{early}");
+        let fine = alert.explain(Side::Client, &ours(now - day, now + day));
+        assert!(fine.contains("server's clock"), "{fine}");
+    }
 }

@@ -322,27 +322,12 @@ mod tests {
     use super::*;
 
     fn client(cn: &str, sans: Vec<San>) -> CertInfo {
-        let now = time::OffsetDateTime::now_utc();
         CertInfo {
             subject: format!("CN={cn}"),
-            issuer: "CN=CA".into(),
             common_name: Some(cn.into()),
             common_names: vec![cn.into()],
-            serial: vec![1],
-            not_before: now,
-            not_after: now,
             sans,
-            key: String::new(),
-            signature: String::new(),
-            ca: Some(false),
-            path_len: None,
-            key_usage: Vec::new(),
-            ext_key_usage: Vec::new(),
-            subject_key_id: None,
-            authority_key_id: None,
-            sha256: [0; 32],
-            self_signed: false,
-            spki: Vec::new(),
+            ..crate::certinfo::tests_support::blank()
         }
     }
 
