@@ -590,7 +590,9 @@ mod tests {
             AlertDescription::BadCertificate,
         ))
         .explain(Side::Client, &Context::default());
-        let trust = text.find("does not trust the CA").expect("the likeliest cause");
+        let trust = text
+            .find("does not trust the CA")
+            .expect("the likeliest cause");
         let ca_leaf = text.find("a CA certificate").expect("the rare cause");
         assert!(trust < ca_leaf, "most likely first: {text}");
         assert!(text.contains("Go and Java servers"), "{text}");
