@@ -676,6 +676,22 @@ fn the_lab_is_minted_beside_the_demo_set_and_not_replaced_silently() {
         !expired.status.success(),
         "the expired certificate is not expired"
     );
+    // The renewal the client suggests for a lab file works by the lab's name.
+    f.ok(&["renew", "lab/client-expired", "--days", "1"]);
+    let renewed = openssl(&[
+        "x509",
+        "-in",
+        &f.p("lab/client-expired.crt"),
+        "-noout",
+        "-checkend",
+        "3600",
+    ]);
+    assert!(
+        renewed.status.success(),
+        "the renewed lab certificate is current"
+    );
+    let err = f.fails(&["renew", "lab/../ca"]);
+    assert!(err.contains("\"../ca\" is not a usable name"), "{err}");
     let err = f.fails(&["lab"]);
     assert!(err.contains("--force"), "{err}");
     // The demo set itself is untouched and still healthy.

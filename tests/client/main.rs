@@ -64,6 +64,9 @@ fn client_a_gets_200_and_prints_state_chain_and_checks() {
         "subject: C=Earth, ST=Asia, L=Mountain, O=Server Company, OU=Engineering, CN=localhost",
         "SANs:    DNS:localhost, IP:127.0.0.1, IP:::1",
         "What was checked",
+        // The CertificateRequest named the CAs the server accepts.
+        "the server asked for a certificate from: ",
+        "O=CA Company",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?}:\n{stdout}");
     }
@@ -226,7 +229,8 @@ fn refusals_are_named_the_same_over_http1_and_over_tls12() {
             .starts_with("error: the server refused our certificate (alert: certificate_required)"),
         "{error}"
     );
-    // With TLS 1.2 the refusal arrives inside the handshake, with the same alert.
+    // With TLS 1.2 the refusal arrives inside the handshake, with the same alert, and the
+    // client says so; with TLS 1.3 it arrives after the client's side has finished.
     let error = error_line(&client(
         pki.dir(),
         &["--no-cert", "--tls-version", "1.2", "--url", &url],
@@ -234,6 +238,18 @@ fn refusals_are_named_the_same_over_http1_and_over_tls12() {
     assert!(
         error
             .starts_with("error: the server refused our certificate (alert: certificate_required)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("the refusal arrived inside the handshake, before it finished"),
+        "{error}"
+    );
+    let error = error_line(&client(
+        pki.dir(),
+        &["--no-cert", "--tls-version", "1.3", "--url", &url],
+    ));
+    assert!(
+        error.contains("the refusal arrived on the first read after our side of the handshake"),
         "{error}"
     );
 }

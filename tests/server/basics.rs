@@ -56,6 +56,13 @@ fn client_a_and_client_b_get_200_and_the_log_names_them() {
         server
             .log
             .wait_for(&["Header", "method=GET", id.common_name()]);
+        // Success is not silent: the server says what it verified, against which CA.
+        server.log.wait_for(&[
+            "client verified",
+            "O=CA Company",
+            "purpose=\"clientAuth\"",
+            id.common_name(),
+        ]);
     }
 }
 

@@ -322,3 +322,65 @@ fn an_out_of_date_crl_refuses_clients_and_the_log_says_so() {
     assert!(line.contains("is out of date"), "{line}");
     assert!(line.contains("cargo run -p certificate -- crl"), "{line}");
 }
+
+#[test]
+fn the_fix_the_client_suggests_for_an_expired_lab_certificate_works() {
+    let pki = Pki::demo();
+    mtls::ca::lab::mint(&pki.certs, false).expect("mint the lab");
+    let server = ServerProcess::start(SERVER, &["--certs", utf8(pki.dir())]);
+    let error = refused(&pki, &server, "client-expired").to_string();
+    // The lab's expired certificate lived a minute: the fix renews it by its name from the
+    // demo folder, for a day.
+    let fix = format!(
+        "renew lab/client-expired --certs {} --days 1",
+        pki.dir().display()
+    );
+    assert!(error.contains(&fix), "{error}");
+    mtls::ca::issue::renew(
+        &pki.certs,
+        "lab/client-expired",
+        Some(mtls::pki::Validity::days(1)),
+        None,
+        &[],
+    )
+    .expect("the suggested renewal works");
+    let lab = pki.certs.lab();
+    let ok = fetch(
+        &server.url("localhost"),
+        pki.certs.ca_cert(),
+        Some((lab.cert("client-expired"), lab.key("client-expired"))),
+    )
+    .expect("served after the renewal");
+    assert_eq!(ok.status.as_u16(), 200);
+
+    let early = refused(&pki, &server, "client-not-yet-valid").to_string();
+    assert!(early.contains("not valid until"), "{early}");
+    assert!(
+        early.contains("clock"),
+        "a certificate from the future is about clocks: {early}"
+    );
+    assert!(!early.contains("renew"), "{early}");
+}
+
+#[test]
+fn the_lab_cases_with_a_server_of_their_own_start_it_on_another_port() {
+    let pki = Pki::demo();
+    let lab = mtls::ca::lab::mint(&pki.certs, false).expect("mint the lab");
+    let text = lab.to_string();
+    for case in ["client-revoked", "server-without-ip-san"] {
+        let case = lab.cases.iter().find(|c| c.name == case).expect("the case");
+        let (server, client) = (&case.try_it[0], &case.try_it[1]);
+        let port = server
+            .split("--addr 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{}: no --addr in {server}", case.name));
+        assert_ne!(port, "8443", "{server}");
+        assert!(client.contains(&format!(":{port}/")), "{client}");
+        assert!(
+            server.contains("--certs"),
+            "a non-default folder is named: {server}"
+        );
+    }
+    assert!(text.contains("beside the demo server"), "{text}");
+}

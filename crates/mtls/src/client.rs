@@ -97,6 +97,8 @@ pub struct Exchange {
     pub presented: Option<String>,
     /// We had a certificate to present (whether or not the server asked).
     pub offered: bool,
+    /// The CA names the server's CertificateRequest listed (empty: none, or it did not ask).
+    pub ca_names: Vec<String>,
 }
 
 /// An `https://HOST[:PORT][/PATH]` URL, checked once, when it is parsed.
@@ -218,6 +220,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
         ours: identity
             .as_ref()
             .and_then(|id| CertInfo::parse(&id.chain[0]).ok()),
+        ours_file: identity.as_ref().map(|id| id.cert_path.clone()),
         ..explain::Context::default()
     };
 
@@ -310,6 +313,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
             .and_then(|id| CertInfo::parse(&id.chain[0]).ok())
             .map(|leaf| leaf.identity()),
         offered: settings.identity.is_some(),
+        ca_names: seen.ca_names(),
     })
 }
 
@@ -562,7 +566,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
 /// A handshake error, explained (with the server's chain, if we saw it).
 fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> Error {
-    let cx = &seen.told(cx);
+    let cx = &explain::Context {
+        arrived: Some(explain::Arrival::InHandshake),
+        ..seen.told(cx)
+    };
     let chain = describe_chain(&seen.get());
     let failure = match find_rustls(err) {
         Some(tls) => Failure::from_rustls(tls).with_peer_chain(&chain),
@@ -583,7 +590,10 @@ fn late_error(
     seen: &SeenChain,
     cx: &explain::Context,
 ) -> Error {
-    let cx = &seen.told(cx);
+    let cx = &explain::Context {
+        arrived: tls13.then_some(explain::Arrival::AfterHandshake),
+        ..seen.told(cx)
+    };
     if let Some(tls) = recorded.as_ref().or_else(|| find_rustls(err.as_ref())) {
         let failure = Failure::from_rustls(tls).with_peer_chain(&describe_chain(&seen.get()));
         return Error::Tls {
@@ -742,6 +752,7 @@ impl Exchange {
                 "refused_at_http": self.http_refusal().map(|r| r.status),
                 "presented": self.presented,
                 "offered": self.offered,
+                "ca_names_asked_for": self.ca_names,
             },
         })
     }
@@ -777,6 +788,13 @@ impl fmt::Display for Exchange {
             self.host
         )?;
         let status = self.status.as_u16();
+        if !self.ca_names.is_empty() {
+            writeln!(
+                f,
+                "  the server asked for a certificate from: {}",
+                self.ca_names.join("; ")
+            )?;
+        }
         match (&self.presented, self.offered) {
             (Some(who), _) => match self.http_refusal() {
                 Some(refusal) => writeln!(

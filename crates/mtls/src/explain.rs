@@ -7,13 +7,14 @@
 //! the sentence the binaries print.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustls::AlertDescription;
 use time::OffsetDateTime;
 
 use crate::certinfo::CertInfo;
 use crate::error::{Failure, Incompatibility};
+use crate::files::DEFAULT_DIR;
 use crate::format::escape_controls;
 use crate::program::Program;
 
@@ -54,10 +55,41 @@ pub struct Context {
     /// Client side: our own certificate, when we have one (its dates tell an expired one
     /// from a clock that is off).
     pub ours: Option<CertInfo>,
+    /// Client side: the file our certificate came from (for the command that renews it).
+    pub ours_file: Option<PathBuf>,
     /// Client side: whether the server asked for our certificate, when known.
     pub asked: Option<bool>,
     /// Client side: whether we sent one, when known.
     pub sent: Option<bool>,
+    /// Client side: when the refusal arrived, when known.
+    pub arrived: Option<Arrival>,
+}
+
+/// When a peer's refusal reached the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Before our side of the handshake finished (TLS 1.2 servers judge the client's
+    /// certificate before they send their Finished).
+    InHandshake,
+    /// On the first read after our side of the handshake finished (TLS 1.3: the client
+    /// sends its certificate in its last flight and learns the verdict only afterwards).
+    AfterHandshake,
+}
+
+impl fmt::Display for Arrival {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arrival::InHandshake => {
+                "the refusal arrived inside the handshake, before it finished: with TLS 1.2 the \
+                 server judges our certificate before it sends its Finished"
+            }
+            Arrival::AfterHandshake => {
+                "the refusal arrived on the first read after our side of the handshake had \
+                 finished: with TLS 1.3 we send our certificate in our last flight, so we learn \
+                 the server's verdict only afterwards"
+            }
+        })
+    }
 }
 
 impl Failure {
@@ -310,7 +342,7 @@ fn refused(side: Side, alert: AlertDescription, cx: &Context) -> String {
         return format!("the client refused this server's certificate (alert: {name}){why}");
     }
     let no_certificate_sent = cx.asked == Some(true) && cx.sent == Some(false);
-    let renew = Program::Certificate.command("renew NAME");
+    let renew = renew_command(cx, false);
     let trust = "check that the server trusts the CA that issued ours (the CA names it asked \
                  for are the ones it accepts)";
     let (about_us, meaning) = match alert {
@@ -350,7 +382,10 @@ fn refused(side: Side, alert: AlertDescription, cx: &Context) -> String {
                  names the check"
             ),
         ),
-        A::CertificateExpired => (true, expired_meaning(cx.ours.as_ref(), &renew)),
+        A::CertificateExpired => (
+            true,
+            expired_meaning(cx.ours.as_ref(), &renew_command(cx, true)),
+        ),
         A::CertificateRevoked => (
             true,
             format!(
@@ -398,10 +433,47 @@ fn refused(side: Side, alert: AlertDescription, cx: &Context) -> String {
         _ => (false, "see the server's log for details".to_string()),
     };
     if about_us {
-        format!("the server refused our certificate (alert: {name}): {meaning}")
+        let when = cx.arrived.map(|a| format!(" ({a})")).unwrap_or_default();
+        format!("the server refused our certificate (alert: {name}): {meaning}{when}")
     } else {
         format!("the server ended the handshake (alert: {name}): {meaning}")
     }
+}
+
+/// The command that renews our certificate, named the way the CA tool finds it: relative
+/// to the folder of the CA file (`lab/client-expired` for the lab's), with `--certs` when
+/// that folder is not the default. `longer`: a certificate that lived less than a day
+/// (the lab's expired one lived a minute) is renewed for a day.
+fn renew_command(cx: &Context, longer: bool) -> String {
+    let Some(file) = cx.ours_file.as_ref() else {
+        return Program::Certificate.command("renew NAME");
+    };
+    let stem = file.with_extension("");
+    let base = cx.ca.as_ref().and_then(|ca| ca.parent());
+    let (name, folder) = match base.and_then(|b| Some((stem.strip_prefix(b).ok()?, b))) {
+        Some((rel, b)) => (rel.display().to_string(), b.to_path_buf()),
+        None => (
+            stem.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            file.parent().map(PathBuf::from).unwrap_or_default(),
+        ),
+    };
+    let default = folder.as_os_str().is_empty() || folder.as_path() == Path::new(DEFAULT_DIR);
+    let certs = match default {
+        true => String::new(),
+        false => format!(" --certs {}", folder.display()),
+    };
+    let short_lived = cx
+        .ours
+        .as_ref()
+        .is_some_and(|c| c.not_after - c.not_before < time::Duration::days(1));
+    let days = if longer && short_lived {
+        " --days 1"
+    } else {
+        ""
+    };
+    Program::Certificate.command(&format!("renew {name}{certs}{days}"))
 }
 
 /// What `certificate_expired` means for us: our own dates tell an expired certificate from
@@ -410,7 +482,7 @@ fn expired_meaning(ours: Option<&CertInfo>, renew: &str) -> String {
     let now = OffsetDateTime::now_utc();
     match ours {
         Some(c) if now > c.not_after => format!(
-            "our certificate expired on {}; renew it: `{renew}`, where NAME.crt is our certificate",
+            "our certificate expired on {}; renew it: `{renew}`",
             when(c.not_after)
         ),
         Some(c) if now < c.not_before => format!(

@@ -128,6 +128,21 @@ impl PeerPath {
     }
 }
 
+impl PeerPath {
+    /// The trust anchor among `cas` the path ends at: the one whose subject (and key
+    /// identifier, when both carry one) is the issuer of the last certificate on the path.
+    pub fn anchor<'a>(&self, cas: &'a [CertInfo]) -> Option<&'a CertInfo> {
+        let last = self.path.last().map(|(_, c)| c).or(self.leaf.as_ref())?;
+        cas.iter().find(|ca| {
+            ca.subject == last.issuer
+                && match (&ca.subject_key_id, &last.authority_key_id) {
+                    (Some(ski), Some(aki)) => ski == aki,
+                    _ => true,
+                }
+        })
+    }
+}
+
 /// The certificates of `rest` (with their index in the whole chain) that link `leaf` to an
 /// anchor by signature, or `None` when no such path exists among them.
 fn linked_path(

@@ -263,6 +263,7 @@ pub struct SeenChain {
     chain: Arc<Mutex<Vec<CertificateDer<'static>>>>,
     asked: Arc<AtomicBool>,
     sent: Arc<AtomicBool>,
+    ca_names: Arc<Mutex<Vec<String>>>,
 }
 
 impl SeenChain {
@@ -274,6 +275,12 @@ impl SeenChain {
     /// The server sent a CertificateRequest (whether or not we had a certificate for it).
     pub fn asked(&self) -> bool {
         self.asked.load(Ordering::Relaxed)
+    }
+
+    /// The CA names the server's CertificateRequest listed (the CAs whose certificates it
+    /// accepts), as distinguished names; empty when it named none or did not ask.
+    pub fn ca_names(&self) -> Vec<String> {
+        self.ca_names.lock().map(|n| n.clone()).unwrap_or_default()
     }
 
     /// The server asked for a certificate and we answered with ours.
@@ -316,6 +323,9 @@ impl rustls::client::ResolvesClientCert for Presenting {
         sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
         self.seen.asked.store(true, Ordering::Relaxed);
+        if let Ok(mut names) = self.seen.ca_names.lock() {
+            *names = root_hint_subjects.iter().map(|dn| dn_text(dn)).collect();
+        }
         let chosen = self
             .inner
             .as_ref()
@@ -326,6 +336,19 @@ impl rustls::client::ResolvesClientCert for Presenting {
 
     fn has_certs(&self) -> bool {
         self.inner.is_some()
+    }
+}
+
+/// A distinguished name as a CertificateRequest carries it (DER), in words; hex when it
+/// does not parse.
+fn dn_text(der: &[u8]) -> String {
+    use x509_parser::prelude::{FromDer, X509Name};
+    match X509Name::from_der(der) {
+        Ok((_, name)) => name.to_string(),
+        Err(_) => format!(
+            "(a name that does not parse: {})",
+            crate::format::hex(der, "")
+        ),
     }
 }
 

@@ -125,6 +125,42 @@ pub fn scan_all(dir: &CertsDir) -> Result<(Vec<Stored>, Vec<Broken>)> {
     Ok((good, broken))
 }
 
+/// Checks a name that may reach one folder down, as the lab's certificates are named from
+/// the folder that holds their CA: `client-a`, or `lab/client-expired`. Each part must be
+/// a usable name; no `..`, no absolute paths.
+pub fn check_entry_name(name: &str) -> Result<()> {
+    match name.split_once('/') {
+        Some((sub, stem)) => {
+            check_stem(sub)?;
+            check_stem(stem)
+        }
+        None => validate_name(name),
+    }
+}
+
+/// The certificate at `name` = `SUB/NAME` (one folder down), read directly: for renewing
+/// a certificate of the lab from the folder that holds its CA.
+pub fn stored_below(dir: &CertsDir, name: &str, action: &'static str) -> Result<Stored> {
+    let cert_path = dir.cert(name);
+    if !write::present(&cert_path) {
+        return Err(Error::NoSuchCertificate {
+            path: cert_path,
+            action,
+            hint: String::new(),
+        });
+    }
+    let chain = pem::certificates(&cert_path, "a certificate")?;
+    let info = CertInfo::parse(&chain[0])
+        .map_err(|why| Error::malformed("a certificate", &cert_path, why))?;
+    Ok(Stored {
+        name: name.to_string(),
+        key_path: dir.key(name),
+        cert_path,
+        chain,
+        info,
+    })
+}
+
 /// The certificate `name` in `all` (a [`scan`] of `dir`), for `action` ("renew",
 /// "revoke"). When it is not there the error says what is: a `NAME.crt` that cannot be read
 /// (and why), a `NAME.key` without its certificate, or nothing at all (then `hint` says

@@ -6,7 +6,8 @@ use rcgen::SanType;
 use rustls::pki_types::CertificateDer;
 
 use super::folder::{
-    check_stem, entry, find_issuer, load_authority, load_default_issuer, scan, validate_name,
+    check_entry_name, check_stem, entry, find_issuer, load_authority, load_default_issuer, scan,
+    stored_below, validate_name,
 };
 use super::lock;
 use super::write;
@@ -360,19 +361,26 @@ pub fn renew(
     key_type: Option<KeyType>,
     extra_sans: &[SanType],
 ) -> Result<Outcome> {
-    validate_name(name)?;
+    check_entry_name(name)?;
     let _lock = lock::hold(dir)?;
     let all = scan(dir)?;
-    let old = entry(
-        dir,
-        &all,
-        name,
-        "renew",
-        format!(
-            "; issue it first with `{}` (or --server)",
-            Program::Certificate.command(&format!("issue {name} --client"))
-        ),
-    )?;
+    // `lab/client-expired`: a certificate one folder down, renewed by its CA up here.
+    let below;
+    let old = if name.contains('/') {
+        below = stored_below(dir, name, "renew")?;
+        &below
+    } else {
+        entry(
+            dir,
+            &all,
+            name,
+            "renew",
+            format!(
+                "; issue it first with `{}` (or --server)",
+                Program::Certificate.command(&format!("issue {name} --client"))
+            ),
+        )?
+    };
     if old.is_ca() {
         return Err(Error::Invalid(format!(
             "{} is a CA certificate; renew leaves only (a new CA means re-issuing everything it signed)",

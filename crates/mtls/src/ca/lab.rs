@@ -19,6 +19,11 @@ use crate::program::Program;
 /// The lab's CRL, listing the revoked client.
 pub const REVOKED_CRL: &str = "revoked.crl.pem";
 
+/// The port of the server the revoked-client case starts (beside the demo server on 8443).
+pub const REVOKED_PORT: u16 = 8444;
+/// The port of the server the no-IP-SAN case starts.
+pub const NO_IP_SAN_PORT: u16 = 8445;
+
 /// One broken certificate and what it teaches.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -166,8 +171,15 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
     put("server-without-ip-san", &no_ip.cert_pem, &no_ip.key_pem)?;
 
     let d = lab.path().display().to_string();
+    // The demo folder, named when it is not the default, so each command finds its CA.
+    let certs = match demo.path() == std::path::Path::new(crate::files::DEFAULT_DIR) {
+        true => String::new(),
+        false => format!(" --certs {}", demo.path().display()),
+    };
     let as_client = |name: &str| {
-        Program::Client.command(&format!("--cert {d}/{name}.crt --key {d}/{name}.key"))
+        Program::Client.command(&format!(
+            "--cert {d}/{name}.crt --key {d}/{name}.key{certs}"
+        ))
     };
     let cases = vec![
         Case {
@@ -211,8 +223,13 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
             name: "client-revoked",
             wrong: format!("{REVOKED_CRL} revokes it (key compromise)"),
             try_it: vec![
-                Program::Server.command(&format!("--crl {d}/{REVOKED_CRL}")),
-                as_client("client-revoked"),
+                Program::Server.command(&format!(
+                    "--crl {d}/{REVOKED_CRL} --addr 127.0.0.1:{REVOKED_PORT}{certs}"
+                )),
+                format!(
+                    "{} --url https://localhost:{REVOKED_PORT}/",
+                    as_client("client-revoked")
+                ),
             ],
             server_says: "reason=\"revoked\": the client's certificate has been revoked",
             client_says: "the server refused our certificate (alert: certificate_revoked)",
@@ -222,9 +239,12 @@ pub fn mint(demo: &CertsDir, force: bool) -> Result<Lab> {
             wrong: "it names DNS:localhost only, so a client dialing 127.0.0.1 refuses it".into(),
             try_it: vec![
                 Program::Server.command(&format!(
-                    "--cert {d}/server-without-ip-san.crt --key {d}/server-without-ip-san.key"
+                    "--cert {d}/server-without-ip-san.crt --key {d}/server-without-ip-san.key \
+                     --addr 127.0.0.1:{NO_IP_SAN_PORT}{certs}"
                 )),
-                Program::Client.command("-c a --url https://127.0.0.1:8443/"),
+                Program::Client.command(&format!(
+                    "-c a --url https://127.0.0.1:{NO_IP_SAN_PORT}/{certs}"
+                )),
             ],
             server_says: "reason=\"peer_refused\": the client refused this server's certificate (alert: bad_certificate)",
             client_says: "the server's certificate is not valid for \"127.0.0.1\": it names only DNS:localhost",
@@ -245,7 +265,9 @@ impl fmt::Display for Lab {
         )?;
         writeln!(
             f,
-            "Start the demo server (`{}`) unless a case says otherwise.\n",
+            "Start the demo server (`{}`) for the cases that use it. The two cases that need a \
+             server of their own start it on another port ({REVOKED_PORT}, {NO_IP_SAN_PORT}), so \
+             it runs beside the demo server; stop it with Ctrl-C when you are done.\n",
             Program::Server.command("")
         )?;
         for case in &self.cases {

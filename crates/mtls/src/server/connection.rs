@@ -153,7 +153,7 @@ async fn serve(
     let client = leaf
         .map(CertInfo::identity)
         .unwrap_or_else(|| "unknown".into());
-    log_state(peer, &report, &client, &chain);
+    log_state(peer, &report, &client, &chain, &reloads.borrow());
     let decision = shared.access.decide(leaf);
     if let Decision::Denied { why, .. } = &decision {
         shared.metrics.handshake_failed(POLICY_DENIED);
@@ -309,7 +309,13 @@ async fn handle(
 /// Logs `State` and `Certificate chain`, once per connection. Names from certificates are
 /// the client's words (x509-parser does not escape them): they are logged as quoted,
 /// escaped strings, and only for the leaf and the certificates on its path.
-fn log_state(peer: SocketAddr, r: &TlsReport, client: &str, chain: &PeerPath) {
+fn log_state(
+    peer: SocketAddr,
+    r: &TlsReport,
+    client: &str,
+    chain: &PeerPath,
+    material: &TlsMaterial,
+) {
     info!(
         peer.addr = %peer,
         tls.version = %r.version,
@@ -341,6 +347,24 @@ fn log_state(peer: SocketAddr, r: &TlsReport, client: &str, chain: &PeerPath) {
             "the client sent certificates that are not on its path to the CA (their signatures do not link its leaf to the CA, or they do not parse); they are neither logged nor forwarded"
         );
     }
+    // What the handshake (or, for a resumed session, the check after it) established.
+    let ca = chain.anchor(&material.cas).map_or_else(
+        || "a CA in the CA file".to_string(),
+        |ca| ca.subject.clone(),
+    );
+    let revocation = match material.crls.len() {
+        0 => String::new(),
+        n => format!(", and is on none of the {n} revocation lists"),
+    };
+    info!(
+        peer.addr = %peer,
+        client,
+        ca = ca.as_str(),
+        purpose = "clientAuth",
+        tls.resumed = r.resumed,
+        "client verified: its certificate chains to the CA this server trusts, is within its \
+         dates, is meant for client authentication (clientAuth){revocation}"
+    );
 }
 
 /// Headers for the log, with the value of every header that carries a credential replaced
