@@ -75,6 +75,13 @@ impl Lines {
 
     /// Like [`Lines::wait_for_count`], but only lines written after `mark` count.
     pub fn wait_for_count_after(&self, mark: Mark, needles: &[&str], n: usize) -> Vec<String> {
+        self.try_wait(mark, needles, n)
+            .unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// Waits until `n` lines after `mark` contain every needle; Err says what was missing
+    /// and holds the whole log.
+    fn try_wait(&self, mark: Mark, needles: &[&str], n: usize) -> Result<Vec<String>, String> {
         let (lock, cv) = &*self.0;
         let deadline = Instant::now() + PATIENCE;
         let mut lines = lock.lock().expect("lines lock");
@@ -86,15 +93,16 @@ impl Lines {
                 .cloned()
                 .collect();
             if found.len() >= n {
-                return found;
+                return Ok(found);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "fewer than {n} log lines after line {} contain {needles:?}; the log was:\n{}",
-                mark.0,
-                lines.join("\n")
-            );
+            if left.is_zero() {
+                return Err(format!(
+                    "fewer than {n} log lines after line {} contain {needles:?}; the log was:\n{}",
+                    mark.0,
+                    lines.join("\n")
+                ));
+            }
             lines = cv.wait_timeout(lines, left).expect("lines wait").0;
         }
     }
@@ -115,7 +123,10 @@ impl Lines {
 pub struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// What it writes to stderr (the server's log).
     pub log: Lines,
+    /// What it writes to stdout (the "listening on" line; an example's whole story).
+    pub out: Lines,
 }
 
 impl ServerProcess {
@@ -126,40 +137,38 @@ impl ServerProcess {
         if !args.contains(&"--addr") {
             cmd.args(["--addr", "127.0.0.1:0"]);
         }
-        cmd.args(args)
-            .env("RUST_LOG", "info")
+        cmd.args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd` (any server that prints `listening on https://ADDR` first on stdout)
+    /// and waits for that line.
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the server");
         let log = Lines::collect(child.stderr.take().expect("stderr"));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = match rx.recv_timeout(PATIENCE) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the server printed no 'listening on' line; its log:\n{}",
-                    log.all()
-                );
-            }
+        let out = Lines::collect(child.stdout.take().expect("stdout"));
+        let unstarted = "0.0.0.0:0".parse().expect("an address");
+        let mut server = Self {
+            child,
+            addr: unstarted,
+            log,
+            out,
         };
-        let addr = line
-            .strip_prefix("listening on https://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        let line = match server.out.try_wait(Mark(0), &["listening on https://"], 1) {
+            Ok(mut lines) => lines.pop().unwrap_or_default(),
+            Err(problem) => panic!("{problem}\nits stderr:\n{}", server.log.all()),
+        };
+        server.addr = line
+            .trim_start_matches("listening on https://")
+            .trim_end_matches('/')
             .parse()
-            .expect("address in the listening line");
-        Self { child, addr, log }
+            .unwrap_or_else(|_| panic!("no address in {line:?}; the log:\n{}", server.log.all()));
+        server
     }
 
     pub fn url(&self, host: &str) -> String {
