@@ -67,11 +67,11 @@ pub(super) async fn connection(
     };
     drop(ticket);
     match outcome {
-        Handshake::Done(tls) => {
+        Handshake::Done(tls, material) => {
             let Some(slot) = established_slot(&shared, &mut phase).await else {
                 return;
             };
-            serve(tls, peer, shared.clone(), reloads).await;
+            serve(tls, material, peer, shared.clone(), reloads).await;
             drop(slot);
         }
         Handshake::Refused(tcp) => {
@@ -134,9 +134,10 @@ struct ConnectionInfo {
 }
 
 /// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
-/// HTTP/1.1 otherwise.
+/// HTTP/1.1 otherwise. `material` is what verified the client.
 async fn serve(
     tls: TlsStream<TcpStream>,
+    material: Arc<TlsMaterial>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     reloads: watch::Receiver<Arc<TlsMaterial>>,
@@ -148,7 +149,7 @@ async fn serve(
     // whatever the client chose to send, so it must never stand in for an unparsable leaf,
     // and only the certificates whose signatures link the leaf to our CA are logged or
     // forwarded.
-    let chain = PeerPath::verified(presented, &reloads.borrow().ca_certs);
+    let chain = PeerPath::verified(presented, &material.ca_certs);
     let leaf = chain.leaf.as_ref();
     let client = leaf
         .map(CertInfo::identity)
