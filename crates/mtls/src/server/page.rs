@@ -515,8 +515,8 @@ impl View<'_> {
             writeln!(
                 f,
                 "<li>that the chain leads to a CA it trusts: the leaf was issued by <b>{}</b>, \
-                 so the client needs that CA's certificate (the demo's <code>ca.crt</code>) \
-                 among the CAs it trusts;</li>",
+                 and the root CA at the top of the chain (the demo's <code>ca.crt</code>) must \
+                 be among the CAs the client trusts;</li>",
                 escape(&leaf.issuer)
             )?;
             writeln!(
