@@ -2,6 +2,7 @@
 //! client library, curl, openssl s_client, raw TCP). Every refusal asserts its reason.
 
 mod basics;
+mod browser;
 mod causes;
 mod identity;
 mod lab;

@@ -27,7 +27,7 @@
 //! and atomic writes.
 //!
 //! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
-//! serving a connection, the watchdog, the identity policy, hot reload, the reverse proxy and
+//! serving a connection (as text, or as a page for a browser), the watchdog, the identity policy, hot reload, the reverse proxy and
 //! Prometheus metrics.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

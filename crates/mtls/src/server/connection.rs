@@ -1,7 +1,8 @@
 //! One connection after its handshake: who the client is (logged once, with the chain on
 //! its path), whether the policy admits it, and then HTTP/1.1 or HTTP/2 (by ALPN) under the
 //! watchdog; each request is logged and answered, denied with 403, refused (a malformed
-//! target or CONNECT), or forwarded.
+//! target or CONNECT), or forwarded. The server's own answers (the greeting and the 403) are
+//! plain text, or the browser view ([`super::page`]) for a request that prefers HTML.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::handshake::{Handshake, handshake, linger_close};
 use super::metrics::ClientMetrics;
+use super::page::{self, Facts, Page};
 use super::policy::{Decision, POLICY_DENIED};
 use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE};
 use super::reload::TlsMaterial;
@@ -67,11 +69,11 @@ pub(super) async fn connection(
     };
     drop(ticket);
     match outcome {
-        Handshake::Done(tls) => {
+        Handshake::Done(tls, material) => {
             let Some(slot) = established_slot(&shared, &mut phase).await else {
                 return;
             };
-            serve(tls, peer, shared.clone(), reloads).await;
+            serve(tls, material, peer, shared.clone(), reloads).await;
             drop(slot);
         }
         Handshake::Refused(tcp) => {
@@ -131,24 +133,29 @@ struct ConnectionInfo {
     /// The body every request on this connection gets when not forwarded: "hello, NAME",
     /// or the 403 for a denied client. Made once; each response shares it.
     answer: Bytes,
+    /// The same answer for a request that prefers HTML: the browser view.
+    page: Page,
 }
 
 /// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
-/// HTTP/1.1 otherwise.
+/// HTTP/1.1 otherwise. `material` is what verified the client.
 async fn serve(
     tls: TlsStream<TcpStream>,
+    material: Arc<TlsMaterial>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     reloads: watch::Receiver<Arc<TlsMaterial>>,
 ) {
-    let (_, conn) = tls.get_ref();
+    let at = time::OffsetDateTime::now_utc();
+    let (tcp, conn) = tls.get_ref();
+    let local = tcp.local_addr().ok();
     let report = TlsReport::negotiated(conn, conn.server_name());
     let presented = conn.peer_certificates().unwrap_or_default();
     // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is
     // whatever the client chose to send, so it must never stand in for an unparsable leaf,
     // and only the certificates whose signatures link the leaf to our CA are logged or
     // forwarded.
-    let chain = PeerPath::verified(presented, &reloads.borrow().ca_certs);
+    let chain = PeerPath::verified(presented, &material.ca_certs);
     let leaf = chain.leaf.as_ref();
     let client = leaf
         .map(CertInfo::identity)
@@ -209,7 +216,22 @@ async fn serve(
         presented.iter().map(|c| c.clone().into_owned()).collect();
     let h2 = report.alpn.as_deref() == Some("h2");
     let activity = Activity::new(!h2);
-    let answer = Bytes::from(refusal.unwrap_or_else(|| format!("hello, {client}\n")));
+    let answer = refusal.unwrap_or_else(|| format!("hello, {client}\n"));
+    // The browser view's facts, gathered now; the page is made only if a request asks.
+    let page = Page::new(Facts {
+        peer,
+        local,
+        at,
+        report,
+        sent: presented.len(),
+        client: chain,
+        identity: client.clone(),
+        material,
+        decision,
+        answer: answer.clone(),
+        admitted,
+    });
+    let answer = Bytes::from(answer);
     let info = Arc::new(ConnectionInfo {
         peer,
         counters: shared.metrics.client(&client),
@@ -220,6 +242,7 @@ async fn serve(
         h2,
         denied_answered: Notify::new(),
         answer,
+        page,
     });
 
     let for_service = (info.clone(), shared.clone());
@@ -268,7 +291,7 @@ async fn handle(
         "Header"
     );
     let response = if !info.admitted {
-        let mut denied = text_response(StatusCode::FORBIDDEN, info.answer.clone());
+        let mut denied = answer(&req, info, StatusCode::FORBIDDEN);
         if !info.h2 {
             denied
                 .headers_mut()
@@ -300,10 +323,27 @@ async fn handle(
             ),
         }
     } else {
-        text_response(StatusCode::OK, info.answer.clone())
+        answer(&req, info, StatusCode::OK)
     };
     info.counters.request(response.status());
     response.map(|body| WatchedBody::response(body, guard).boxed_unsync())
+}
+
+/// The server's own answer on this connection, with `status`: the browser view when the
+/// request prefers HTML, otherwise the plain text. Both vary by `Accept`.
+fn answer(
+    req: &Request<Incoming>,
+    info: &ConnectionInfo,
+    status: StatusCode,
+) -> Response<ResponseBody> {
+    if page::prefers_html(req.headers()) {
+        return info.page.response(status);
+    }
+    let mut response = text_response(status, info.answer.clone());
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    response
 }
 
 /// Logs `State` and `Certificate chain`, once per connection. Names from certificates are

@@ -27,8 +27,9 @@ use crate::explain::Side;
 // an allocation to save a copy.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Handshake {
-    /// Verified (and, when resumed, verified again): serve it.
-    Done(TlsStream<TcpStream>),
+    /// Verified (and, when resumed, verified again): serve it. The material is the one that
+    /// verified the client: the handshake's, or for a resumed session the current one.
+    Done(TlsStream<TcpStream>, Arc<TlsMaterial>),
     /// Refused with an alert or a 400: close it, lingering.
     Refused(TcpStream),
     /// Timed out, closed by the peer, or refused after a resumption: nothing more to do.
@@ -125,8 +126,9 @@ pub(super) async fn handshake(
             let _ = tokio::time::timeout(shared.watchdog.close_grace, tls.shutdown()).await;
             return Handshake::Abandoned;
         }
+        return Handshake::Done(tls, current);
     }
-    Handshake::Done(tls)
+    Handshake::Done(tls, material)
 }
 
 /// A rustls error inside tokio-rustls's io::Error, classified.

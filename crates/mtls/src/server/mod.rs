@@ -11,9 +11,10 @@
 //! fills in); `accept` (a slot under the connection limit, a task per connection, and
 //! draining on shutdown); `handshake` (the peer's first bytes, the TLS handshake under its
 //! timeout, a resumed session verified again); `connection` (who the client is, the
-//! policy's decision, each request); [`request`] (what every request must be before it is
-//! answered or forwarded: one host without userinfo, not CONNECT; else a 400 or 405 that
-//! says why); [`watchdog`] (the only code that closes a connection for taking too long,
+//! policy's decision, each request); `page` (the browser view: a request that prefers HTML
+//! gets this connection's handshake, step by step, instead of the plain-text answer);
+//! [`request`] (what every request must be before it is answered or forwarded: one host
+//! without userinfo, not CONNECT; else a 400 or 405 that says why); [`watchdog`] (the only code that closes a connection for taking too long,
 //! with one typed [`watchdog::Limit`] for its log line and its metric).
 //!
 //! Around that, the concerns of a real endpoint: the TLS material is reloaded while the
@@ -34,6 +35,7 @@ mod accept;
 mod connection;
 mod handshake;
 pub mod metrics;
+mod page;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

@@ -92,6 +92,8 @@ pub struct TlsMaterial {
     pub explain: explain::Context,
     /// The server's leaf certificate.
     pub server_cert: CertInfo,
+    /// The certificates the server sends in its handshakes, leaf first, as loaded.
+    pub server_chain: Vec<(CertificateDer<'static>, CertInfo)>,
     /// The CA certificates.
     pub cas: Vec<CertInfo>,
     /// The same, DER: the trust anchors a client's path must end at.
@@ -178,7 +180,7 @@ impl TlsMaterial {
             .map(|(_, info)| info.clone())
             .ok_or_else(|| Error::malformed(cert_what, &source.cert, "it holds no certificate"))?;
         let identity = Identity::from_der(
-            chain.into_iter().map(|(der, _)| der).collect(),
+            chain.iter().map(|(der, _)| der.clone()).collect(),
             key,
             &source.cert,
             &source.key,
@@ -211,6 +213,7 @@ impl TlsMaterial {
                 ..explain::Context::default()
             },
             server_cert,
+            server_chain: chain,
             cas,
             ca_certs,
             crls: facts,

@@ -1,5 +1,5 @@
-//! The bodies the server answers with, shared by the server and the proxy: a short text, or
-//! an upstream's streamed body, behind one type.
+//! The bodies the server answers with, shared by the server and the proxy: a short text (or
+//! the browser view's page), or an upstream's streamed body, behind one type.
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -12,15 +12,23 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
 /// A plain-text response.
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    full_response(status, "text/plain; charset=utf-8", body)
+}
+
+/// A response whose whole body is `body`, of type `content_type`.
+pub fn full_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody> {
     let mut response = Response::new(
         Full::new(body.into())
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
