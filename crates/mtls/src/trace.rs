@@ -351,7 +351,8 @@ impl Trace {
             .flat_map(|r| r.messages.iter().map(move |m| (r.dir, m)))
     }
 
-    /// The trace as JSON: an array of records, each with its messages.
+    /// The trace as JSON: an array of records in wire order, each with its messages (the
+    /// notes are [`Trace::notes`]).
     pub fn to_json(&self) -> serde_json::Value {
         let records: Vec<serde_json::Value> = self
             .records
@@ -382,11 +383,7 @@ impl Trace {
                 })
             })
             .collect();
-        json!({
-            "client_random": self.client_random.map(|r| lower_hex(&r)),
-            "notes": self.notes,
-            "records": records,
-        })
+        serde_json::Value::Array(records)
     }
 
     /// Logs the trace at debug level, one event per message (a record without a readable
@@ -475,16 +472,25 @@ impl fmt::Display for Trace {
             let bytes = if r.length == 1 { "byte" } else { "bytes" };
             write!(f, "{} record {}: ", r.dir.arrow(), r.index)?;
             match &r.protection {
-                Protection::Plain => writeln!(f, "{}, {} {bytes}", r.content, r.length)?,
-                Protection::Decrypted { secret, inner } => writeln!(
+                Protection::Plain => write!(f, "{}, {} {bytes}", r.content, r.length)?,
+                Protection::Decrypted { secret, inner } => write!(
                     f,
                     "{inner}, {} {bytes} encrypted (decrypted with {secret})",
                     r.length
                 )?,
                 Protection::Encrypted(why) => {
-                    writeln!(f, "{}, {} {bytes} encrypted, {why}", r.content, r.length)?
+                    write!(f, "{}, {} {bytes} encrypted, {why}", r.content, r.length)?
                 }
             }
+            // Application data takes one line: its length only.
+            if let [only] = r.messages.as_slice()
+                && only.kind == Kind::ApplicationData
+            {
+                let what = only.details.iter().map(|(_, v)| v.as_str());
+                writeln!(f, ": {}", what.collect::<Vec<_>>().join("; "))?;
+                continue;
+            }
+            writeln!(f)?;
             for m in &r.messages {
                 writeln!(f, "    {}", m.title())?;
                 for (label, value) in &m.details {

@@ -242,10 +242,14 @@ impl Decoder<'_> {
                 self.dirs[dir.index()].handshake.extend_from_slice(data);
                 self.handshake_messages(dir, record);
             }
-            ContentType::ApplicationData => record.messages.push(
-                Message::new(Kind::ApplicationData)
-                    .with("length", format!("{} bytes (not shown)", data.len())),
-            ),
+            ContentType::ApplicationData => {
+                record
+                    .messages
+                    .push(Message::new(Kind::ApplicationData).with(
+                        "content",
+                        format!("{} bytes of application data, not shown", data.len()),
+                    ))
+            }
             ContentType::Other(_) => {}
         }
     }
@@ -882,13 +886,16 @@ fn group_name(id: u16) -> String {
 }
 
 /// A signature scheme by its IANA name (`ecdsa_secp256r1_sha256`), as openssl and
-/// Wireshark print it.
+/// Wireshark print it; those tls-parser does not know (ML-DSA) by rustls's name.
 fn scheme_name(id: u16) -> String {
     let name = tls_parser::SignatureScheme(id).to_string();
-    match name.starts_with("SignatureScheme(") {
-        true => format!("0x{id:04x}"),
-        false => name,
+    if !name.starts_with("SignatureScheme(") {
+        return name;
     }
+    rustls::SignatureScheme::from(id)
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("0x{id:04x}"))
 }
 
 fn alpn_list(protocols: &[&[u8]]) -> String {
