@@ -81,8 +81,14 @@ pub fn client_config(pki: &Pki, stem: Option<&str>, policy: ClientPolicy) -> Arc
     let identity = stem.map(|s| {
         Identity::load(&pki.certs.cert(s), &pki.certs.key(s), s).expect("load the identity")
     });
-    mtls::tls::client_config(identity.as_ref(), &trust, SeenChain::default(), policy)
-        .expect("client config")
+    mtls::tls::client_config(
+        identity.as_ref(),
+        &trust,
+        SeenChain::default(),
+        policy,
+        None,
+    )
+    .expect("client config")
 }
 
 /// HTTP/1.1 only, so the blocking client below can speak it.
