@@ -19,7 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
-use super::handshake::{Handshake, handshake, linger_close};
+use super::handshake::{Handshake, Wire, handshake, linger_close};
 use super::metrics::ClientMetrics;
 use super::policy::{Decision, POLICY_DENIED};
 use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE};
@@ -136,7 +136,7 @@ struct ConnectionInfo {
 /// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
 /// HTTP/1.1 otherwise.
 async fn serve(
-    tls: TlsStream<TcpStream>,
+    tls: TlsStream<Wire>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     reloads: watch::Receiver<Arc<TlsMaterial>>,

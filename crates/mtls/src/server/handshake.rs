@@ -2,6 +2,10 @@
 //! what to do), the TLS handshake under its timeout, and a resumed session's chain verified
 //! again. A refusal is logged, counted and answered, then the socket lingers so the alert
 //! is read.
+//!
+//! With debug logging on, the handshake's bytes are recorded and, once it ends (however it
+//! ends), its trace is logged message by message ([`crate::trace`]); otherwise nothing is
+//! recorded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +25,10 @@ use super::reload::TlsMaterial;
 use super::state::Shared;
 use crate::error::Failure;
 use crate::explain::Side;
+use crate::trace::{self, Recorder, Secrets, Tap};
+
+/// The TCP stream, recorded while the handshake is traced.
+pub(super) type Wire = Recorder<TcpStream>;
 
 /// How a handshake ended.
 // Built once per connection and moved straight into a match: boxing the stream would cost
@@ -28,7 +36,7 @@ use crate::explain::Side;
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Handshake {
     /// Verified (and, when resumed, verified again): serve it.
-    Done(TlsStream<TcpStream>),
+    Done(TlsStream<Wire>),
     /// Refused with an alert or a 400: close it, lingering.
     Refused(TcpStream),
     /// Timed out, closed by the peer, or refused after a resumption: nothing more to do.
@@ -45,6 +53,9 @@ pub(super) async fn handshake(
     reloads: &mut watch::Receiver<Arc<TlsMaterial>>,
 ) -> Handshake {
     let material = reloads.borrow_and_update().clone();
+    // Declared first, so it logs last: after every alert and close below.
+    let traced = Traced::start(peer, &material.tls.secrets);
+    let stream = Recorder::new(stream, traced.tap.clone());
     let deadline = Instant::now() + shared.handshake_timeout;
     let refuse = |failure: Failure, material: &TlsMaterial, resumed: bool| {
         shared.metrics.handshake_failed(failure.code());
@@ -59,7 +70,7 @@ pub(super) async fn handshake(
     let timed_out = || Failure::Timeout {
         after: shared.handshake_timeout,
     };
-    match tokio::time::timeout_at(deadline, first_bytes(&stream)).await {
+    match tokio::time::timeout_at(deadline, first_bytes(stream.get_ref())).await {
         Err(_) => {
             refuse(timed_out(), &material, false);
             return Handshake::Abandoned;
@@ -70,6 +81,7 @@ pub(super) async fn handshake(
         }
         Ok(FirstBytes::PlainHttp) => {
             refuse(Failure::NotTls, &material, false);
+            let stream = stream.into_inner();
             return match tokio::time::timeout_at(deadline, refuse_plain_http(stream)).await {
                 Ok(Some(stream)) => Handshake::Refused(stream),
                 _ => Handshake::Abandoned,
@@ -91,7 +103,7 @@ pub(super) async fn handshake(
             };
             refuse(failure, &material, false);
             return match hello.take_io() {
-                Some(tcp) => Handshake::Refused(tcp),
+                Some(tcp) => Handshake::Refused(tcp.into_inner()),
                 None => Handshake::Abandoned,
             };
         }
@@ -105,7 +117,7 @@ pub(super) async fn handshake(
         Ok(Ok(tls)) => tls,
         Ok(Err((err, tcp))) => {
             refuse(classify(&err), &material, false);
-            return Handshake::Refused(tcp);
+            return Handshake::Refused(tcp.into_inner());
         }
         Err(_) => {
             refuse(timed_out(), &material, false);
@@ -127,6 +139,33 @@ pub(super) async fn handshake(
         }
     }
     Handshake::Done(tls)
+}
+
+/// A handshake being recorded (only while debug logging is on); its trace is logged when
+/// this is dropped, which is when the handshake ends, whichever way it ends (done, refused,
+/// timed out, or abandoned for a shutdown).
+struct Traced {
+    tap: Option<Tap>,
+    peer: SocketAddr,
+    secrets: Arc<Secrets>,
+}
+
+impl Traced {
+    fn start(peer: SocketAddr, secrets: &Arc<Secrets>) -> Self {
+        Self {
+            tap: trace::debug_enabled().then(|| Tap::new(Side::Server)),
+            peer,
+            secrets: secrets.clone(),
+        }
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if let Some(tap) = &self.tap {
+            trace::decode(&tap.finish(), &self.secrets).log(self.peer);
+        }
+    }
 }
 
 /// A rustls error inside tokio-rustls's io::Error, classified.
