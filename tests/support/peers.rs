@@ -8,8 +8,10 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use mtls::certinfo::CertInfo;
+use mtls::explain::Side;
 use mtls::files::CertsDir;
 use mtls::tls::{ClientPolicy, Identity, SeenChain, Trust};
+use mtls::trace::Dir;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
@@ -65,6 +67,36 @@ pub fn openssl_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The handshake messages and fatal alerts that `openssl s_client -msg` or `s_server -msg`
+/// printed, in order, each with who sent it (`openssl_is`: the side openssl played), named
+/// as the trace names them: `ClientHello`, ..., `Alert: fatal certificate_required`.
+/// (openssl prints the ChangeCipherSpec it sends but not the one it receives, so those are
+/// left out; so are warnings such as close_notify.)
+pub fn openssl_messages(output: &str, openssl_is: Side) -> Vec<(Dir, String)> {
+    let (sent, received) = match openssl_is {
+        Side::Client => (Dir::ClientToServer, Dir::ServerToClient),
+        Side::Server => (Dir::ServerToClient, Dir::ClientToServer),
+    };
+    output
+        .lines()
+        .filter_map(|line| {
+            let dir = match line.get(..4)? {
+                ">>> " => sent,
+                "<<< " => received,
+                _ => return None,
+            };
+            let (kind, name) = line.split_once("], ")?;
+            if kind.contains(", Handshake [length") {
+                Some((dir, name.trim().to_string()))
+            } else if kind.contains(", Alert [length") && name.starts_with("fatal ") {
+                Some((dir, format!("Alert: {}", name.trim())))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// What `openssl x509 -noout ARGS` says about the first certificate in `path`, trimmed.
