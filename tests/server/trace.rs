@@ -1,6 +1,7 @@
 //! The server's debug log traces each handshake message by message, compared with what
-//! `openssl s_client -msg` reports for the same connection; it records nothing when debug is
-//! off; and it writes the session secrets to SSLKEYLOGFILE in the NSS key log format.
+//! `openssl s_client -msg` reports for the same connection; it logs none when debug is off
+//! (that it then records nothing is a unit test of `server::handshake`); and it writes the
+//! session secrets to SSLKEYLOGFILE in the NSS key log format.
 
 use std::process::Command;
 
@@ -202,7 +203,7 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
 }
 
 #[test]
-fn with_debug_off_the_server_records_and_logs_no_trace() {
+fn with_debug_off_the_server_logs_no_trace() {
     let pki = Pki::demo();
     let server = start(&pki, &[]);
     fetch(

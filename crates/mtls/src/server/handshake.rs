@@ -241,3 +241,27 @@ async fn refuse_plain_http(mut stream: TcpStream) -> Option<TcpStream> {
     stream.write_all(response.as_bytes()).await.ok()?;
     Some(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handshake_is_recorded_only_while_debug_logging_is_on() {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let secrets = Secrets::for_debug_log();
+        let info = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(info, || {
+            assert!(Traced::start(peer, &secrets).tap.is_none());
+        });
+        let debug = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(debug, || {
+            assert!(Traced::start(peer, &secrets).tap.is_some());
+        });
+    }
+}

@@ -434,6 +434,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_servers_secrets_are_kept_only_while_debug_logging_is_on() {
+        let keep = Secrets::for_debug_log();
+        let log = KeyLogger {
+            file: None,
+            keep: Some(keep.clone()),
+        };
+        let info = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(info, || {
+            assert!(!log.will_log("CLIENT_HANDSHAKE_TRAFFIC_SECRET"));
+            log.log("CLIENT_HANDSHAKE_TRAFFIC_SECRET", &[9; 32], b"x");
+        });
+        assert!(keep.take(&[9; 32]).is_none(), "nothing kept with debug off");
+        let debug = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(debug, || {
+            assert!(log.will_log("CLIENT_HANDSHAKE_TRAFFIC_SECRET"));
+            log.log("CLIENT_HANDSHAKE_TRAFFIC_SECRET", &[9; 32], b"x");
+        });
+        assert!(keep.take(&[9; 32]).is_some(), "kept with debug on");
+    }
+
+    #[test]
     fn the_key_log_keeps_only_the_labels_the_trace_uses() {
         let keep = Secrets::kept();
         let log = KeyLogger {
