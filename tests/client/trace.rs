@@ -506,11 +506,15 @@ fn sslkeylogfile_lets_tshark_decrypt_a_capture_and_matches_the_traced_client_ran
     let traced = type_numbers(&json_messages(&out));
     assert_eq!(traced, [1, 2, 8, 13, 11, 15, 20, 11, 15, 20, 4, 4]);
 
-    // tshark reads the packets as they are written: wait until the whole handshake is in.
-    let decrypted = poll("tshark to see the whole handshake in the capture", || {
-        let seen = tshark_handshake_types(&capture, Some(&keylog));
-        (seen.len() >= traced.len()).then_some(seen)
+    // tshark reads the packets as they are written: wait until the client's FIN is in
+    // (everything it sent and received came before it).
+    poll("the client's FIN in the capture", || {
+        let out = run(Command::new("tshark")
+            .args(["-r", utf8(&capture), "-Y", "tcp.flags.fin == 1"])
+            .args(["-T", "fields", "-e", "frame.number"]));
+        (!String::from_utf8_lossy(&out.stdout).trim().is_empty()).then_some(())
     });
+    let decrypted = tshark_handshake_types(&capture, Some(&keylog));
     assert_eq!(
         decrypted,
         traced,
