@@ -106,10 +106,12 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
     let a_cert = pki.certs.cert("client-a");
     let a_key = pki.certs.key("client-a");
     let with_cert = ["-cert", utf8(&a_cert), "-key", utf8(&a_key)];
-    let cases: [(&str, &[&str], &[&str]); 4] = [
+    // (case, s_client flags, with Client A's certificate, messages that must appear in order)
+    let cases: [(&str, &[&str], bool, &[&str]); 5] = [
         (
             "TLS 1.3 with Client A",
             &["-tls1_3"],
+            true,
             &[
                 "→ ClientHello",
                 "← ServerHello",
@@ -127,6 +129,7 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
         (
             "TLS 1.2 with Client A",
             &["-tls1_2"],
+            true,
             &[
                 "→ ClientHello",
                 "← ServerHello",
@@ -145,6 +148,7 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
         (
             "TLS 1.3 without a certificate",
             &["-tls1_3"],
+            false,
             &[
                 "→ Certificate",
                 "→ Finished",
@@ -154,6 +158,7 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
         (
             "TLS 1.2 without a certificate",
             &["-tls1_2"],
+            false,
             &[
                 "→ Certificate",
                 "→ ClientKeyExchange",
@@ -161,10 +166,25 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
                 "← Alert: fatal certificate_required",
             ],
         ),
+        (
+            // A key share only for X448, which the server does not take: it asks again.
+            "TLS 1.3 after a HelloRetryRequest",
+            &["-tls1_3", "-groups", "X448:P-256"],
+            true,
+            &[
+                "→ ClientHello",
+                "← ServerHello",
+                "→ ClientHello",
+                "← ServerHello",
+                "← EncryptedExtensions",
+                "← Finished",
+                "→ Finished",
+            ],
+        ),
     ];
-    for (i, (case, version, expected)) in cases.iter().enumerate() {
+    for (case, version, cert, expected) in cases {
         let mut flags = version.to_vec();
-        if i < 2 {
+        if cert {
             flags.extend(with_cert);
         }
         let (printed, ours) = openssl_and_server(&pki, &server, &flags);
@@ -177,7 +197,7 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
         // And both show what this case is about, in order.
         let ours = names(&ours);
         let mut at = 0;
-        for want in *expected {
+        for want in expected {
             let found = ours[at..].iter().position(|n| n == want);
             let Some(offset) = found else {
                 panic!("{case}: {want:?} missing (or out of order) in {ours:#?}");
@@ -185,10 +205,12 @@ fn the_servers_debug_trace_lists_the_handshake_messages_openssl_saw_for_the_same
             at += offset + 1;
         }
     }
-    // The trace names what the learner needs: the demo CA among the acceptable CA names,
-    // the hybrid post-quantum group when the client offers it, both certificates.
+    // The trace names what the learner needs: the retry and the group it asks for, the demo
+    // CA among the acceptable CA names, both certificates, the signature algorithm.
     let log = server.log.all();
     for needle in [
+        "tls.message=HelloRetryRequest",
+        "asks again, with a key share for: secp256r1",
         "tls.message=CertificateRequest",
         "acceptable CA name: C=Earth, ST=Asia, L=Mountain, O=CA Company, OU=Engineering, CN=CA",
         "CN=Client A (issued by",
