@@ -75,6 +75,16 @@ struct DirState {
     broken: bool,
 }
 
+/// What the bytes waiting in one direction hold next.
+enum Next {
+    /// A whole record of this many bytes (header included) and this content type.
+    Record(usize, u8),
+    /// The start of a record whose rest has not arrived.
+    NeedMore,
+    /// Bytes that are not a TLS record.
+    NotTls,
+}
+
 #[derive(Default)]
 enum Cipher {
     /// Records in the clear.
@@ -100,24 +110,26 @@ impl Decoder<'_> {
         // Each turn takes a whole record off `pending`, or stops.
         while self.dirs[i].pending.len() >= 5 {
             let pending = &self.dirs[i].pending;
+            // A record starts with a content type (20 to 24) and a 3.x version.
             let looks_like_tls = (20..=24).contains(&pending[0]) && pending[1] == 3;
-            let parsed = match looks_like_tls {
-                true => parse_tls_raw_record(pending)
-                    .map(|(rest, raw)| (pending.len() - rest.len(), raw.hdr.record_type.0)),
-                false => Err(tls_parser::nom::Err::Error(
-                    tls_parser::nom::error::Error::new(
-                        &pending[..],
-                        tls_parser::nom::error::ErrorKind::Tag,
-                    ),
-                )),
+            let next = match looks_like_tls {
+                false => Next::NotTls,
+                true => match parse_tls_raw_record(pending) {
+                    Ok((rest, raw)) => {
+                        Next::Record(pending.len() - rest.len(), raw.hdr.record_type.0)
+                    }
+                    Err(tls_parser::nom::Err::Incomplete(_)) => Next::NeedMore,
+                    // Longer than any record may be.
+                    Err(_) => Next::NotTls,
+                },
             };
-            match parsed {
-                Ok((used, content_type)) => {
+            match next {
+                Next::Record(used, content_type) => {
                     let raw: Vec<u8> = self.dirs[i].pending.drain(..used).collect();
                     self.record(dir, content_type, &raw[..5], &raw[5..]);
                 }
-                Err(tls_parser::nom::Err::Incomplete(_)) => break,
-                Err(_) => {
+                Next::NeedMore => break,
+                Next::NotTls => {
                     let state = &mut self.dirs[i];
                     let head = &state.pending[..state.pending.len().min(8)];
                     self.trace.notes.push(format!(
@@ -485,7 +497,7 @@ fn client_hello(body: &[u8]) -> (Option<Message>, Option<[u8; 32]>) {
     });
     m = m.with(
         "server name (SNI)",
-        sni.unwrap_or_else(|| "none (rustls sends none when it dials an IP address)".into()),
+        sni.unwrap_or_else(|| "none (a client that dials an IP address sends none)".into()),
     );
     let alpn = extensions.iter().find_map(|e| match e {
         TlsExtension::ALPN(protocols) => Some(alpn_list(protocols)),
