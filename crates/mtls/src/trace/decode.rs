@@ -1138,6 +1138,28 @@ mod tests {
         assert_eq!(trace.records[1].messages[0].kind, Kind::ClientHello);
     }
 
+    #[test]
+    fn a_recording_cut_at_its_bound_says_where_it_stopped() {
+        let mut rec = Recording::default();
+        let data = record(23, &[0x42; 16_000]);
+        for _ in 0..=super::super::MAX_RECORDED / data.len() {
+            rec.push(Dir::ServerToClient, &data);
+        }
+        assert!(rec.cut(Dir::ServerToClient));
+        let trace = decode(&rec, &Secrets::kept());
+        assert_eq!(
+            trace.records.len(),
+            super::super::MAX_RECORDED / data.len(),
+            "the whole records before the bound"
+        );
+        assert!(
+            trace.notes.iter().any(|n| n
+                == "recording stopped after 256 KiB from the server: later records are not shown"),
+            "{:?}",
+            trace.notes
+        );
+    }
+
     fn record(content_type: u8, payload: &[u8]) -> Vec<u8> {
         let len = u16::try_from(payload.len()).expect("short");
         let mut out = vec![content_type, 3, 3];
