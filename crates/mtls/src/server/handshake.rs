@@ -163,7 +163,11 @@ impl Traced {
 impl Drop for Traced {
     fn drop(&mut self) {
         if let Some(tap) = &self.tap {
-            trace::decode(&tap.finish(), &self.secrets).log(self.peer);
+            let trace = trace::decode(&tap.finish(), &self.secrets);
+            // A peer that sent nothing TLS (plain HTTP is answered before recording) has none.
+            if !trace.records.is_empty() || !trace.notes.is_empty() {
+                trace.log(self.peer);
+            }
         }
     }
 }
