@@ -16,7 +16,9 @@ Examples:
   cargo run -p client -- --no-cert                  # see the server refuse a client without one
   cargo run -p client -- --no-cert --tls-version 1.2  # ...during the handshake, not after it
   cargo run -p client -- --cert my.crt --key my.key --ca certs/ca.crt
-  cargo run -p client -- -c a --json                # the same report, for scripts";
+  cargo run -p client -- -c a --json                # the same report, for scripts
+  cargo run -p client -- -c a --trace               # every handshake message, as it happened
+  SSLKEYLOGFILE=keys.log cargo run -p client -- -c a  # secrets for Wireshark/tshark";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Which {
@@ -71,6 +73,12 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Print the handshake as it happened on this connection, message by message, before
+    /// the report (and in --json): decoded from the bytes on the wire, TLS 1.3's encrypted
+    /// records decrypted with the session's own secrets. Shown when the request fails too.
+    #[arg(long)]
+    trace: bool,
+
     /// Print shell completions (complete-bash, -zsh, -fish, -elvish, -powershell) or the
     /// man page (man) to stdout, and exit.
     #[arg(long, value_name = "WHAT")]
@@ -123,6 +131,7 @@ impl Cli {
             only_version: self.tls_version,
             http1_only: self.http1_only,
         };
+        settings.trace = self.trace;
         Ok(settings)
     }
 }

@@ -2,7 +2,8 @@
 //! show what each side checked.
 //!
 //! The command line (args.rs) becomes `ClientSettings`; one request with the library's
-//! client; the report goes to stdout (text or JSON), and a non-2xx answer exits 1.
+//! client; the report (after the handshake trace, with --trace) goes to stdout, as text or
+//! JSON, and a non-2xx answer exits 1. A failed request prints its trace, then the error.
 
 mod args;
 
@@ -24,10 +25,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> mtls::Result<ExitCode> {
     let json = cli.json;
     let settings = cli.settings()?;
-    let exchange = block_on(Some(1), mtls::client::fetch(&settings))??;
-    match json {
-        true => say(format_args!("{:#}\n", exchange.to_json())),
-        false => say(&exchange),
+    let exchange = match block_on(Some(1), mtls::client::fetch_traced(&settings))? {
+        Ok(exchange) => exchange,
+        Err(failed) => {
+            match (&failed.trace, json) {
+                (Some(_), true) => say(format_args!("{:#}\n", failed.to_json())),
+                (Some(trace), false) => say(format_args!("{trace}\n")),
+                (None, _) => {}
+            }
+            return Err(failed.error);
+        }
+    };
+    match (&exchange.trace, json) {
+        (_, true) => say(format_args!("{:#}\n", exchange.to_json())),
+        (Some(trace), false) => say(format_args!("{trace}\n{exchange}")),
+        (None, false) => say(&exchange),
     }
     if exchange.status.is_success() {
         return Ok(ExitCode::SUCCESS);

@@ -3,6 +3,7 @@
 //! with certificates minted per test.
 
 mod real_servers;
+mod trace;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -528,6 +528,7 @@ fn a_chain_through_an_intermediate_shows_every_link_on_both_sides() {
         &trust,
         mtls::tls::SeenChain::default(),
         http1(),
+        None,
     )
     .expect("config");
     let mut conn = Conn::open(&config, server.addr).expect("connect");

@@ -12,8 +12,9 @@ mod policy;
 mod proxy;
 mod reload;
 mod reverify;
+mod trace;
 
-use testkit::{Pki, ServerProcess, start_server};
+use testkit::{Pki, ServerProcess, start_server, start_server_with_env};
 
 /// The binary under test.
 const SERVER: &str = env!("CARGO_BIN_EXE_server");
@@ -22,4 +23,9 @@ const SERVER: &str = env!("CARGO_BIN_EXE_server");
 /// listens.
 fn start(pki: &Pki, extra: &[&str]) -> ServerProcess {
     start_server(SERVER, pki, extra)
+}
+
+/// Like [`start`], with environment variables (`RUST_LOG=debug`, `SSLKEYLOGFILE`).
+fn start_with_env(pki: &Pki, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+    start_server_with_env(SERVER, pki, extra, env)
 }

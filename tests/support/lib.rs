@@ -12,11 +12,11 @@ pub mod upstream;
 pub use metrics::{metrics_addr, sample};
 pub use peers::{
     Conn, PeerServer, Reply, client_config, curl_as, fetch, fingerprint, first_cert, free_port,
-    http1, openssl, openssl_ok, openssl_x509, plain_get,
+    http1, openssl, openssl_messages, openssl_ok, openssl_x509, plain_get,
 };
 pub use pki::{Pki, expired, leaf, not_yet_valid, utf8};
 pub use process::{
-    InProcessServer, Lines, Mark, PATIENCE, ServerProcess, poll, require_tool, run,
-    server_settings, server_settings_in, start_server, text,
+    InProcessServer, Lines, Mark, PATIENCE, ServerProcess, poll, require_tool, run, run_with_input,
+    server_settings, server_settings_in, start_server, start_server_with_env, text,
 };
 pub use upstream::{EchoUpstream, Received};

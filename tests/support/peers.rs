@@ -8,8 +8,10 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use mtls::certinfo::CertInfo;
+use mtls::explain::Side;
 use mtls::files::CertsDir;
 use mtls::tls::{ClientPolicy, Identity, SeenChain, Trust};
+use mtls::trace::Dir;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
@@ -67,6 +69,36 @@ pub fn openssl_ok(args: &[&str]) -> String {
     )
 }
 
+/// The handshake messages and fatal alerts that `openssl s_client -msg` or `s_server -msg`
+/// printed, in order, each with who sent it (`openssl_is`: the side openssl played), named
+/// as the trace names them: `ClientHello`, ..., `Alert: fatal certificate_required`.
+/// (openssl prints the ChangeCipherSpec it sends but not the one it receives, so those are
+/// left out; so are warnings such as close_notify.)
+pub fn openssl_messages(output: &str, openssl_is: Side) -> Vec<(Dir, String)> {
+    let (sent, received) = match openssl_is {
+        Side::Client => (Dir::ClientToServer, Dir::ServerToClient),
+        Side::Server => (Dir::ServerToClient, Dir::ClientToServer),
+    };
+    output
+        .lines()
+        .filter_map(|line| {
+            let dir = match line.get(..4)? {
+                ">>> " => sent,
+                "<<< " => received,
+                _ => return None,
+            };
+            let (kind, name) = line.split_once("], ")?;
+            if kind.contains(", Handshake [length") {
+                Some((dir, name.trim().to_string()))
+            } else if kind.contains(", Alert [length") && name.starts_with("fatal ") {
+                Some((dir, format!("Alert: {}", name.trim())))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// What `openssl x509 -noout ARGS` says about the first certificate in `path`, trimmed.
 pub fn openssl_x509(path: &Path, args: &[&str]) -> String {
     let mut all = vec!["x509", "-noout", "-in", path.to_str().expect("utf-8 path")];
@@ -81,8 +113,14 @@ pub fn client_config(pki: &Pki, stem: Option<&str>, policy: ClientPolicy) -> Arc
     let identity = stem.map(|s| {
         Identity::load(&pki.certs.cert(s), &pki.certs.key(s), s).expect("load the identity")
     });
-    mtls::tls::client_config(identity.as_ref(), &trust, SeenChain::default(), policy)
-        .expect("client config")
+    mtls::tls::client_config(
+        identity.as_ref(),
+        &trust,
+        SeenChain::default(),
+        policy,
+        None,
+    )
+    .expect("client config")
 }
 
 /// HTTP/1.1 only, so the blocking client below can speak it.

@@ -133,20 +133,30 @@ impl ServerProcess {
     /// Starts `bin` with `args` (plus `--addr 127.0.0.1:0` unless given) and waits for its
     /// "listening on" line.
     pub fn start(bin: &str, args: &[&str]) -> Self {
+        Self::start_with_env(bin, args, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with environment variables set after the defaults
+    /// (`RUST_LOG=info`), which they may replace.
+    pub fn start_with_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(bin);
         if !args.contains(&"--addr") {
             cmd.args(["--addr", "127.0.0.1:0"]);
         }
-        cmd.args(args);
+        cmd.args(args).envs(env.iter().copied());
         Self::spawn(cmd)
     }
 
     /// Starts `cmd` (any server that prints `listening on https://ADDR` first on stdout)
-    /// and waits for that line.
+    /// and waits for that line. `RUST_LOG` is `info` and `NO_COLOR` is set unless `cmd`
+    /// sets them.
     pub fn spawn(mut cmd: Command) -> Self {
-        cmd.env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+        for (name, default) in [("RUST_LOG", "info"), ("NO_COLOR", "1")] {
+            if !cmd.get_envs().any(|(n, _)| n == name) {
+                cmd.env(name, default);
+            }
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn the server");
@@ -202,9 +212,19 @@ impl Drop for ServerProcess {
 
 /// Starts the server binary `bin` on the demo set in `pki`, with `extra` flags.
 pub fn start_server(bin: &str, pki: &Pki, extra: &[&str]) -> ServerProcess {
+    start_server_with_env(bin, pki, extra, &[])
+}
+
+/// Like [`start_server`], with environment variables (`RUST_LOG=debug`, `SSLKEYLOGFILE`).
+pub fn start_server_with_env(
+    bin: &str,
+    pki: &Pki,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> ServerProcess {
     let mut args = vec!["--certs", utf8(pki.dir())];
     args.extend_from_slice(extra);
-    ServerProcess::start(bin, &args)
+    ServerProcess::start_with_env(bin, &args, env)
 }
 
 /// The library's server on a free port, in a thread of its own; stops on drop.
@@ -278,12 +298,30 @@ pub fn server_settings_in(dir: &Path) -> mtls::server::ServerSettings {
 
 /// Runs a command to completion (bounded by PATIENCE), returning its output.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).env("NO_COLOR", "1");
-    let child = cmd
+    cmd.stdin(Stdio::null());
+    finish(cmd, None)
+}
+
+/// Runs a command with `input` on its standard input (then closed), to completion (bounded
+/// by PATIENCE), returning its output.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped());
+    finish(cmd, Some(input.to_vec()))
+}
+
+fn finish(cmd: &mut Command, input: Option<Vec<u8>>) -> Output {
+    cmd.env("NO_COLOR", "1");
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -4,6 +4,9 @@
 //! With TLS 1.3 the server judges our certificate *after* our side of the handshake has
 //! finished, so its refusal arrives as an alert on the first read. This module looks for that
 //! alert inside hyper's errors and reports it as a refusal, not as a broken connection.
+//!
+//! With [`ClientSettings::trace`] the connection's bytes are recorded and its handshake is
+//! decoded into a [`Trace`], which comes back with the exchange or with the error.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -35,6 +38,7 @@ use crate::explain::{self, Side};
 use crate::pem;
 use crate::report::{ChainText, TlsReport, describe_chain};
 use crate::tls::{self, Identity, SeenChain, Trust};
+use crate::trace::{self, Recorder, Secrets, Tap, Trace};
 
 /// The default URL, as in the Go demo.
 pub const DEFAULT_URL: &str = "https://localhost:8443/";
@@ -59,6 +63,8 @@ pub struct ClientSettings {
     pub response_timeout: Duration,
     /// TLS version and ALPN pins.
     pub policy: tls::ClientPolicy,
+    /// Record the connection and decode its handshake into a [`Trace`].
+    pub trace: bool,
 }
 
 impl ClientSettings {
@@ -72,6 +78,7 @@ impl ClientSettings {
             handshake_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(10),
             policy: tls::ClientPolicy::default(),
+            trace: false,
         }
     }
 }
@@ -99,6 +106,19 @@ pub struct Exchange {
     pub offered: bool,
     /// The CA names the server's CertificateRequest listed (empty: none, or it did not ask).
     pub ca_names: Vec<String>,
+    /// The connection's handshake as it happened, when [`ClientSettings::trace`] asked.
+    pub trace: Option<Trace>,
+}
+
+/// A request that failed, with the trace of its connection when one was asked for (it then
+/// shows the alert that ended it).
+#[derive(Debug)]
+pub struct FetchError {
+    /// What went wrong.
+    pub error: Error,
+    /// The connection's handshake as far as it got, if it was traced and a connection was
+    /// made.
+    pub trace: Option<Trace>,
 }
 
 /// An `https://HOST[:PORT][/PATH]` URL, checked once, when it is parsed.
@@ -201,6 +221,35 @@ impl FromStr for Url {
 
 /// Connects, handshakes, sends `GET`, and reads the response.
 pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
+    fetch_traced(settings).await.map_err(|failed| failed.error)
+}
+
+/// [`fetch`], with the connection's [`Trace`] in the exchange or in the error when
+/// `settings.trace` asks for it.
+pub async fn fetch_traced(settings: &ClientSettings) -> std::result::Result<Exchange, FetchError> {
+    let recording = settings
+        .trace
+        .then(|| (Tap::new(Side::Client), Secrets::kept()));
+    let result = exchange(settings, recording.as_ref()).await;
+    let trace = recording
+        .map(|(tap, secrets)| trace::decode(&tap.finish(), &secrets))
+        .filter(|t| !t.records.is_empty() || !t.notes.is_empty());
+    match result {
+        Ok(mut done) => {
+            done.trace = trace;
+            Ok(done)
+        }
+        Err(error) => Err(FetchError { error, trace }),
+    }
+}
+
+/// The TCP stream, recorded when tracing.
+type Wire = Recorder<TcpStream>;
+
+async fn exchange(
+    settings: &ClientSettings,
+    recording: Option<&(Tap, Arc<Secrets>)>,
+) -> Result<Exchange> {
     let target = &settings.url;
     let (anchors, anchor_infos): (Vec<_>, Vec<_>) =
         pem::described_certificates(&settings.ca, "the CA certificate")?
@@ -212,7 +261,13 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
         None => None,
     };
     let seen = SeenChain::default();
-    let config = tls::client_config(identity.as_ref(), &trust, seen.clone(), settings.policy)?;
+    let config = tls::client_config(
+        identity.as_ref(),
+        &trust,
+        seen.clone(),
+        settings.policy,
+        recording.map(|(_, secrets)| secrets.clone()),
+    )?;
     let server_name = target.server_name();
     let cx = explain::Context {
         ca: Some(settings.ca.clone()),
@@ -231,6 +286,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
     })?;
     debug!(peer.addr = %peer, "connected");
 
+    let tcp = Recorder::new(tcp, recording.map(|(tap, _)| tap.clone()));
     let handshake = TlsConnector::from(config).connect(server_name, tcp);
     let tls = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
         Ok(Ok(tls)) => tls,
@@ -314,6 +370,7 @@ pub async fn fetch(settings: &ClientSettings) -> Result<Exchange> {
             .map(|leaf| leaf.identity()),
         offered: settings.identity.is_some(),
         ca_names: seen.ca_names(),
+        trace: None,
     })
 }
 
@@ -374,7 +431,7 @@ type Response = (Version, StatusCode, String);
 
 /// Sends `req` over HTTP/1.1 or HTTP/2 and reads the whole response.
 async fn send(
-    io: Watched<TlsStream<TcpStream>>,
+    io: Watched<TlsStream<Wire>>,
     req: Request<Empty<Bytes>>,
     h2: bool,
 ) -> std::result::Result<Response, HttpFailure> {
@@ -690,6 +747,17 @@ pub enum HttpRefusalKind {
     CertificateRequired,
 }
 
+impl FetchError {
+    /// The failure as JSON, for scripts: the error, and the trace when there is one.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": self.error.to_string(),
+            "trace": self.trace.as_ref().map(Trace::to_json),
+            "trace_notes": self.trace.as_ref().map(|t| t.notes.clone()),
+        })
+    }
+}
+
 impl Exchange {
     /// The server's answer refuses our certificate at the HTTP level, if it does.
     pub fn http_refusal(&self) -> Option<HttpRefusal> {
@@ -728,7 +796,7 @@ impl Exchange {
                 })
             })
             .collect();
-        serde_json::json!({
+        let mut report = serde_json::json!({
             "peer": self.peer.to_string(),
             "host": self.host,
             "http_version": format!("{:?}", self.version),
@@ -754,7 +822,12 @@ impl Exchange {
                 "offered": self.offered,
                 "ca_names_asked_for": self.ca_names,
             },
-        })
+        });
+        if let Some(trace) = &self.trace {
+            report["trace"] = trace.to_json();
+            report["trace_notes"] = serde_json::json!(trace.notes);
+        }
+        report
     }
 }
 

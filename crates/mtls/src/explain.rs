@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::certinfo::CertInfo;
 use crate::error::{Failure, Incompatibility};
 use crate::files::DEFAULT_DIR;
+pub use crate::format::alert_name;
 use crate::format::escape_controls;
 use crate::program::Program;
 
@@ -501,42 +502,6 @@ fn expired_meaning(ours: Option<&CertInfo>, renew: &str) -> String {
              and renew it if it has expired: `{renew}`"
         ),
     }
-}
-
-/// The alert's name as the TLS RFCs spell it (`certificate_expired`).
-pub fn alert_name(alert: AlertDescription) -> String {
-    use AlertDescription as A;
-    let known = match alert {
-        A::CloseNotify => "close_notify",
-        A::UnexpectedMessage => "unexpected_message",
-        A::BadRecordMac => "bad_record_mac",
-        A::RecordOverflow => "record_overflow",
-        A::HandshakeFailure => "handshake_failure",
-        A::BadCertificate => "bad_certificate",
-        A::UnsupportedCertificate => "unsupported_certificate",
-        A::CertificateRevoked => "certificate_revoked",
-        A::CertificateExpired => "certificate_expired",
-        A::CertificateUnknown => "certificate_unknown",
-        A::IllegalParameter => "illegal_parameter",
-        A::UnknownCA => "unknown_ca",
-        A::AccessDenied => "access_denied",
-        A::DecodeError => "decode_error",
-        A::DecryptError => "decrypt_error",
-        A::ProtocolVersion => "protocol_version",
-        A::InsufficientSecurity => "insufficient_security",
-        A::InternalError => "internal_error",
-        A::InappropriateFallback => "inappropriate_fallback",
-        A::UserCanceled => "user_canceled",
-        A::MissingExtension => "missing_extension",
-        A::UnsupportedExtension => "unsupported_extension",
-        A::UnrecognisedName => "unrecognized_name",
-        A::BadCertificateStatusResponse => "bad_certificate_status_response",
-        A::UnknownPSKIdentity => "unknown_psk_identity",
-        A::CertificateRequired => "certificate_required",
-        A::NoApplicationProtocol => "no_application_protocol",
-        other => return format!("{other:?}"),
-    };
-    known.to_string()
 }
 
 fn when(t: OffsetDateTime) -> String {

@@ -1,9 +1,10 @@
-//! Values as people read and type them: hex bytes, timestamps, time spans, durations and
-//! sizes. Every binary prints and parses these the same way.
+//! Values as people read and type them: hex bytes, timestamps, time spans, durations,
+//! sizes and TLS alert names. Every binary prints and parses these the same way.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
+use rustls::AlertDescription;
 use time::OffsetDateTime;
 
 /// Bytes as upper-case hex, joined by `sep`: `4A:0B:FF` (serials, key ids, fingerprints).
@@ -140,6 +141,42 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// The alert's name as the TLS RFCs spell it (`certificate_expired`).
+pub fn alert_name(alert: AlertDescription) -> String {
+    use AlertDescription as A;
+    let known = match alert {
+        A::CloseNotify => "close_notify",
+        A::UnexpectedMessage => "unexpected_message",
+        A::BadRecordMac => "bad_record_mac",
+        A::RecordOverflow => "record_overflow",
+        A::HandshakeFailure => "handshake_failure",
+        A::BadCertificate => "bad_certificate",
+        A::UnsupportedCertificate => "unsupported_certificate",
+        A::CertificateRevoked => "certificate_revoked",
+        A::CertificateExpired => "certificate_expired",
+        A::CertificateUnknown => "certificate_unknown",
+        A::IllegalParameter => "illegal_parameter",
+        A::UnknownCA => "unknown_ca",
+        A::AccessDenied => "access_denied",
+        A::DecodeError => "decode_error",
+        A::DecryptError => "decrypt_error",
+        A::ProtocolVersion => "protocol_version",
+        A::InsufficientSecurity => "insufficient_security",
+        A::InternalError => "internal_error",
+        A::InappropriateFallback => "inappropriate_fallback",
+        A::UserCanceled => "user_canceled",
+        A::MissingExtension => "missing_extension",
+        A::UnsupportedExtension => "unsupported_extension",
+        A::UnrecognisedName => "unrecognized_name",
+        A::BadCertificateStatusResponse => "bad_certificate_status_response",
+        A::UnknownPSKIdentity => "unknown_psk_identity",
+        A::CertificateRequired => "certificate_required",
+        A::NoApplicationProtocol => "no_application_protocol",
+        other => return format!("{other:?}"),
+    };
+    known.to_string()
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@
 //! - [`pki`]: minting a CA and leaves with rcgen, with a proper X.509 profile.
 //! - [`pem`]: PEM in (with errors that name the file and the fix) and out.
 //! - [`tls`]: the only rustls configuration code, for both sides.
+//! - [`trace`]: the handshake as it happened on one connection, message by message, from
+//!   the bytes on the wire and the session's own secrets (`client --trace`, the server's
+//!   debug log), and `SSLKEYLOGFILE`.
 //! - [`client`]: one HTTPS request that presents a client certificate, with a report of
 //!   what each side checked.
 //! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words.
@@ -46,6 +49,7 @@ pub mod pki;
 pub mod program;
 pub mod report;
 pub mod tls;
+pub mod trace;
 
 pub mod ca;
 pub mod server;

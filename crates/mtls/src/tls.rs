@@ -3,6 +3,7 @@
 //! The server *requires* a client certificate that chains to its CA; the client verifies
 //! the server against its CA and the host it dialed. Both speak TLS 1.2 and 1.3 only, with
 //! aws-lc-rs's cipher suites, all of which are AEAD with ephemeral (forward-secret) keys.
+//! Both honour `SSLKEYLOGFILE` (see [`trace::key_log`]), so a capture can be decrypted.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use rustls::{
 
 use crate::error::{Error, Result};
 use crate::pem;
+use crate::trace::{self, Secrets};
 
 /// ALPN protocols both sides offer, most preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -198,6 +200,9 @@ pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     /// The client verifier `config` uses.
     pub verifier: Arc<dyn ClientCertVerifier>,
+    /// The secrets of its handshakes, filed by client random while debug logging is on, so
+    /// each connection's trace can decrypt its TLS 1.3 records.
+    pub secrets: Arc<Secrets>,
 }
 
 impl ServerTls {
@@ -241,6 +246,8 @@ pub fn server_tls(
         .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity.key.clone())));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    let secrets = Secrets::for_debug_log();
+    config.key_log = trace::key_log(Some(secrets.clone()));
     if policy.resumption {
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
@@ -252,6 +259,7 @@ pub fn server_tls(
     Ok(ServerTls {
         config: Arc::new(config),
         verifier,
+        secrets,
     })
 }
 
@@ -382,12 +390,14 @@ impl std::str::FromStr for TlsVersion {
 }
 
 /// Builds the client's config: verify the server against `trust` (and the host dialed),
-/// present `identity` when given. `seen` receives the server's chain.
+/// present `identity` when given. `seen` receives the server's chain; `secrets`, when given,
+/// the handshake's secrets (for a trace).
 pub fn client_config(
     identity: Option<&Identity>,
     trust: &Trust,
     seen: SeenChain,
     policy: ClientPolicy,
+    secrets: Option<Arc<Secrets>>,
 ) -> Result<Arc<ClientConfig>> {
     static ONLY_12: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
     let versions = match policy.only_version {
@@ -418,6 +428,7 @@ pub fn client_config(
     }));
     let alpn: &[&[u8]] = if policy.http1_only { &ALPN[1..] } else { &ALPN };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.key_log = trace::key_log(secrets);
     Ok(Arc::new(config))
 }
 
@@ -431,12 +442,13 @@ pub fn probe_config(seen: SeenChain) -> Result<Arc<ClientConfig>> {
         supported: provider.signature_verification_algorithms,
         seen,
     });
-    let config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(MinVersion::Tls12.versions())
         .map_err(|e| Error::Config(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    config.key_log = trace::key_log(None);
     Ok(Arc::new(config))
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
-use super::handshake::{Handshake, handshake, linger_close};
+use super::handshake::{Handshake, Wire, handshake, linger_close};
 use super::metrics::ClientMetrics;
 use super::page::{self, Facts, Page};
 use super::policy::{Decision, POLICY_DENIED};
@@ -140,7 +140,7 @@ struct ConnectionInfo {
 /// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
 /// HTTP/1.1 otherwise. `material` is what verified the client.
 async fn serve(
-    tls: TlsStream<TcpStream>,
+    tls: TlsStream<Wire>,
     material: Arc<TlsMaterial>,
     peer: SocketAddr,
     shared: Arc<Shared>,
@@ -148,7 +148,7 @@ async fn serve(
 ) {
     let at = time::OffsetDateTime::now_utc();
     let (tcp, conn) = tls.get_ref();
-    let local = tcp.local_addr().ok();
+    let local = tcp.get_ref().local_addr().ok();
     let report = TlsReport::negotiated(conn, conn.server_name());
     let presented = conn.peer_certificates().unwrap_or_default();
     // Authorize by the leaf the handshake verified, parsed here: the rest of the chain is

@@ -2,6 +2,10 @@
 //! what to do), the TLS handshake under its timeout, and a resumed session's chain verified
 //! again. A refusal is logged, counted and answered, then the socket lingers so the alert
 //! is read.
+//!
+//! With debug logging on, the handshake's bytes are recorded and, once it ends (however it
+//! ends), its trace is logged message by message ([`crate::trace`]); otherwise nothing is
+//! recorded.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +25,10 @@ use super::reload::TlsMaterial;
 use super::state::Shared;
 use crate::error::Failure;
 use crate::explain::Side;
+use crate::trace::{self, Recorder, Secrets, Tap};
+
+/// The TCP stream, recorded while the handshake is traced.
+pub(super) type Wire = Recorder<TcpStream>;
 
 /// How a handshake ended.
 // Built once per connection and moved straight into a match: boxing the stream would cost
@@ -29,7 +37,7 @@ use crate::explain::Side;
 pub(super) enum Handshake {
     /// Verified (and, when resumed, verified again): serve it. The material is the one that
     /// verified the client: the handshake's, or for a resumed session the current one.
-    Done(TlsStream<TcpStream>, Arc<TlsMaterial>),
+    Done(TlsStream<Wire>, Arc<TlsMaterial>),
     /// Refused with an alert or a 400: close it, lingering.
     Refused(TcpStream),
     /// Timed out, closed by the peer, or refused after a resumption: nothing more to do.
@@ -46,6 +54,9 @@ pub(super) async fn handshake(
     reloads: &mut watch::Receiver<Arc<TlsMaterial>>,
 ) -> Handshake {
     let material = reloads.borrow_and_update().clone();
+    // Declared first, so it logs last: after every alert and close below.
+    let traced = Traced::start(peer, &material.tls.secrets);
+    let stream = Recorder::new(stream, traced.tap.clone());
     let deadline = Instant::now() + shared.handshake_timeout;
     let refuse = |failure: Failure, material: &TlsMaterial, resumed: bool| {
         shared.metrics.handshake_failed(failure.code());
@@ -60,7 +71,7 @@ pub(super) async fn handshake(
     let timed_out = || Failure::Timeout {
         after: shared.handshake_timeout,
     };
-    match tokio::time::timeout_at(deadline, first_bytes(&stream)).await {
+    match tokio::time::timeout_at(deadline, first_bytes(stream.get_ref())).await {
         Err(_) => {
             refuse(timed_out(), &material, false);
             return Handshake::Abandoned;
@@ -71,6 +82,7 @@ pub(super) async fn handshake(
         }
         Ok(FirstBytes::PlainHttp) => {
             refuse(Failure::NotTls, &material, false);
+            let stream = stream.into_inner();
             return match tokio::time::timeout_at(deadline, refuse_plain_http(stream)).await {
                 Ok(Some(stream)) => Handshake::Refused(stream),
                 _ => Handshake::Abandoned,
@@ -92,7 +104,7 @@ pub(super) async fn handshake(
             };
             refuse(failure, &material, false);
             return match hello.take_io() {
-                Some(tcp) => Handshake::Refused(tcp),
+                Some(tcp) => Handshake::Refused(tcp.into_inner()),
                 None => Handshake::Abandoned,
             };
         }
@@ -106,7 +118,7 @@ pub(super) async fn handshake(
         Ok(Ok(tls)) => tls,
         Ok(Err((err, tcp))) => {
             refuse(classify(&err), &material, false);
-            return Handshake::Refused(tcp);
+            return Handshake::Refused(tcp.into_inner());
         }
         Err(_) => {
             refuse(timed_out(), &material, false);
@@ -129,6 +141,37 @@ pub(super) async fn handshake(
         return Handshake::Done(tls, current);
     }
     Handshake::Done(tls, material)
+}
+
+/// A handshake being recorded (only while debug logging is on); its trace is logged when
+/// this is dropped, which is when the handshake ends, whichever way it ends (done, refused,
+/// timed out, or abandoned for a shutdown).
+struct Traced {
+    tap: Option<Tap>,
+    peer: SocketAddr,
+    secrets: Arc<Secrets>,
+}
+
+impl Traced {
+    fn start(peer: SocketAddr, secrets: &Arc<Secrets>) -> Self {
+        Self {
+            tap: trace::debug_enabled().then(|| Tap::new(Side::Server)),
+            peer,
+            secrets: secrets.clone(),
+        }
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if let Some(tap) = &self.tap {
+            let trace = trace::decode(&tap.finish(), &self.secrets);
+            // A peer that sent nothing TLS (plain HTTP is answered before recording) has none.
+            if !trace.records.is_empty() || !trace.notes.is_empty() {
+                trace.log(self.peer);
+            }
+        }
+    }
 }
 
 /// A rustls error inside tokio-rustls's io::Error, classified.
@@ -203,4 +246,28 @@ async fn refuse_plain_http(mut stream: TcpStream) -> Option<TcpStream> {
     );
     stream.write_all(response.as_bytes()).await.ok()?;
     Some(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handshake_is_recorded_only_while_debug_logging_is_on() {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let secrets = Secrets::for_debug_log();
+        let info = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(info, || {
+            assert!(Traced::start(peer, &secrets).tap.is_none());
+        });
+        let debug = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(debug, || {
+            assert!(Traced::start(peer, &secrets).tap.is_some());
+        });
+    }
 }

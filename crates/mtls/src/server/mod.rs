@@ -5,7 +5,8 @@
 //!
 //! Each connection logs the Go demo's blocks: `State` and `Certificate chain` once, when its
 //! handshake completes; `Header` for every request. A failed handshake is logged at warn
-//! with a reason code and a plain-words explanation.
+//! with a reason code and a plain-words explanation. With `RUST_LOG=debug`, each handshake
+//! is also logged message by message, as it crossed the wire ([`crate::trace`]).
 //!
 //! The modules, in the order a connection meets them: [`settings`] (what the binary
 //! fills in); `accept` (a slot under the connection limit, a task per connection, and
