@@ -14,6 +14,8 @@
 //! - [`client`]: one HTTPS request that presents a client certificate, with a report of
 //!   what each side checked.
 //! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words.
+//! - [`verify`]: would a handshake accept this certificate? webpki's verdict, asked as the
+//!   server and the client ask it, with the path it built (`certificate verify`).
 //! - [`error`]: the typed error every fallible function returns, and [`error::Failure`],
 //!   the typed reason a handshake failed; [`explain`]: those failures in plain words, from
 //!   the side that saw them.
@@ -46,6 +48,7 @@ pub mod pki;
 pub mod program;
 pub mod report;
 pub mod tls;
+pub mod verify;
 
 pub mod ca;
 pub mod server;

@@ -42,16 +42,7 @@ pub fn described_certificates_in(
     path: &Path,
     what: &str,
 ) -> Result<Vec<(CertificateDer<'static>, CertInfo)>> {
-    let sections = parse(bytes, path, what)?;
-    let certs: Vec<CertificateDer<'static>> = sections
-        .iter()
-        .filter(|(kind, _)| *kind == SectionKind::Certificate)
-        .map(|(_, der)| CertificateDer::from(der.clone()))
-        .collect();
-    if certs.is_empty() {
-        return Err(wrong_kind(path, what, "CERTIFICATE", &sections));
-    }
-    certs
+    unparsed_certificates_in(bytes, path, what)?
         .into_iter()
         .enumerate()
         .map(|(i, cert)| {
@@ -61,6 +52,25 @@ pub fn described_certificates_in(
             Ok((cert, info))
         })
         .collect()
+}
+
+/// Every certificate block in a PEM file's bytes, as found: none is parsed, so that a
+/// verifier (webpki, for `certificate verify`) alone judges what each one holds.
+pub fn unparsed_certificates_in(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let sections = parse(bytes, path, what)?;
+    let certs: Vec<CertificateDer<'static>> = sections
+        .iter()
+        .filter(|(kind, _)| *kind == SectionKind::Certificate)
+        .map(|(_, der)| CertificateDer::from(der.clone()))
+        .collect();
+    if certs.is_empty() {
+        return Err(wrong_kind(path, what, "CERTIFICATE", &sections));
+    }
+    Ok(certs)
 }
 
 /// Reads the one private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
