@@ -1002,6 +1002,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn webpki_verdicts_classify_alike_directly_and_through_rustls() {
+        use webpki::Error as W;
+        for e in [
+            W::PathLenConstraintViolated,
+            W::NameConstraintViolation,
+            W::CaUsedAsEndEntity,
+            W::EndEntityUsedAsCa,
+            W::UnsupportedCriticalExtension,
+            W::MalformedExtensions,
+            W::MaximumPathBuildCallsExceeded,
+        ] {
+            let wrapped = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                rustls::OtherError(std::sync::Arc::new(e.clone())),
+            ));
+            assert_eq!(
+                Failure::from_rustls(&wrapped),
+                Failure::from_webpki(&e),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            Failure::from_webpki(&W::PathLenConstraintViolated).code(),
+            "path_length"
+        );
+    }
+
+    #[test]
+    fn purposes_are_named_as_rustls_names_them() {
+        assert_eq!(
+            purpose_name(&[1, 3, 6, 1, 5, 5, 7, 3, 1]),
+            "server authentication"
+        );
+        assert_eq!(
+            purpose_name(&[1, 3, 6, 1, 5, 5, 7, 3, 2]),
+            "client authentication"
+        );
+        assert_eq!(purpose_name(&[2, 5, 29, 37, 0]), "2.5.29.37.0");
+    }
+
+    #[test]
     fn webpki_names_become_openssl_style() {
         assert_eq!(webpki_name("DnsName(\"localhost\")"), "DNS:localhost");
         assert_eq!(webpki_name("IpAddress(127.0.0.1)"), "IP:127.0.0.1");

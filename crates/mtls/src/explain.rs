@@ -273,7 +273,7 @@ impl Failure {
                 )
             }
             Failure::Chain(rule) => format!(
-                "{peer}'s certificate chain breaks a rule of X.509 that every verifier enforces: \
+                "{peer}'s certificate chain breaks a rule of X.509 path validation (RFC 5280): \
                  {rule}"
             ),
             Failure::PeerRefused { alert } => refused(side, *alert, cx),
