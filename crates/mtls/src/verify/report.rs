@@ -204,12 +204,12 @@ impl fmt::Display for Report {
             .as_ref()
             .map(|h| format!(" for \"{h}\" ({})", h.kind()))
             .unwrap_or_default();
-        let purposes: Vec<&str> = self.outcomes.iter().map(|o| o.purpose.name()).collect();
-        writeln!(
-            f,
-            "  as:         {} certificate{host}",
-            purposes.join(" and ")
-        )?;
+        let purposes: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|o| format!("a {} certificate", o.purpose.name()))
+            .collect();
+        writeln!(f, "  checked as: {}{host}", purposes.join(" and as "))?;
         let now = if self.at.1 { " (now)" } else { "" };
         writeln!(f, "  at:         {}{now}", format_time(self.at.0))?;
         writeln!(
@@ -218,7 +218,11 @@ impl fmt::Display for Report {
             self.ca.0.display(),
             self.ca.1
         )?;
-        writeln!(f, "  candidates: {} intermediate(s)", self.intermediates)?;
+        writeln!(
+            f,
+            "  candidates: {} intermediate(s) (the rest of the LEAF file, then --untrusted)",
+            self.intermediates
+        )?;
         let crls = match self.crls.as_slice() {
             [] => "none".to_string(),
             files => files
