@@ -9,7 +9,10 @@ use mtls::ca::issue::Kind;
 use mtls::ca::p12::{Encryption, Password};
 use mtls::cli::Generate;
 use mtls::files::DEFAULT_DIR;
+use mtls::format::parse_time;
 use mtls::pki::{KeyType, SanType, Validity, parse_san};
+use mtls::verify::{Host, Purpose};
+use time::OffsetDateTime;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -207,6 +210,45 @@ Examples:
         /// The host clients will dial: the server certificate must name it.
         #[arg(long, value_name = "HOST", default_value = "localhost")]
         host: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Would a handshake accept this certificate? The path webpki builds, or why it refuses.
+    #[command(after_help = "\
+Examples:
+  cargo run -p certificate -- verify certs/server.crt --host localhost
+  cargo run -p certificate -- verify certs/client-a.crt --purpose client --crl certs/crl.pem
+  cargo run -p certificate -- verify certs/server.crt --host 127.0.0.1 --at 2026-12-01   # next month?
+  cargo run -p certificate -- verify leaf.pem --ca roots.pem --untrusted more.pem --json
+
+Exit status: 0 accepted, 1 rejected (or a file cannot be used), 2 usage.")]
+    Verify {
+        /// The certificate to verify: PEM, optionally followed by its chain (or one DER
+        /// certificate).
+        #[arg(value_name = "LEAF")]
+        leaf: PathBuf,
+        /// The trust anchors: every certificate in this file [default: DIR/ca.crt].
+        #[arg(long, value_name = "ROOTS")]
+        ca: Option<PathBuf>,
+        /// More candidate intermediates (repeatable).
+        #[arg(long, value_name = "FILE")]
+        untrusted: Vec<PathBuf>,
+        /// The host a client dials (a DNS name or an IP address): the leaf's SANs must name it.
+        #[arg(long, value_name = "NAME")]
+        host: Option<Host>,
+        /// What the certificate is for [default: server with --host, otherwise both].
+        #[arg(long, value_enum)]
+        purpose: Option<Purpose>,
+        /// Verify as of this time: RFC 3339 (2026-06-01T12:00:00Z; fractions and offsets
+        /// allowed) or a date (midnight UTC) [default: now].
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<OffsetDateTime>,
+        /// A CRL file (repeatable): every certificate on the path is checked by the server's
+        /// rules (each needs its issuer's current list).
+        #[arg(long, value_name = "FILE")]
+        crl: Vec<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

@@ -1,5 +1,6 @@
 //! `cargo run -p certificate`: mint the demo CA, server and client certificates into certs/,
-//! and the small CA tool around them (issue, renew, inspect, doctor, revoke, crl, p12, lab).
+//! and the small CA tool around them (issue, renew, inspect, doctor, verify, revoke, crl, p12,
+//! lab).
 //!
 //! Each run: the command line (args.rs) becomes a typed request, one library call in
 //! `mtls::ca` does the work, and its outcome becomes the output and the exit status.
@@ -17,6 +18,7 @@ use mtls::ca::p12::P12Target;
 use mtls::ca::{crl, doctor, inspect, issue, lab, p12};
 use mtls::cli::{finish, say};
 use mtls::files::CertsDir;
+use mtls::verify;
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -99,6 +101,33 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
                 false => say(&report),
             }
             return Ok(exit(report.passed()));
+        }
+        Command::Verify {
+            leaf,
+            ca,
+            untrusted,
+            host,
+            purpose,
+            at,
+            crl,
+            json,
+        } => {
+            let req = verify::Request {
+                leaf,
+                ca_is_default: ca.is_none(),
+                ca: ca.unwrap_or_else(|| dir.ca_cert()),
+                untrusted,
+                host,
+                purpose,
+                at,
+                crls: crl,
+            };
+            let report = verify::verify(&req)?;
+            match json {
+                true => say(format_args!("{:#}\n", report.to_json())),
+                false => say(&report),
+            }
+            return Ok(exit(report.accepted()));
         }
         Command::Revoke {
             name,

@@ -628,7 +628,7 @@ fn p12_bundles_open_in_openssl_and_keytool_and_need_a_password_source() {
 #[test]
 fn every_subcommand_has_help_with_an_example() {
     for sub in [
-        "issue", "renew", "inspect", "doctor", "revoke", "crl", "p12", "lab",
+        "issue", "renew", "inspect", "doctor", "verify", "revoke", "crl", "p12", "lab",
     ] {
         let out = run(Command::new(CERTIFICATE).args([sub, "--help"]));
         assert!(out.status.success(), "{sub}: {}", text(&out));

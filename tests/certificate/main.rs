@@ -8,6 +8,7 @@ mod folder;
 mod mint;
 mod names;
 mod permissions;
+mod verify;
 mod writes;
 
 /// The binary under test.

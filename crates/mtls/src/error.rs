@@ -625,6 +625,8 @@ pub enum Failure {
     },
     /// The peer presented a CA certificate as its own identity.
     CaAsLeaf,
+    /// The chain breaks a rule of X.509 path validation (RFC 5280) that webpki enforces.
+    Chain(ChainRule),
     /// The server's certificate does not name the host we dialed.
     NameMismatch {
         /// The host we dialed.
@@ -663,6 +665,7 @@ pub enum Failure {
 
 impl Failure {
     /// Classifies a rustls error.
+    #[allow(deprecated)] // rustls still reports the unit variants some paths use
     pub fn from_rustls(err: &rustls::Error) -> Self {
         use rustls::CertificateError as C;
         use rustls::Error as E;
@@ -708,15 +711,15 @@ impl Failure {
                 },
                 C::BadSignature => Failure::BadSignature,
                 C::BadEncoding => Failure::BadCertificateEncoding,
+                C::UnsupportedSignatureAlgorithm
+                | C::UnsupportedSignatureAlgorithmContext { .. }
+                | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+                    Failure::Chain(ChainRule::UnsupportedAlgorithm)
+                }
+                // What rustls does not classify itself, it passes on as webpki said it.
                 C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
-                    Some(webpki::Error::CaUsedAsEndEntity) => Failure::CaAsLeaf,
-                    Some(
-                        webpki::Error::BadDer
-                        | webpki::Error::BadDerTime
-                        | webpki::Error::TrailingData(_)
-                        | webpki::Error::MalformedExtensions,
-                    ) => Failure::BadCertificateEncoding,
-                    _ => Failure::Other(format!("certificate rejected: {other}")),
+                    Some(e) => Failure::from_webpki(e),
+                    None => Failure::Other(format!("certificate rejected: {other}")),
                 },
                 other => Failure::Other(format!("certificate rejected: {other}")),
             },
@@ -738,6 +741,78 @@ impl Failure {
                 Failure::Malformed(err.to_string())
             }
             other => Failure::Other(other.to_string()),
+        }
+    }
+
+    /// Classifies webpki's verdict on a chain, as [`Failure::from_rustls`] classifies the
+    /// same verdict after rustls has wrapped it (`certificate verify` calls webpki itself).
+    pub fn from_webpki(err: &webpki::Error) -> Self {
+        use webpki::Error as W;
+        #[allow(deprecated)]
+        match err {
+            W::BadDer
+            | W::BadDerTime
+            | W::TrailingData(_)
+            | W::MalformedExtensions
+            | W::ExtensionValueInvalid => Failure::BadCertificateEncoding,
+            W::CertNotValidYet { not_before, .. } => Failure::NotYetValid {
+                not_before: to_datetime(*not_before),
+            },
+            W::CertExpired { not_after, .. } => Failure::Expired {
+                not_after: to_datetime(*not_after),
+            },
+            W::InvalidCertValidity => Failure::Chain(ChainRule::InvalidValidity),
+            W::UnknownIssuer => Failure::UnknownIssuer { issuer: None },
+            W::CertNotValidForName(cx) => Failure::NameMismatch {
+                expected: cx.expected.to_str().into_owned(),
+                presented: cx.presented.iter().map(|p| webpki_name(p)).collect(),
+            },
+            W::CertRevoked => Failure::Revoked,
+            W::UnknownRevocationStatus => Failure::RevocationUnknown,
+            W::CrlExpired { .. } => Failure::CrlExpired,
+            W::IssuerNotCrlSigner
+            | W::InvalidCrlSignatureForPublicKey
+            | W::UnsupportedCrlSignatureAlgorithm
+            | W::UnsupportedCrlSignatureAlgorithmContext(_)
+            | W::UnsupportedCrlSignatureAlgorithmForPublicKey
+            | W::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_)
+            | W::InvalidCrlNumber
+            | W::InvalidSerialNumber
+            | W::UnsupportedCrlVersion
+            | W::UnsupportedDeltaCrl
+            | W::UnsupportedIndirectCrl
+            | W::UnsupportedRevocationReason
+            | W::UnsupportedRevocationReasonsPartitioning
+            | W::UnsupportedCrlIssuingDistributionPoint => Failure::BadCrl(format!("{err:?}")),
+            W::InvalidSignatureForPublicKey => Failure::BadSignature,
+            W::UnsupportedSignatureAlgorithm
+            | W::UnsupportedSignatureAlgorithmContext(_)
+            | W::UnsupportedSignatureAlgorithmForPublicKey
+            | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
+            | W::SignatureAlgorithmMismatch => Failure::Chain(ChainRule::UnsupportedAlgorithm),
+            W::RequiredEkuNotFoundContext(cx) => Failure::WrongPurpose {
+                required: purpose_name(&cx.required.oid_values().collect::<Vec<_>>()),
+                presented: cx.present.iter().map(|oid| purpose_name(oid)).collect(),
+            },
+            W::RequiredEkuNotFound => Failure::WrongPurpose {
+                required: "the extended key usage of its role".into(),
+                presented: Vec::new(),
+            },
+            W::EmptyEkuExtension => Failure::Chain(ChainRule::EmptyEku),
+            W::CaUsedAsEndEntity => Failure::CaAsLeaf,
+            W::EndEntityUsedAsCa => Failure::Chain(ChainRule::IssuerNotCa),
+            W::PathLenConstraintViolated => Failure::Chain(ChainRule::PathLength),
+            W::NameConstraintViolation => Failure::Chain(ChainRule::NameConstraints),
+            W::UnsupportedCriticalExtension => {
+                Failure::Chain(ChainRule::UnsupportedCriticalExtension)
+            }
+            W::UnsupportedCertVersion => Failure::Chain(ChainRule::UnsupportedVersion),
+            W::CertDistrusted => Failure::Chain(ChainRule::Distrusted),
+            W::MaximumPathBuildCallsExceeded
+            | W::MaximumSignatureChecksExceeded
+            | W::MaximumNameConstraintComparisonsExceeded
+            | W::MaximumPathDepthExceeded => Failure::Chain(ChainRule::TooComplex),
+            other => Failure::Other(format!("certificate rejected: {other}")),
         }
     }
 
@@ -776,6 +851,7 @@ impl Failure {
             Failure::CrlExpired => "crl_expired",
             Failure::BadCrl(_) => "bad_crl",
             Failure::WrongPurpose { .. } | Failure::CaAsLeaf => "bad_usage",
+            Failure::Chain(rule) => rule.code(),
             Failure::NameMismatch { .. } => "name_mismatch",
             Failure::BadSignature => "bad_signature",
             Failure::PeerRefused { .. } => "peer_refused",
@@ -788,6 +864,65 @@ impl Failure {
             | Failure::Incompatible(_)
             | Failure::Other(_) => "protocol",
         }
+    }
+}
+
+/// A rule of X.509 path validation (RFC 5280) a chain breaks, as webpki enforces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChainRule {
+    /// A certificate that issued another one on the path is not a CA (basicConstraints).
+    IssuerNotCa,
+    /// A CA's pathLenConstraint allows fewer CAs below it than the path has.
+    PathLength,
+    /// A name below a name-constrained CA is outside what it permits, or inside what it
+    /// excludes.
+    NameConstraints,
+    /// A certificate has a critical extension the verifier does not understand.
+    UnsupportedCriticalExtension,
+    /// A signature on the path uses an algorithm rustls does not accept.
+    UnsupportedAlgorithm,
+    /// A certificate's notBefore is later than its notAfter.
+    InvalidValidity,
+    /// A certificate's extended key usage extension lists nothing.
+    EmptyEku,
+    /// A certificate is not X.509 version 3.
+    UnsupportedVersion,
+    /// A key webpki distrusts outright.
+    Distrusted,
+    /// Path building gave up: too many candidates, signatures or name comparisons.
+    TooComplex,
+}
+
+impl ChainRule {
+    /// The stable reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            ChainRule::IssuerNotCa => "issuer_not_ca",
+            ChainRule::PathLength => "path_length",
+            ChainRule::NameConstraints => "name_constraints",
+            ChainRule::UnsupportedCriticalExtension => "unsupported_extension",
+            ChainRule::UnsupportedAlgorithm => "unsupported_algorithm",
+            ChainRule::InvalidValidity => "invalid_validity",
+            ChainRule::EmptyEku => "empty_eku",
+            ChainRule::UnsupportedVersion => "unsupported_version",
+            ChainRule::Distrusted => "distrusted",
+            ChainRule::TooComplex => "too_complex",
+        }
+    }
+}
+
+/// An extended key usage OID as rustls names it ("server authentication"), or dotted.
+fn purpose_name(oid: &[usize]) -> String {
+    const PKIX_KP: [usize; 8] = [1, 3, 6, 1, 5, 5, 7, 3];
+    match oid.split_at_checked(PKIX_KP.len()) {
+        Some((kp, [1])) if kp == PKIX_KP => "server authentication".into(),
+        Some((kp, [2])) if kp == PKIX_KP => "client authentication".into(),
+        _ => oid
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
     }
 }
 
@@ -851,7 +986,8 @@ fn webpki_name(debug: &str) -> String {
     }
 }
 
-fn to_datetime(t: UnixTime) -> Option<OffsetDateTime> {
+/// A webpki time as a date, when it is one.
+pub(crate) fn to_datetime(t: UnixTime) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(i64::try_from(t.as_secs()).ok()?).ok()
 }
 
@@ -864,6 +1000,46 @@ impl fmt::Display for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webpki_verdicts_classify_alike_directly_and_through_rustls() {
+        use webpki::Error as W;
+        for e in [
+            W::PathLenConstraintViolated,
+            W::NameConstraintViolation,
+            W::CaUsedAsEndEntity,
+            W::EndEntityUsedAsCa,
+            W::UnsupportedCriticalExtension,
+            W::MalformedExtensions,
+            W::MaximumPathBuildCallsExceeded,
+        ] {
+            let wrapped = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                rustls::OtherError(std::sync::Arc::new(e.clone())),
+            ));
+            assert_eq!(
+                Failure::from_rustls(&wrapped),
+                Failure::from_webpki(&e),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            Failure::from_webpki(&W::PathLenConstraintViolated).code(),
+            "path_length"
+        );
+    }
+
+    #[test]
+    fn purposes_are_named_as_rustls_names_them() {
+        assert_eq!(
+            purpose_name(&[1, 3, 6, 1, 5, 5, 7, 3, 1]),
+            "server authentication"
+        );
+        assert_eq!(
+            purpose_name(&[1, 3, 6, 1, 5, 5, 7, 3, 2]),
+            "client authentication"
+        );
+        assert_eq!(purpose_name(&[2, 5, 29, 37, 0]), "2.5.29.37.0");
+    }
 
     #[test]
     fn webpki_names_become_openssl_style() {

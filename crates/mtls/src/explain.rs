@@ -13,7 +13,7 @@ use rustls::AlertDescription;
 use time::OffsetDateTime;
 
 use crate::certinfo::CertInfo;
-use crate::error::{Failure, Incompatibility};
+use crate::error::{ChainRule, Failure, Incompatibility};
 use crate::files::DEFAULT_DIR;
 pub use crate::format::alert_name;
 use crate::format::escape_controls;
@@ -64,6 +64,8 @@ pub struct Context {
     pub sent: Option<bool>,
     /// Client side: when the refusal arrived, when known.
     pub arrived: Option<Arrival>,
+    /// The option that names the host to check (`--url` when `None`).
+    pub host_flag: Option<&'static str>,
 }
 
 /// When a peer's refusal reached the client.
@@ -246,8 +248,9 @@ impl Failure {
                 };
                 format!(
                     "the server's certificate is not valid for \"{expected}\": it names {names}; \
-                     put one of those names in --url, or add the name to the server certificate: \
+                     put one of those names in {}, or add the name to the server certificate: \
                      `{}`",
+                    cx.host_flag.unwrap_or("--url"),
                     Program::Certificate.command(&format!("renew server --san {expected}"))
                 )
             }
@@ -270,6 +273,10 @@ impl Failure {
                      issued; {fix}"
                 )
             }
+            Failure::Chain(rule) => format!(
+                "{peer}'s certificate chain breaks a rule of X.509 path validation (RFC 5280): \
+                 {rule}"
+            ),
             Failure::PeerRefused { alert } => refused(side, *alert, cx),
             Failure::ClosedAfterHandshake => {
                 "the server closed the connection right after the TLS \
@@ -530,6 +537,69 @@ impl fmt::Display for crate::client::HttpRefusal {
                  required SSL certificate was sent\"); pass --cert and --key (or -c a)"
             ),
         }
+    }
+}
+
+/// A broken rule of the chain in words: what is wrong, then what to do.
+impl fmt::Display for ChainRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChainRule::IssuerNotCa => {
+                return write!(
+                    f,
+                    "a certificate that signed another one on the chain is not a CA (it lacks \
+                     basicConstraints CA:TRUE), so it may not issue certificates; issue the \
+                     certificate from a real CA (`{}` makes one)",
+                    Program::Certificate.command("issue NAME --intermediate")
+                );
+            }
+            ChainRule::PathLength => {
+                "a CA on the chain limits how many CAs may follow below it (its \
+                 pathLenConstraint), and this chain has more; issue the certificate from a CA \
+                 closer to the root, or reissue the CA with a larger path length"
+            }
+            ChainRule::NameConstraints => {
+                "a CA on the chain is name-constrained, and a name below it (a SAN, or the \
+                 subject) is outside what it permits or inside what it excludes; issue the \
+                 certificate with names that CA permits, or from a CA without those constraints"
+            }
+            ChainRule::UnsupportedCriticalExtension => {
+                "a certificate on the chain has an extension marked critical that rustls does \
+                 not understand, and RFC 5280 says such a certificate must be refused; reissue \
+                 it without that extension, or with the extension marked non-critical"
+            }
+            ChainRule::UnsupportedAlgorithm => {
+                return write!(
+                    f,
+                    "a certificate on the chain is signed with an algorithm rustls does not \
+                     accept (SHA-1, say, or RSA shorter than 2048 bits); reissue it with ECDSA \
+                     P-256 or RSA 2048+ and SHA-256, as `{}` does",
+                    Program::Certificate.command("issue")
+                );
+            }
+            ChainRule::InvalidValidity => {
+                "a certificate on the chain starts after it ends (its notBefore is later than \
+                 its notAfter), so it is never valid; reissue it"
+            }
+            ChainRule::EmptyEku => {
+                "a certificate on the chain has an extended key usage extension that lists no \
+                 purpose at all, which allows none; reissue it with serverAuth or clientAuth, or \
+                 without the extension"
+            }
+            ChainRule::UnsupportedVersion => {
+                "a certificate on the chain is not an X.509 version 3 certificate; reissue it \
+                 with a current tool"
+            }
+            ChainRule::Distrusted => {
+                "the chain passes through a CA key that webpki distrusts outright; use a \
+                 certificate from another CA"
+            }
+            ChainRule::TooComplex => {
+                "the verifier gave up looking for a path (too many candidate certificates, \
+                 signatures or name comparisons: a limit against denial of service); send only \
+                 the certificates of one path"
+            }
+        })
     }
 }
 

@@ -46,6 +46,30 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| format_time(t))
 }
 
+/// Parses a moment as typed on the command line: RFC 3339 (`2026-06-01T12:00:00Z`, with
+/// fractional seconds and any offset; a space may stand for the `T`), or a date alone
+/// (`2026-06-01`), which means midnight UTC.
+pub fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = text.trim();
+    let date_only = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(s, date_only) {
+        return Ok(date.midnight().assume_utc());
+    }
+    // RFC 3339 allows a space between date and time (section 5.6, note); time's parser does
+    // not, so put the T back.
+    let s = match s.split_at_checked(10) {
+        Some((date, rest)) if rest.starts_with(' ') => format!("{date}T{}", &rest[1..]),
+        _ => s.to_string(),
+    };
+    OffsetDateTime::parse(&s, &Rfc3339).map_err(|e| {
+        format!(
+            "{text:?} is not a time: write RFC 3339 (2026-06-01T12:00:00Z, \
+             2026-06-01T14:00:00.5+02:00) or a date (2026-06-01, midnight UTC) ({e})"
+        )
+    })
+}
+
 /// A span in the largest sensible unit: "364 days", "5 hours", "42 minutes".
 pub fn format_span(d: time::Duration) -> String {
     let secs = d.whole_seconds().unsigned_abs();
@@ -196,6 +220,24 @@ mod tests {
         assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_a_date_at_midnight_utc() {
+        let at = |s: &str| parse_time(s).map(|t| t.unix_timestamp());
+        assert_eq!(at("2026-06-01"), Ok(1_780_272_000));
+        assert_eq!(at("2026-06-01T00:00:00Z"), Ok(1_780_272_000));
+        assert_eq!(at("2026-06-01 02:00:00+02:00"), Ok(1_780_272_000));
+        assert_eq!(at("2026-05-31t20:00:00-04:00"), Ok(1_780_272_000));
+        let frac = parse_time("2026-06-01T00:00:00.75Z").expect("fractional seconds");
+        assert_eq!(
+            (frac.unix_timestamp(), frac.millisecond()),
+            (1_780_272_000, 750)
+        );
+        for bad in ["2026-06-01T00:00:00", "June 1st", "2026-13-01", ""] {
+            let err = parse_time(bad).expect_err(bad);
+            assert!(err.contains("RFC 3339"), "{err}");
+        }
     }
 
     #[test]

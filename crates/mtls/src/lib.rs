@@ -17,6 +17,8 @@
 //! - [`client`]: one HTTPS request that presents a client certificate, with a report of
 //!   what each side checked.
 //! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words.
+//! - [`verify`]: would a handshake accept this certificate? webpki's verdict, asked as the
+//!   server and the client ask it, with the path it built (`certificate verify`).
 //! - [`error`]: the typed error every fallible function returns, and [`error::Failure`],
 //!   the typed reason a handshake failed; [`explain`]: those failures in plain words, from
 //!   the side that saw them.
@@ -30,8 +32,8 @@
 //! and atomic writes.
 //!
 //! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
-//! serving a connection (as text, or as a page for a browser), the watchdog, the identity policy, hot reload, the reverse proxy and
-//! Prometheus metrics.
+//! serving a connection (as text, or as a page for a browser), the watchdog, the identity
+//! policy, hot reload, the reverse proxy and Prometheus metrics.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -50,6 +52,7 @@ pub mod program;
 pub mod report;
 pub mod tls;
 pub mod trace;
+pub mod verify;
 
 pub mod ca;
 pub mod server;

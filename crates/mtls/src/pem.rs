@@ -42,16 +42,7 @@ pub fn described_certificates_in(
     path: &Path,
     what: &str,
 ) -> Result<Vec<(CertificateDer<'static>, CertInfo)>> {
-    let sections = parse(bytes, path, what)?;
-    let certs: Vec<CertificateDer<'static>> = sections
-        .iter()
-        .filter(|(kind, _)| *kind == SectionKind::Certificate)
-        .map(|(_, der)| CertificateDer::from(der.clone()))
-        .collect();
-    if certs.is_empty() {
-        return Err(wrong_kind(path, what, "CERTIFICATE", &sections));
-    }
-    certs
+    unparsed_certificates_in(bytes, path, what)?
         .into_iter()
         .enumerate()
         .map(|(i, cert)| {
@@ -61,6 +52,16 @@ pub fn described_certificates_in(
             Ok((cert, info))
         })
         .collect()
+}
+
+/// Every certificate block in a PEM file's bytes, as found: none is parsed, so that a
+/// verifier (webpki, for `certificate verify`) alone judges what each one holds.
+pub fn unparsed_certificates_in(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>> {
+    blocks(bytes, path, what, SectionKind::Certificate)
 }
 
 /// Reads the one private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
@@ -109,16 +110,27 @@ pub fn crls_in(
     path: &Path,
     what: &str,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    blocks(bytes, path, what, SectionKind::Crl)
+}
+
+/// Every block of one kind, in order; none at all is an error that says what the file
+/// holds instead.
+fn blocks<T: From<Vec<u8>>>(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+    kind: SectionKind,
+) -> Result<Vec<T>> {
     let sections = parse(bytes, path, what)?;
-    let crls: Vec<_> = sections
+    let found: Vec<T> = sections
         .iter()
-        .filter(|(kind, _)| *kind == SectionKind::Crl)
-        .map(|(_, der)| CertificateRevocationListDer::from(der.clone()))
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, der)| T::from(der.clone()))
         .collect();
-    if crls.is_empty() {
-        return Err(wrong_kind(path, what, "X509 CRL", &sections));
+    if found.is_empty() {
+        return Err(wrong_kind(path, what, label(kind), &sections));
     }
-    Ok(crls)
+    Ok(found)
 }
 
 /// Every PEM section in the file, in order, with its kind.

@@ -231,16 +231,8 @@ pub fn server_tls(
     crls: Vec<CertificateRevocationListDer<'static>>,
     policy: &ServerPolicy,
 ) -> Result<ServerTls> {
-    let provider = provider();
-    let mut verifier =
-        WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider.clone());
-    if !crls.is_empty() {
-        verifier = verifier.with_crls(crls).enforce_revocation_expiration();
-    }
-    let verifier = verifier
-        .build()
-        .map_err(|e| Error::Config(format!("client verifier: {e}")))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let verifier = client_verifier(trust, crls)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(policy.min_version.versions())
         .map_err(|e| Error::Config(e.to_string()))?
         .with_client_cert_verifier(verifier.clone())
@@ -260,6 +252,70 @@ pub fn server_tls(
         config: Arc::new(config),
         verifier,
         secrets,
+    })
+}
+
+/// The server's judge of client certificates: chains to `trust`, EKU clientAuth (when the
+/// leaf restricts it), and with CRLs the server's revocation rules ([`revocation_options`]
+/// says them once more for code that calls webpki itself).
+pub fn client_verifier(
+    trust: &Trust,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<dyn ClientCertVerifier>> {
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider());
+    if !crls.is_empty() {
+        // The defaults are the rest of the rules: every certificate of the chain is checked
+        // (not only the leaf), and a certificate no list covers is refused.
+        verifier = verifier.with_crls(crls).enforce_revocation_expiration();
+    }
+    verifier
+        .build()
+        .map_err(|e| Error::Config(format!("client verifier: {e}")))
+}
+
+/// The client's judge of server certificates: chains to `trust`, EKU serverAuth (when the
+/// leaf restricts it), names the host dialed; with CRLs, the server's revocation rules.
+pub fn server_verifier(
+    trust: &Trust,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+) -> Result<Arc<WebPkiServerVerifier>> {
+    let mut verifier = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider());
+    if !crls.is_empty() {
+        verifier = verifier.with_crls(crls).enforce_revocation_expiration();
+    }
+    verifier
+        .build()
+        .map_err(|e| Error::Config(format!("server verifier: {e}")))
+}
+
+/// The signature algorithms both verifiers accept in a certificate chain: aws-lc-rs's, as
+/// rustls hands them to webpki.
+pub fn signature_algorithms()
+-> &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm] {
+    provider().signature_verification_algorithms.all
+}
+
+/// CRLs parsed the way rustls parses them for its verifiers; the error is webpki's.
+pub fn parse_crls(
+    crls: &[CertificateRevocationListDer<'_>],
+) -> std::result::Result<Vec<webpki::CertRevocationList<'static>>, webpki::Error> {
+    crls.iter()
+        .map(|der| webpki::OwnedCertRevocationList::from_der(der.as_ref()).map(Into::into))
+        .collect()
+}
+
+/// The revocation rules of [`client_verifier`] and [`server_verifier`], for code that calls
+/// webpki itself (`certificate verify`): every certificate of the path is checked against
+/// the list of the CA that issued it, a certificate no list covers is refused, and a list
+/// past its next update fails the check. `None` without lists: no revocation checking.
+pub fn revocation_options<'a>(
+    crls: &'a [&'a webpki::CertRevocationList<'a>],
+) -> Option<webpki::RevocationOptions<'a>> {
+    webpki::RevocationOptionsBuilder::new(crls).ok().map(|b| {
+        b.with_depth(webpki::RevocationCheckDepth::Chain)
+            .with_status_policy(webpki::UnknownStatusPolicy::Deny)
+            .with_expiration_policy(webpki::ExpirationPolicy::Enforce)
+            .build()
     })
 }
 
@@ -406,11 +462,8 @@ pub fn client_config(
         Some(TlsVersion::Tls12) => &ONLY_12,
     };
     let provider = provider();
-    let webpki = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| Error::Config(format!("server verifier: {e}")))?;
     let verifier = Arc::new(RecordingVerifier {
-        judge: Some(webpki),
+        judge: Some(server_verifier(trust, Vec::new())?),
         supported: provider.signature_verification_algorithms,
         seen: seen.clone(),
     });
@@ -531,24 +584,19 @@ pub fn verify_leaf(
         return Err(Failure::Other("no certificate to verify".into()));
     };
     let now = UnixTime::now();
-    let provider = provider();
     let result = match usage {
         crate::pki::Usage::Server | crate::pki::Usage::Both => {
             let name = ServerName::try_from(host.to_string())
                 .map_err(|_| Failure::Other(format!("{host:?} is not a host name")))?;
-            WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider)
-                .build()
+            server_verifier(trust, Vec::new())
                 .map_err(|e| Failure::Other(e.to_string()))?
                 .verify_server_cert(leaf, intermediates, &name, &[], now)
                 .map(|_| ())
         }
-        crate::pki::Usage::Client => {
-            WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), provider)
-                .build()
-                .map_err(|e| Failure::Other(e.to_string()))?
-                .verify_client_cert(leaf, intermediates, now)
-                .map(|_| ())
-        }
+        crate::pki::Usage::Client => client_verifier(trust, Vec::new())
+            .map_err(|e| Failure::Other(e.to_string()))?
+            .verify_client_cert(leaf, intermediates, now)
+            .map(|_| ()),
     };
     result.map_err(|e| Failure::from_rustls(&e))
 }
