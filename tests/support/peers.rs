@@ -415,6 +415,39 @@ impl PeerServer {
         )
     }
 
+    /// `openssl s_server -www` with the demo server certificate in `pki`, asking clients
+    /// for a certificate from the demo CA with `verify` (`-Verify 1`, say, plus
+    /// `-verify_return_error`), answering each request with its status page.
+    pub fn s_server(pki: &Pki, verify: &[&str]) -> Self {
+        let certs = &pki.certs;
+        let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
+        let (cert, key, ca) = (
+            path(certs.cert("server")),
+            path(certs.key("server")),
+            path(certs.ca_cert()),
+        );
+        let mut args = vec![
+            "s_server",
+            "-accept",
+            "127.0.0.1:{port}",
+            "-cert",
+            &cert,
+            "-key",
+            &key,
+            "-CAfile",
+            &ca,
+            "-www",
+        ];
+        args.extend_from_slice(verify);
+        // s_server reads no configuration file; the one written is only a note.
+        Self::start(
+            "openssl",
+            "README",
+            "openssl s_server, run by a test\n",
+            &args,
+        )
+    }
+
     /// `https://localhost:PORT/`.
     pub fn url(&self) -> String {
         format!("https://localhost:{}/", self.addr.port())

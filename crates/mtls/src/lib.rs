@@ -26,6 +26,9 @@
 //! issuing and renewing, revocation lists, the demo set, the lab, doctor, inspect, PKCS#12
 //! and atomic writes.
 //!
+//! Only the client uses [`audit`]: `client audit`, which tries the clients an mTLS server
+//! must refuse and reports what it did with each.
+//!
 //! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
 //! serving a connection, the watchdog, the identity policy, hot reload, the reverse proxy and
 //! Prometheus metrics.
@@ -47,6 +50,7 @@ pub mod program;
 pub mod report;
 pub mod tls;
 
+pub mod audit;
 pub mod ca;
 pub mod server;
 
