@@ -290,6 +290,19 @@ fn nginx_with_optional_no_ca_is_flagged_for_every_client_it_lets_in() {
         );
     }
     assert_eq!(did(&report, "cbc-only-suites").0, "server_hello");
+    drop(nginx);
+
+    // `off`: ordinary TLS. Every case gets in, and the report says no certificate was sent.
+    let nginx = PeerServer::nginx(&pki, "off");
+    let report = json_report(&audit(&pki, &nginx.url(), &["--json"]), 1);
+    let mut flagged = ALL_CERTIFICATE_CASES.to_vec();
+    flagged.extend(["no-certificate", "cbc-only-suites"]);
+    assert_verdicts(&report, &flagged, "admitted");
+    assert_eq!(report["handshakes"]["asked_for_client_certificate"], false);
+    assert!(
+        text_at(&report, "expired", "/note").contains("never asked for a certificate"),
+        "{report:#}"
+    );
     assert!(
         text_at(&report, "no-certificate", "/note")
             .contains("does not require a client certificate"),

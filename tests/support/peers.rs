@@ -365,11 +365,12 @@ impl PeerServer {
 
     /// nginx, requiring client certificates from the demo CA in `pki` for `verify`
     /// (`on`, `optional`, `optional_no_ca`), over HTTP/2 and HTTP/1.1, answering
-    /// `hello <subject>` with the client's verify result in `X-Verify`.
+    /// `hello <subject>` with the client's verify result in `X-Verify`. One process
+    /// (`master_process off`), so killing it on drop leaves no orphaned worker behind.
     pub fn nginx(pki: &Pki, verify: &str) -> Self {
         let certs = &pki.certs;
         let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {{dir}}/nginx.pid;\nerror_log stderr info;\n\
+            "daemon off;\nmaster_process off;\npid {{dir}}/nginx.pid;\nerror_log stderr info;\n\
              events {{ worker_connections 64; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {{dir}}/body;\n  \
              proxy_temp_path {{dir}}/proxy;\n  fastcgi_temp_path {{dir}}/fcgi;\n  \

@@ -108,10 +108,10 @@ impl AuditSettings {
                 Case::CaAsClient,
                 Case::NoClientAuth,
             ]);
+            plan.push(Case::UnconfiguredIdentity);
             if self.crl_hint.is_some() {
                 plan.extend([Case::Revoked, Case::RevokedResumed]);
             }
-            plan.push(Case::UnconfiguredIdentity);
         }
         plan.extend([
             Case::Tls10,
@@ -301,10 +301,17 @@ pub async fn run(settings: &AuditSettings, progress: &ProgressLine) -> Result<Au
         if stopped.is_some() {
             break;
         }
+        // Right after the first certificate that got in, before the revoked case changes
+        // the list (a server may start a fresh session cache when it reloads).
+        if runner.facts.resumption.is_none() && runner.admitted.is_some() {
+            progress.step(results.len(), "session resumption");
+            runner.resumption().await;
+        }
     }
     if stopped.is_none() {
-        progress.step(results.len(), "session resumption");
-        runner.resumption().await;
+        if runner.facts.resumption.is_none() {
+            runner.resumption().await;
+        }
         progress.step(results.len() + 1, "TLS 1.2 with AEAD suites");
         runner.modern_tls12().await;
     }
@@ -564,7 +571,15 @@ impl Runner<'_> {
         if got_in && self.admitted.is_none() && case != Case::NoCertificate {
             self.admitted = Some((config.clone(), case));
         }
-        let note = self.note(case, &a.did, verdict, a.why.as_deref());
+        let mut note = self.note(case, &a.did, verdict, a.why.as_deref());
+        if !a.asked && a.tls.as_ref().is_some_and(|t| !t.resumed) && case != Case::NoCertificate {
+            // Nothing about the certificate was tested: it never left this machine.
+            note = Some(
+                "the server never asked for a certificate (ordinary TLS, not mutual TLS), so \
+                 this one was not even sent"
+                    .into(),
+            );
+        }
         CaseResult {
             case,
             sent,
@@ -683,12 +698,12 @@ fn missing_check(case: Case) -> &'static str {
     match case {
         Case::NoCertificate => "the server does not require a client certificate",
         Case::SelfSigned | Case::ForeignCa => {
-            "it accepts certificates no CA it trusts has signed (it requests a certificate but \
-             does not verify its chain)"
+            "it accepts a certificate no CA it trusts has signed: it does not verify the chain, \
+             or ignores a failed verification"
         }
         Case::ForgedCa => {
-            "it accepts a certificate whose issuer only has the trusted CA's name: it does not \
-             verify the chain's signatures"
+            "it accepts a certificate whose issuer merely has the trusted CA's name (another key \
+             signed it)"
         }
         Case::Expired | Case::NotYetValid => "it does not check the certificate's dates",
         Case::ServerAuthOnly | Case::NoClientAuth => {
