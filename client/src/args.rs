@@ -201,7 +201,7 @@ pub struct AuditArgs {
     allow_remote: bool,
 
     /// Time limit for each phase of each probe (connect, handshake, answer), in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=30))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=mtls::audit::MAX_TIMEOUT.as_secs()))]
     timeout: u64,
 
     /// Print the report as JSON.

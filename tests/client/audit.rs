@@ -464,10 +464,20 @@ fn a_server_that_never_answers_leaves_every_case_inconclusive_within_the_probe_l
 }
 
 #[test]
-fn audit_usage_mistakes_exit_2_and_the_old_flags_still_conflict_with_it() {
+fn an_audit_that_cannot_run_exits_2_and_the_old_flags_still_conflict_with_it() {
     let pki = Pki::demo();
     let ca = pki.certs.ca_cert();
     let cert = pki.certs.cert("client-a");
+    // Nothing listens on a port just released: the audit cannot run, which is not a finding.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let out = audit_with(&format!("https://127.0.0.1:{closed}/"), &ca, &[]);
+    let error = error_line(&out, 2);
+    assert!(error.contains("the server cannot be reached"), "{error}");
+    assert!(error.contains("connection refused"), "{error}");
+
     let out = audit_with("https://localhost:1/", &ca, &["--cert", utf8(&cert)]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

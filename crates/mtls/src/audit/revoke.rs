@@ -17,7 +17,8 @@ use time::Duration;
 
 use super::cases::{Treated, treated};
 use super::mint::{self, Flaw};
-use super::{CRL_WAIT, Case, CaseResult, Runner, Verdict, not_tried, probe};
+use super::runner::Runner;
+use super::{CRL_WAIT, Case, CaseResult, Verdict, not_tried, probe};
 use crate::ca::crl::{self, CrlInfo, Entry};
 use crate::ca::write::{self, Access};
 use crate::certinfo::CertInfo;
