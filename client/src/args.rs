@@ -144,7 +144,8 @@ impl Cli {
 pub enum Command {
     /// Try, each on its own connection, the clients a correctly configured mTLS server must
     /// refuse, and report what it did with each (exit 0: all blocked; 1: something got in
-    /// or could not be judged; 2: usage, or the good client itself cannot get in).
+    /// or could not be judged; 2: the audit could not run: usage, a server it cannot reach,
+    /// or the good client itself refused).
     #[command(after_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
 }
