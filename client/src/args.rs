@@ -142,10 +142,13 @@ impl Cli {
 /// What `client` does besides one request.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Try, each on its own connection, the clients a correctly configured mTLS server must
-    /// refuse, and report what it did with each (exit 0: all blocked; 1: something got in
-    /// or could not be judged; 2: the audit could not run: usage, a server it cannot reach,
-    /// or the good client itself refused).
+    /// Try the clients a correctly configured mTLS server must refuse; report what it did
+    ///
+    /// Each client on its own connection: no certificate, a self-signed one, one from a
+    /// foreign or forged CA, old TLS versions and weak suites, plain HTTP; with the issuer's
+    /// key, certificates from the trusted CA that are wrong in one way. Exit 0: all blocked;
+    /// 1: something got in or could not be judged; 2: the audit could not run (usage, a
+    /// server it cannot reach, or the good client itself refused).
     #[command(after_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
 }

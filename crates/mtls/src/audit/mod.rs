@@ -249,9 +249,11 @@ pub async fn run(settings: &AuditSettings, progress: &ProgressLine) -> Result<Au
         Some(ca) => pki::subject_of(&ca.der)?,
         None => pki::subject_of(&ca_certs[0])?,
     };
-    let names = match &good {
-        Some(id) => Names::copied_from(&id.chain[0])?,
-        None => Names::fresh("client")?,
+    // A name that cannot be copied (an otherName SAN, say) gives way to fresh ones; each
+    // case's "sent" says which names it carried.
+    let names = match good.as_ref().map(|id| Names::copied_from(&id.chain[0])) {
+        Some(Ok(names)) => names,
+        _ => Names::fresh("client")?,
     };
     let mut runner = Runner::new(settings, trust, good, issuer, trusted_name, names);
     let plan = settings.plan();
