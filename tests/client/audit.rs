@@ -125,6 +125,14 @@ fn did(report: &Value, id: &str) -> (String, String) {
     (d["kind"].as_str().unwrap_or_default().to_string(), detail)
 }
 
+/// Case `id` was refused after the handshake, with `alert` if one arrived: s_server closes
+/// at once after its alert, and under load the close can overtake it (a reset discards it).
+fn refused_after(report: &Value, id: &str, alert: &str) {
+    let (kind, got) = did(report, id);
+    assert_eq!(kind, "refused_after_handshake", "{id}: {report:#}");
+    assert!(got.is_empty() || got == alert, "{id}: alert {got}");
+}
+
 const ALL_CERTIFICATE_CASES: [&str; 8] = [
     "self-signed",
     "foreign-ca",
@@ -320,13 +328,7 @@ fn openssl_s_server_with_verify_1_admits_any_certificate_unless_told_to_return_e
     let mut flagged = ALL_CERTIFICATE_CASES.to_vec();
     flagged.push("cbc-only-suites");
     assert_verdicts(&report, &flagged, "admitted");
-    assert_eq!(
-        did(&report, "no-certificate"),
-        (
-            "refused_after_handshake".to_string(),
-            "certificate_required".to_string()
-        )
-    );
+    refused_after(&report, "no-certificate", "certificate_required");
     drop(lax);
 
     // With it, OpenSSL refuses each bad chain, but a CA:TRUE certificate is a valid client
@@ -334,20 +336,8 @@ fn openssl_s_server_with_verify_1_admits_any_certificate_unless_told_to_return_e
     let strict = PeerServer::s_server(&pki, &["-Verify", "1", "-verify_return_error"]);
     let report = json_report(&audit(&pki, &strict.url(), &["--json"]), 1);
     assert_verdicts(&report, &["ca-as-client", "cbc-only-suites"], "admitted");
-    assert_eq!(
-        did(&report, "expired"),
-        (
-            "refused_after_handshake".to_string(),
-            "certificate_expired".to_string()
-        )
-    );
-    assert_eq!(
-        did(&report, "foreign-ca"),
-        (
-            "refused_after_handshake".to_string(),
-            "unknown_ca".to_string()
-        )
-    );
+    refused_after(&report, "expired", "certificate_expired");
+    refused_after(&report, "foreign-ca", "unknown_ca");
 }
 
 #[test]
