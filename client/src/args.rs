@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mtls::Error;
+use mtls::audit::AuditSettings;
 use mtls::cli::Generate;
 use mtls::client::{ClientSettings, Url};
 use mtls::files::{CertsDir, ClientId, DEFAULT_DIR, Role};
@@ -18,7 +19,10 @@ Examples:
   cargo run -p client -- --cert my.crt --key my.key --ca certs/ca.crt
   cargo run -p client -- -c a --json                # the same report, for scripts
   cargo run -p client -- -c a --trace               # every handshake message, as it happened
-  SSLKEYLOGFILE=keys.log cargo run -p client -- -c a  # secrets for Wireshark/tshark";
+  SSLKEYLOGFILE=keys.log cargo run -p client -- -c a  # secrets for Wireshark/tshark
+
+  cargo run -p client -- audit --url https://localhost:8443/ --ca certs/ca.crt \
+      --cert certs/client-a.crt --key certs/client-a.key   # does the server refuse whom it must?";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Which {
@@ -31,8 +35,17 @@ enum Which {
 /// Calls the mTLS server with a client certificate, then prints the response, the TLS
 /// state and the server's certificate chain as this client saw them.
 #[derive(Parser, Debug)]
-#[command(name = "client", version, after_help = EXAMPLES)]
+#[command(
+    name = "client",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// `audit`: try the clients a correctly configured mTLS server must refuse.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Which demo client certificate to present.
     #[arg(short = 'c', long = "client", value_name = "CLIENT")]
     client: Option<Which>,
@@ -133,5 +146,93 @@ impl Cli {
         };
         settings.trace = self.trace;
         Ok(settings)
+    }
+}
+
+/// What `client` does besides one request.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Try the clients a correctly configured mTLS server must refuse; report what it did
+    ///
+    /// Each client on its own connection: no certificate, a self-signed one, one from a
+    /// foreign or forged CA, old TLS versions and weak suites, plain HTTP; with the issuer's
+    /// key, certificates from the trusted CA that are wrong in one way. Exit 0: all blocked;
+    /// 1: something got in or could not be judged; 2: the audit could not run (usage, a
+    /// server it cannot reach, or the good client itself refused).
+    #[command(after_help = AUDIT_EXAMPLES)]
+    Audit(AuditArgs),
+}
+
+const AUDIT_EXAMPLES: &str = "\
+Examples:
+  client audit --url https://localhost:8443/ --ca certs/ca.crt
+  client audit --url https://localhost:8443/ --ca certs/ca.crt \\
+      --cert certs/client-a.crt --key certs/client-a.key \\
+      --issuer-cert certs/ca.crt --issuer-key certs/ca.key    # your own PKI only
+  client audit ... --crl-hint certs/crl.pem   # revokes a throwaway certificate in the list
+  client audit ... --json                     # for CI: exit 0 only if all was blocked";
+
+/// The command line of `client audit`.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The server to audit: https://HOST:PORT/PATH (on this machine unless --allow-remote).
+    #[arg(long, value_name = "URL")]
+    url: Url,
+
+    /// The CA the server's certificate chains to (and whose name the forged CA copies).
+    #[arg(long, value_name = "FILE")]
+    ca: PathBuf,
+
+    /// A client certificate the server must admit (with --key): shown to get in first.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// The private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// The CA that issues the server's clients (with --issuer-key): to mint certificates
+    /// from it that are wrong in one way. Only for your own PKI.
+    #[arg(long, value_name = "FILE", requires = "issuer_key")]
+    issuer_cert: Option<PathBuf>,
+
+    /// The private key of --issuer-cert.
+    #[arg(long, value_name = "FILE", requires = "issuer_cert")]
+    issuer_key: Option<PathBuf>,
+
+    /// The CRL file the server reads and reloads when it changes: the audit adds a
+    /// certificate it minted to it and checks that the server then refuses it.
+    #[arg(long, value_name = "FILE", requires = "issuer_cert")]
+    crl_hint: Option<PathBuf>,
+
+    /// Count a valid certificate with an identity nobody configured getting in as a
+    /// failure (the server must authorize, not only authenticate).
+    #[arg(long, requires = "issuer_cert")]
+    expect_authorization: bool,
+
+    /// Audit a server that is not on this machine (only one you run).
+    #[arg(long)]
+    allow_remote: bool,
+
+    /// Time limit for each phase of each probe (connect, handshake, answer), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=mtls::audit::MAX_TIMEOUT.as_secs()))]
+    timeout: u64,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl AuditArgs {
+    /// The audit's settings.
+    pub fn settings(self) -> AuditSettings {
+        let mut s = AuditSettings::new(self.url, self.ca);
+        s.good = self.cert.zip(self.key);
+        s.issuer = self.issuer_cert.zip(self.issuer_key);
+        s.crl_hint = self.crl_hint;
+        s.expect_authorization = self.expect_authorization;
+        s.allow_remote = self.allow_remote;
+        s.timeout = std::time::Duration::from_secs(self.timeout);
+        s
     }
 }

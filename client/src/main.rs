@@ -4,12 +4,13 @@
 //! The command line (args.rs) becomes `ClientSettings`; one request with the library's
 //! client; the report (after the handshake trace, with --trace) goes to stdout, as text or
 //! JSON, and a non-2xx answer exits 1. A failed request prints its trace, then the error.
+//! `client audit` becomes `AuditSettings` and one call to the library's audit.
 
 mod args;
 
 use std::process::ExitCode;
 
-use args::Cli;
+use args::{AuditArgs, Cli, Command};
 use clap::{CommandFactory, Parser};
 use mtls::cli::{block_on, finish, say};
 
@@ -19,7 +20,33 @@ fn main() -> ExitCode {
         return mtls::cli::generate(Cli::command(), what);
     }
     let _log = mtls::logging::init();
+    if let Some(Command::Audit(args)) = cli.command {
+        return audit(args);
+    }
     finish(run(cli))
+}
+
+/// Exit 0 when all was blocked, 1 when something got in (or could not be judged), 2 when
+/// the audit could not run.
+fn audit(args: AuditArgs) -> ExitCode {
+    let json = args.json;
+    let settings = args.settings();
+    let progress = mtls::audit::ProgressLine::on_stderr();
+    let audit = match block_on(Some(1), mtls::audit::run(&settings, &progress)) {
+        Ok(Ok(audit)) => audit,
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(mtls::cli::USAGE);
+        }
+    };
+    match json {
+        true => say(format_args!("{:#}\n", audit.to_json())),
+        false => say(mtls::audit::Table(&audit)),
+    }
+    if let Some(why) = &audit.stopped {
+        eprintln!("error: {why}");
+    }
+    ExitCode::from(audit.exit_code())
 }
 
 fn run(cli: Cli) -> mtls::Result<ExitCode> {

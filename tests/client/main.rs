@@ -1,7 +1,9 @@
 //! The client binary end to end, against the library's server (the same code the server
 //! binary runs) on a free port, and against real servers of other kinds (nginx, HAProxy),
-//! with certificates minted per test.
+//! with certificates minted per test; `client audit` against servers that keep out whom
+//! they must and servers that do not.
 
+mod audit;
 mod real_servers;
 mod trace;
 
@@ -30,7 +32,7 @@ fn usage_line(out: &Output) -> String {
     error_line_with(out, 2)
 }
 
-fn error_line_with(out: &Output, code: i32) -> String {
+pub(crate) fn error_line_with(out: &Output, code: i32) -> String {
     assert_eq!(out.status.code(), Some(code), "{}", text(out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{}", text(out));

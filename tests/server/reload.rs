@@ -2,8 +2,8 @@
 //! keeps serving with what it has when the new files are broken.
 
 use crate::start;
-use mtls::ca::write::{self, Access};
 use mtls::pki::{Usage, Validity};
+use mtls::write::{self, Access};
 use testkit::{Conn, client_config, fingerprint, first_cert, http1};
 use testkit::{Pki, leaf};
 

@@ -3,9 +3,9 @@
 //! reload. Each must-fail case asserts the reason the server logged.
 
 use crate::start;
-use mtls::ca::write::{self, Access};
 use mtls::pki::{Usage, Validity};
 use mtls::tls::{ClientPolicy, TlsVersion};
+use mtls::write::{self, Access};
 use testkit::{Conn, client_config, http1, metrics_addr, plain_get, poll, sample};
 use testkit::{Pki, leaf};
 use time::OffsetDateTime;

@@ -403,11 +403,12 @@ impl PeerServer {
 
     /// nginx, requiring client certificates from the demo CA in `pki` for `verify`
     /// (`on`, `optional`, `optional_no_ca`), over HTTP/2 and HTTP/1.1, answering
-    /// `hello <subject>` with the client's verify result in `X-Verify`.
+    /// `hello <subject>` with the client's verify result in `X-Verify`. One process
+    /// (`master_process off`), so killing it on drop leaves no orphaned worker behind.
     pub fn nginx(pki: &Pki, verify: &str) -> Self {
         let certs = &pki.certs;
         let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {{dir}}/nginx.pid;\nerror_log stderr info;\n\
+            "daemon off;\nmaster_process off;\npid {{dir}}/nginx.pid;\nerror_log stderr info;\n\
              events {{ worker_connections 64; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {{dir}}/body;\n  \
              proxy_temp_path {{dir}}/proxy;\n  fastcgi_temp_path {{dir}}/fcgi;\n  \
@@ -450,6 +451,39 @@ impl PeerServer {
             "haproxy.cfg",
             &cfg,
             &["-f", "{dir}/haproxy.cfg", "-db"],
+        )
+    }
+
+    /// `openssl s_server -www` with the demo server certificate in `pki`, asking clients
+    /// for a certificate from the demo CA with `verify` (`-Verify 1`, say, plus
+    /// `-verify_return_error`), answering each request with its status page.
+    pub fn s_server(pki: &Pki, verify: &[&str]) -> Self {
+        let certs = &pki.certs;
+        let path = |p: PathBuf| p.to_str().expect("utf-8 path").to_string();
+        let (cert, key, ca) = (
+            path(certs.cert("server")),
+            path(certs.key("server")),
+            path(certs.ca_cert()),
+        );
+        let mut args = vec![
+            "s_server",
+            "-accept",
+            "127.0.0.1:{port}",
+            "-cert",
+            &cert,
+            "-key",
+            &key,
+            "-CAfile",
+            &ca,
+            "-www",
+        ];
+        args.extend_from_slice(verify);
+        // s_server reads no configuration file; the one written is only a note.
+        Self::start(
+            "openssl",
+            "README",
+            "openssl s_server, run by a test\n",
+            &args,
         )
     }
 

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use mtls::ca::demo::{self, DemoOptions};
-use mtls::ca::write::{self, Access};
 use mtls::files::CertsDir;
 use mtls::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
+use mtls::write::{self, Access};
 use time::OffsetDateTime;
 
 /// A demo PKI in a temporary folder. The CA starts 30 days in the past, so expired and

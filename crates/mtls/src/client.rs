@@ -142,7 +142,17 @@ impl Url {
         self.port
     }
 
-    fn server_name(&self) -> ServerName<'static> {
+    /// `HOST[:PORT]` as the URL wrote it (what a Host header carries).
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The path and query (`/` when the URL has none).
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(crate) fn server_name(&self) -> ServerName<'static> {
         // Checked when parsed: the host is a DNS name or an IP address.
         ServerName::try_from(self.host.clone())
             .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()))
@@ -425,12 +435,12 @@ pub(crate) async fn connect(target: &Url, limit: Duration) -> Result<TcpStream> 
 }
 
 /// An error from the HTTP phase, with its source chain intact for inspection.
-struct HttpFailure(Box<dyn StdError + Send + Sync>);
+pub(crate) struct HttpFailure(pub(crate) Box<dyn StdError + Send + Sync>);
 
-type Response = (Version, StatusCode, String);
+pub(crate) type Response = (Version, StatusCode, String);
 
 /// Sends `req` over HTTP/1.1 or HTTP/2 and reads the whole response.
-async fn send(
+pub(crate) async fn send(
     io: Watched<TlsStream<Wire>>,
     req: Request<Empty<Bytes>>,
     h2: bool,
@@ -494,7 +504,7 @@ async fn finish(
 /// reading the alert. So a write that fails because the peer closed is held back, for at
 /// most [`REASON_WAIT`], while what the peer sent before closing is read: its alert, if
 /// any, is recorded, then the write fails as it would have.
-struct Watched<S> {
+pub(crate) struct Watched<S> {
     inner: S,
     tls_error: Arc<Mutex<Option<rustls::Error>>>,
     /// A write that failed because the peer closed: its error, and until when to read.
@@ -505,7 +515,7 @@ struct Watched<S> {
 const REASON_WAIT: Duration = Duration::from_millis(500);
 
 impl<S> Watched<S> {
-    fn new(inner: S, tls_error: Arc<Mutex<Option<rustls::Error>>>) -> Self {
+    pub(crate) fn new(inner: S, tls_error: Arc<Mutex<Option<rustls::Error>>>) -> Self {
         Self {
             inner,
             tls_error,
@@ -672,7 +682,7 @@ fn late_error(
 }
 
 /// Walks an error's sources for the rustls error (io::Error hides it behind `get_ref`).
-fn find_rustls<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+pub(crate) fn find_rustls<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
@@ -689,7 +699,7 @@ fn find_rustls<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Erro
 }
 
 /// The connection was reset or closed under us.
-fn is_closed(err: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn is_closed(err: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<io::Error>()
@@ -758,23 +768,26 @@ impl FetchError {
     }
 }
 
+/// A refusal of the client's certificate in an HTTP answer, as nginx words one (400, 495,
+/// 496), if `status` and `body` are one.
+pub(crate) fn http_refusal_of(status: u16, body: &str) -> Option<HttpRefusal> {
+    let body = body.to_ascii_lowercase();
+    let kind = match status {
+        495 => HttpRefusalKind::CertificateError,
+        496 => HttpRefusalKind::CertificateRequired,
+        400 if body.contains("ssl certificate error") => HttpRefusalKind::CertificateError,
+        400 if body.contains("no required ssl certificate was sent") => {
+            HttpRefusalKind::CertificateRequired
+        }
+        _ => return None,
+    };
+    Some(HttpRefusal { kind, status })
+}
+
 impl Exchange {
     /// The server's answer refuses our certificate at the HTTP level, if it does.
     pub fn http_refusal(&self) -> Option<HttpRefusal> {
-        let body = self.body.to_ascii_lowercase();
-        let kind = match self.status.as_u16() {
-            495 => HttpRefusalKind::CertificateError,
-            496 => HttpRefusalKind::CertificateRequired,
-            400 if body.contains("ssl certificate error") => HttpRefusalKind::CertificateError,
-            400 if body.contains("no required ssl certificate was sent") => {
-                HttpRefusalKind::CertificateRequired
-            }
-            _ => return None,
-        };
-        Some(HttpRefusal {
-            kind,
-            status: self.status.as_u16(),
-        })
+        http_refusal_of(self.status.as_u16(), &self.body)
     }
 
     /// The same report as JSON, for scripts: the response, the TLS state, the server's

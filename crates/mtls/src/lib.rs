@@ -8,8 +8,10 @@
 //! - [`files`]: the only place file names exist (`certs/ca.crt`, ...), the demo's server
 //!   names and its SPIFFE trust domain; [`perms`]: who may change a file (a CA file others
 //!   can write is a CA anyone can add to).
-//! - [`pki`]: minting a CA and leaves with rcgen, with a proper X.509 profile.
-//! - [`pem`]: PEM in (with errors that name the file and the fix) and out.
+//! - [`pki`]: minting a CA and leaves with rcgen, with a proper X.509 profile;
+//!   [`revocation`]: revocation lists as data (entries, reasons, signing, reading back).
+//! - [`pem`]: PEM in (with errors that name the file and the fix) and out; [`write`]:
+//!   files written atomically, keys 0600, nothing replaced silently.
 //! - [`tls`]: the only rustls configuration code, for both sides.
 //! - [`trace`]: the handshake as it happened on one connection, message by message, from
 //!   the bytes on the wire and the session's own secrets (`client --trace`, the server's
@@ -27,9 +29,12 @@
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
 //!   runtime, completions and man pages).
 //!
-//! Only the CA tool (`certificate`) uses [`ca`]: the folder index at the bottom, then
-//! issuing and renewing, revocation lists, the demo set, the lab, doctor, inspect, PKCS#12
-//! and atomic writes.
+//! Only the CA tool (`certificate`) uses [`ca`]: the folder index and its lock at the
+//! bottom, then issuing and renewing, `crl.pem`, the demo set, the lab, doctor, inspect and
+//! PKCS#12.
+//!
+//! Only the client uses [`audit`]: `client audit`, which tries the clients an mTLS server
+//! must refuse and reports what it did with each.
 //!
 //! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
 //! serving a connection (as text, or as a page for a browser), the watchdog, the identity
@@ -50,10 +55,13 @@ pub mod perms;
 pub mod pki;
 pub mod program;
 pub mod report;
+pub mod revocation;
 pub mod tls;
 pub mod trace;
 pub mod verify;
+pub mod write;
 
+pub mod audit;
 pub mod ca;
 pub mod server;
 

@@ -468,6 +468,17 @@ impl CertAuthority {
 
     /// Issues a leaf certificate with a fresh key. Its PEM holds the leaf, then the chain.
     pub fn issue(&self, spec: &LeafSpec) -> Result<Issued> {
+        self.issue_with(spec, |_| {})
+    }
+
+    /// Issues as [`CertAuthority::issue`] does, letting `change` alter the profile before
+    /// it is signed: `client audit` mints certificates that are wrong in exactly one way
+    /// (CA:TRUE, an EKU that is not clientAuth) from the standard one.
+    pub fn issue_with(
+        &self,
+        spec: &LeafSpec,
+        change: impl FnOnce(&mut CertificateParams),
+    ) -> Result<Issued> {
         self.ensure_current()?;
         let key = spec.key_type.generate()?;
         let validity = spec.validity.within(self.validity)?;
@@ -484,6 +495,7 @@ impl CertAuthority {
         params.serial_number = Some(random_serial()?);
         params.not_before = validity.not_before;
         params.not_after = validity.not_after;
+        change(&mut params);
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|source| Error::Mint {

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::doctor::{self, Report};
-use super::write;
 use super::{crl, folder, lock};
 use crate::certinfo::CertInfo;
 use crate::error::Result;
@@ -17,6 +16,7 @@ use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::program::Program;
+use crate::write;
 use rcgen::SanType;
 
 /// How to mint the demo set.

@@ -9,13 +9,13 @@ use std::path::PathBuf;
 
 use rustls::pki_types::CertificateDer;
 
-use super::write;
 use crate::certinfo::CertInfo;
 use crate::error::{Error, NAME_MAX, NameProblem, Result};
 use crate::files::{CertsDir, RESERVED, Role};
 use crate::pem;
 use crate::pki::CertAuthority;
 use crate::program::Program;
+use crate::write;
 
 /// Checks a file stem: letters, digits, `.`, `_` and `-`, starting with a letter or digit,
 /// at most [`NAME_MAX`] characters. No path separators, no `..`.

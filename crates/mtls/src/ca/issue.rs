@@ -10,12 +10,12 @@ use super::folder::{
     stored_below, validate_name,
 };
 use super::lock;
-use super::write;
 use crate::certinfo::CertInfo;
 use crate::error::{Error, NameProblem, Result};
 use crate::files::{CertsDir, Role, SERVER_SANS};
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::program::Program;
+use crate::write;
 
 /// What to issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

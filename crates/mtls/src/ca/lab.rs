@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::crl::{self, Entry, Reason};
-use super::write::{self, Access};
 use super::{folder, lock};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
@@ -15,6 +14,7 @@ use crate::files::{CertsDir, Role, spiffe_id};
 use crate::format::format_time;
 use crate::pki::{self, CertAuthority, KeyType, LeafSpec, Usage, Validity};
 use crate::program::Program;
+use crate::write::{self, Access};
 
 /// The lab's CRL, listing the revoked client.
 pub const REVOKED_CRL: &str = "revoked.crl.pem";

@@ -25,4 +25,3 @@ pub mod issue;
 pub mod lab;
 pub mod lock;
 pub mod p12;
-pub mod write;

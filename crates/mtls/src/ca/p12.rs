@@ -11,11 +11,11 @@ use p12_keystore::{
     PrivateKeyChain,
 };
 
-use super::write::{self, Access};
 use super::{folder, lock};
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, TRUSTSTORE};
 use crate::pem;
+use crate::write::{self, Access};
 
 /// Where the bundle's password comes from.
 #[derive(Clone, Debug)]
