@@ -35,6 +35,7 @@ use tracing::debug;
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Failure, Result};
 use crate::explain::{self, Side};
+pub use crate::explain::{HttpRefusal, HttpRefusalKind};
 use crate::pem;
 use crate::report::{ChainText, TlsReport, describe_chain};
 use crate::tls::{self, Identity, SeenChain, Trust};
@@ -734,27 +735,6 @@ fn chain_text(err: &(dyn StdError + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
-}
-
-/// A server that finished the TLS handshake and then refused our certificate in its HTTP
-/// answer, as nginx does with `ssl_verify_client`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HttpRefusal {
-    /// Why, as the answer says it.
-    pub kind: HttpRefusalKind,
-    /// The status it answered with (400, 495 or 496).
-    pub status: u16,
-}
-
-/// What an HTTP-level refusal of our certificate says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HttpRefusalKind {
-    /// The certificate failed the server's checks (nginx: 495, or 400 "The SSL certificate
-    /// error").
-    CertificateError,
-    /// The server wanted a certificate and got none (nginx: 496, or 400 "No required SSL
-    /// certificate was sent").
-    CertificateRequired,
 }
 
 impl FetchError {

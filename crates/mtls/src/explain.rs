@@ -515,10 +515,31 @@ fn when(t: OffsetDateTime) -> String {
     crate::format::format_time(t)
 }
 
+/// A server that finished the TLS handshake and then refused our certificate in its HTTP
+/// answer, as nginx does with `ssl_verify_client`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpRefusal {
+    /// Why, as the answer says it.
+    pub kind: HttpRefusalKind,
+    /// The status it answered with (400, 495 or 496).
+    pub status: u16,
+}
+
+/// What an HTTP-level refusal of our certificate says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpRefusalKind {
+    /// The certificate failed the server's checks (nginx: 495, or 400 "The SSL certificate
+    /// error").
+    CertificateError,
+    /// The server wanted a certificate and got none (nginx: 496, or 400 "No required SSL
+    /// certificate was sent").
+    CertificateRequired,
+}
+
 /// A refusal of our certificate in an HTTP answer, in words: who decided, and what to check.
-impl fmt::Display for crate::client::HttpRefusal {
+impl fmt::Display for HttpRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::client::HttpRefusalKind as K;
+        use HttpRefusalKind as K;
         let status = self.status;
         match self.kind {
             K::CertificateError => write!(
