@@ -43,6 +43,17 @@ fn minimal_client(pki: &Pki, server: &ServerProcess, stem: &str) -> Output {
     ]))
 }
 
+/// Each of `expected` appears in `text`, in this order.
+fn assert_in_order(text: &str, expected: &[&str]) {
+    let mut rest = text;
+    for line in expected {
+        let at = rest
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} missing or out of order:\n{text}"));
+        rest = &rest[at + line.len()..];
+    }
+}
+
 #[test]
 fn the_minimal_server_and_client_talk_mutual_tls_and_refuse_a_stranger() {
     let pki = Pki::demo();
@@ -143,11 +154,103 @@ fn the_one_file_round_trip_shows_both_sides_of_both_handshakes() {
         "client: refused: received fatal alert: CertificateRequired",
         "server: refused the handshake: peer sent no certificates",
     ];
-    let mut rest = stdout.as_ref();
-    for line in expected {
-        let at = rest
-            .find(line)
-            .unwrap_or_else(|| panic!("{line:?} missing or out of order:\n{stdout}"));
-        rest = &rest[at + line.len()..];
-    }
+    assert_in_order(&stdout, &expected);
+}
+
+#[test]
+fn the_tour_walks_every_step_and_failure_and_leaves_nothing_behind() {
+    let out = run(Command::new(example("tour")).arg("--no-pause"));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains('\x1b'),
+        "colour only on a terminal:\n{stdout}"
+    );
+    // Each step, in order, with what happened in it on this connection.
+    let expected = [
+        "1. One mutual-TLS connection, message by message",
+        "→ ClientHello                           step 1",
+        "← CertificateRequest                    step 4",
+        "→ Finished                              step 5",
+        "Step 1. The client connects",
+        "key-exchange groups: X25519MLKEM768 (hybrid post-quantum: X25519 + ML-KEM-768)",
+        "server name (SNI): localhost",
+        "Step 2. The server answers and presents its certificate chain",
+        "cipher suite: TLS13_",
+        "certificate 1: C=Earth, ST=Asia, L=Mountain, O=Server Company, OU=Engineering, CN=localhost",
+        "Step 3. The client verifies the server",
+        "← CertificateVerify",
+        "client verified the server's chain",
+        "Step 4. The server asks for a certificate",
+        "acceptable CA name: C=Earth, ST=Asia, L=Mountain, O=CA Company, OU=Engineering, CN=CA",
+        "the server asked for a certificate from: C=Earth",
+        "Step 5. The client presents its certificate",
+        "CN=Client A (issued by",
+        "presented Client A (spiffe://mtls.demo/client-a)",
+        "Step 6. The server verifies the client",
+        "server INFO client verified",
+        "purpose=clientAuth",
+        "Step 7. The server authorizes the identity",
+        "server INFO identity admitted",
+        "matched=spiffe://mtls.demo/client-a",
+        "Step 8. Encrypted data",
+        "← NewSessionTicket",
+        "HTTP/2.0 200 OK over TLSv1.3: hello, Client A",
+        // The failures, each with both sides' words.
+        "No certificate: TLS 1.3 and TLS 1.2 side by side",
+        "← Alert: fatal certificate_required",
+        "TLS 1.3: error: the server refused our certificate (alert: certificate_required)",
+        "the refusal arrived on the first read after our side of the handshake had finished",
+        "TLS 1.2: error: the server refused our certificate (alert: certificate_required)",
+        "the refusal arrived inside the handshake",
+        "reason=no_certificate",
+        "A certificate from another CA",
+        "(alert: unknown_ca)",
+        "reason=unknown_ca",
+        "An expired certificate",
+        "(alert: certificate_expired)",
+        "reason=expired",
+        "A certificate for the wrong purpose",
+        "(alert: unsupported_certificate)",
+        "reason=bad_usage",
+        "A revoked certificate",
+        "(alert: certificate_revoked)",
+        "reason=revoked",
+        "A server certificate without the name the client dialled",
+        "→ Alert: fatal bad_certificate",
+        "the server's certificate is not valid for \"127.0.0.1\"",
+        "reason=peer_refused",
+        "Verified but not allowed: Client B and the allow-list",
+        "403 Forbidden: forbidden: Client B",
+        "server WARN identity denied",
+        // The audit.
+        "3. Does the server refuse everyone it must? `client audit`",
+        "blocked   valid, identity nobody configured         answered HTTP 403",
+        "Result: all 14 cases that must be blocked were blocked; it authorizes as well as authenticates",
+        "4. Where next",
+    ];
+    assert_in_order(&stdout, &expected);
+    assert!(!stdout.contains("(logged nothing about it"), "{stdout}");
+    // The temporary folder is gone.
+    let folder = stdout
+        .split("were just minted into ")
+        .nth(1)
+        .and_then(|rest| rest.split(", with the break-it lab").next())
+        .expect("the tour names its folder");
+    assert!(
+        !std::path::Path::new(folder).exists(),
+        "{folder} was left behind"
+    );
+}
+
+#[test]
+fn the_tour_refuses_an_argument_it_does_not_know() {
+    let out = run(Command::new(example("tour")).arg("--fast"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("error: unknown argument \"--fast\"; the tour takes only --no-pause"),
+        "{}",
+        text(&out)
+    );
 }
