@@ -8,6 +8,7 @@ mod folder;
 mod mint;
 mod names;
 mod permissions;
+mod readme;
 mod verify;
 mod writes;
 

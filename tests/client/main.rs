@@ -4,6 +4,7 @@
 //! they must and servers that do not.
 
 mod audit;
+mod readme;
 mod real_servers;
 mod trace;
 

@@ -254,3 +254,15 @@ fn the_tour_refuses_an_argument_it_does_not_know() {
         text(&out)
     );
 }
+
+#[test]
+fn the_readme_quotes_the_tour_as_it_prints() {
+    testkit::readme::check("mtls", |scenario| match scenario {
+        "tour" => {
+            let out = run(Command::new(example("tour")).arg("--no-pause"));
+            assert!(out.status.success(), "{}", text(&out));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+        other => panic!("the examples' tests do not run {other:?}"),
+    });
+}

@@ -10,6 +10,7 @@ mod limits;
 mod metrics;
 mod policy;
 mod proxy;
+mod readme;
 mod reload;
 mod reverify;
 mod trace;

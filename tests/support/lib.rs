@@ -1,12 +1,13 @@
 //! Helpers for the end-to-end tests of the three binaries, split by concern and defined
 //! once: [`pki`] (a demo PKI per test), [`process`] (running binaries and waiting on them),
 //! [`peers`] (the clients a test talks with), [`upstream`] (an application behind the
-//! proxy) and [`metrics`] (scrapes).
+//! proxy), [`metrics`] (scrapes) and [`readme`] (the output the docs quote).
 
 pub mod metrics;
 pub mod peers;
 pub mod pki;
 pub mod process;
+pub mod readme;
 pub mod upstream;
 
 pub use metrics::{metrics_addr, sample};
