@@ -165,12 +165,12 @@ pub enum Command {
 
 const AUDIT_EXAMPLES: &str = "\
 Examples:
-  client audit --url https://localhost:8443/ --ca certs/ca.crt
-  client audit --url https://localhost:8443/ --ca certs/ca.crt \\
+  cargo run -p client -- audit --url https://localhost:8443/ --ca certs/ca.crt
+  cargo run -p client -- audit --url https://localhost:8443/ --ca certs/ca.crt \\
       --cert certs/client-a.crt --key certs/client-a.key \\
       --issuer-cert certs/ca.crt --issuer-key certs/ca.key    # your own PKI only
-  client audit ... --crl-hint certs/crl.pem   # revokes a throwaway certificate in the list
-  client audit ... --json                     # for CI: exit 0 only if all was blocked";
+  cargo run -p client -- audit ... --crl-hint certs/crl.pem   # revokes a throwaway certificate in the list
+  cargo run -p client -- audit ... --json                     # for CI: exit 0 only if all was blocked";
 
 /// The command line of `client audit`.
 #[derive(Args, Debug)]
