@@ -453,15 +453,21 @@ pub(crate) async fn send(
             .await
             .map_err(boxed)?;
         let driver = tokio::spawn(conn);
-        let result = read_response(sender.send_request(req).await).await;
-        finish(result, driver).await
+        answer(
+            async { read_response(sender.send_request(req).await).await },
+            driver,
+        )
+        .await
     } else {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(boxed)?;
         let driver = tokio::spawn(conn);
-        let result = read_response(sender.send_request(req).await).await;
-        finish(result, driver).await
+        answer(
+            async { read_response(sender.send_request(req).await).await },
+            driver,
+        )
+        .await
     }
 }
 
@@ -479,18 +485,39 @@ async fn read_response(
     ))
 }
 
-/// Stops the connection task when done; on failure, lets it finish recording the cause.
-async fn finish(
-    result: std::result::Result<Response, Box<dyn StdError + Send + Sync>>,
-    driver: tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>,
+/// The response, or why the connection ended first. The connection's task is watched
+/// beside the response: when it ends with an error (a TLS 1.3 refusal arrives on its first
+/// read), that error is the answer at once, rather than whenever, if ever, the request's
+/// future learns that its connection is gone. On success the task is stopped.
+async fn answer(
+    response: impl Future<Output = std::result::Result<Response, Box<dyn StdError + Send + Sync>>>,
+    mut driver: tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>,
 ) -> std::result::Result<Response, HttpFailure> {
+    tokio::pin!(response);
+    let result = tokio::select! {
+        // An answer that is complete wins over the connection's end.
+        biased;
+        result = &mut response => result,
+        ended = &mut driver => match ended {
+            // The connection failed before the answer: that is the cause.
+            Ok(Err(e)) => return Err(HttpFailure(e.into())),
+            // It closed cleanly (or its task stopped): the answer may still be complete.
+            _ => match tokio::time::timeout(Duration::from_secs(1), &mut response).await {
+                Ok(result) => result,
+                Err(_) => Err("the connection closed before the answer arrived".into()),
+            },
+        },
+    };
     match result {
         Ok(done) => {
             driver.abort();
             Ok(done)
         }
         Err(err) => {
-            let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+            // Let the task finish recording the cause (the alert) for a moment.
+            if !driver.is_finished() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut driver).await;
+            }
             Err(HttpFailure(err))
         }
     }
