@@ -8,6 +8,7 @@ mod folder;
 mod mint;
 mod names;
 mod permissions;
+mod ticket_keys;
 mod verify;
 mod writes;
 

@@ -113,6 +113,22 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A secret file that users other than its owner may read (or change).
+    #[error(
+        "{what} {} may be read or changed by other users (mode {mode:03o}): whoever reads it \
+         can resume a session as any client. Nothing was loaded from it; run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    Exposed {
+        /// What the file holds.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
     /// Refusing to replace a file without `--force`.
     #[error("{} already exists; {why}. Nothing was changed; pass --force to replace it", path.display())]
     AlreadyExists {
