@@ -480,6 +480,7 @@ fn readyz_is_not_ready_with_an_expired_certificate_or_a_stale_crl_and_says_why()
     assert_eq!(probe(&server, "/healthz").0, 200, "alive, if not ready");
     let (status, body) = probe(&server, "/readyz");
     assert_eq!(status, 503, "{body}");
+    assert!(!body.contains("  "), "one sentence a line: {body}");
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines.len(), 2, "{body}");
     assert!(

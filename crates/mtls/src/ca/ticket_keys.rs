@@ -124,8 +124,9 @@ impl fmt::Display for TicketKeysReport {
         let path = self.path.display();
         writeln!(
             f,
-            "Servers started with `{}` load it at their next reload (a file change, or \
-             SIGHUP); copy it to every server of the fleet, keeping it secret.",
+            "Copy it to every server of the fleet, keeping it secret. Start them with `{}`; \
+             running ones load a changed file at their next reload (within \
+             --reload-interval, or on SIGHUP).",
             Program::Server.command(&format!("--ticket-keys {path}"))
         )
     }

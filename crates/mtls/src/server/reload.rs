@@ -464,14 +464,16 @@ impl std::fmt::Display for Unfit {
                 if *expired {
                     write!(
                         f,
-                        "{who} {file} ({name}) expired at {} ({} ago): {effect}; replace it                          (`{fix}`) and the server reloads it",
+                        "{who} {file} ({name}) expired at {} ({} ago): {effect}; renew it \
+                         (`{fix}`, or however your CA renews it): the server reloads it",
                         format_time(*not_after),
                         format_span(*now - *not_after)
                     )
                 } else {
                     write!(
                         f,
-                        "{who} {file} ({name}) is not valid until {} (in {}): {effect}; check                          this machine's clock",
+                        "{who} {file} ({name}) is not valid until {} (in {}): {effect}; check \
+                         this machine's clock",
                         format_time(*not_before),
                         format_span(*not_before - *now)
                     )
@@ -484,7 +486,8 @@ impl std::fmt::Display for Unfit {
                 now,
             } => write!(
                 f,
-                "the CRL {} ({issuer}) is stale since {} ({} ago, its nextUpdate): every client                  is refused until a newer list is loaded; sign it again (`{}`)",
+                "the CRL {} ({issuer}) is stale since {} ({} ago, its nextUpdate): every client \
+                 is refused until a newer list is loaded; sign it again (`{}`)",
                 file.display(),
                 format_time(*next_update),
                 format_span(*now - *next_update),
