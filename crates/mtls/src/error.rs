@@ -113,16 +113,15 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A secret file that users other than its owner may read (or change).
+    /// A session-ticket key file every user may read, or others may change.
     #[error(
-        "{what} {} may be read or changed by other users (mode {mode:03o}): whoever reads it \
-         can resume a session as any client. Nothing was loaded from it; run `chmod 600 {}`",
+        "the session-ticket key file {} may be read or changed by other users (mode \
+         {mode:03o}): whoever reads it can resume a session as any client. Nothing was loaded \
+         from it; run `chmod 600 {}`",
         path.display(),
         path.display()
     )]
-    Exposed {
-        /// What the file holds.
-        what: String,
+    TicketKeysExposed {
         /// The file.
         path: PathBuf,
         /// Its permission bits.

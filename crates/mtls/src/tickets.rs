@@ -223,8 +223,7 @@ pub fn refuse_if_exposed(path: &Path) -> Result<bool> {
         return Ok(false);
     };
     if mode & 0o026 != 0 {
-        return Err(Error::Exposed {
-            what: WHAT.into(),
+        return Err(Error::TicketKeysExposed {
             path: path.to_path_buf(),
             mode,
         });
@@ -361,6 +360,30 @@ mod tests {
         assert!(err(&format!("{}\n", BASE64.encode([0u8; 47]))).contains("line 1 holds 47 bytes"));
         let line = keys.keys()[0].line();
         assert!(err(&format!("{line}\n{line}\n")).contains("line 2 repeats the name"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_everyone_may_read_or_others_may_change_is_refused_and_group_read_is_told() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("ticket.keys");
+        std::fs::write(&file, "x").expect("write");
+        for (mode, verdict) in [
+            (0o600, Some(false)),
+            (0o400, Some(false)),
+            (0o640, Some(true)),
+            (0o644, None),
+            (0o620, None),
+            (0o602, None),
+        ] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            match (refuse_if_exposed(&file), verdict) {
+                (Ok(group), Some(expected)) => assert_eq!(group, expected, "{mode:o}"),
+                (Err(Error::TicketKeysExposed { mode: m, .. }), None) => assert_eq!(m, mode),
+                (other, _) => panic!("{mode:o}: {other:?}"),
+            }
+        }
     }
 
     #[test]
