@@ -314,6 +314,29 @@ Examples:
         force: bool,
     },
 
+    /// Write DIR/ticket.keys, the session-ticket keys a fleet of servers shares (mode 0600),
+    /// or rotate it.
+    #[command(after_help = "\
+Examples:
+  cargo run -p certificate -- ticket-keys                 # certs/ticket.keys with one key
+  cargo run -p certificate -- ticket-keys --rotate        # a new key in front; keeps 3
+  cargo run -p certificate -- ticket-keys --keep 1        # drop all but the newest
+  cargo run -p server -- --ticket-keys certs/ticket.keys  # on every server of the fleet
+
+The first key encrypts new tickets, every key decrypts: after a rotation, tickets made
+before it still resume; once their key is dropped they do not.")]
+    TicketKeys {
+        /// Put a fresh key in front of the existing ones (they keep decrypting).
+        #[arg(long)]
+        rotate: bool,
+        /// Keep at most N keys, newest first [default with --rotate: 3].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        keep: Option<u16>,
+        /// Start over with one fresh key (every ticket made so far stops resuming).
+        #[arg(long, conflicts_with_all = ["rotate", "keep"])]
+        force: bool,
+    },
+
     /// Mint the certificates people trip on, each wrong in one way, into DIR/lab/.
     #[command(after_help = "\
 Examples:

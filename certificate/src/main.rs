@@ -1,6 +1,6 @@
 //! `cargo run -p certificate`: mint the demo CA, server and client certificates into certs/,
 //! and the small CA tool around them (issue, renew, inspect, doctor, verify, revoke, crl, p12,
-//! lab).
+//! lab), and the session-ticket keys a fleet of servers shares (ticket-keys).
 //!
 //! Each run: the command line (args.rs) becomes a typed request, one library call in
 //! `mtls::ca` does the work, and its outcome becomes the output and the exit status.
@@ -15,7 +15,7 @@ use clap::{CommandFactory, FromArgMatches};
 use mtls::ca::demo::{self, DemoOptions};
 use mtls::ca::issue::IssueRequest;
 use mtls::ca::p12::P12Target;
-use mtls::ca::{crl, doctor, inspect, issue, lab, p12};
+use mtls::ca::{crl, doctor, inspect, issue, lab, p12, ticket_keys};
 use mtls::cli::{finish, say};
 use mtls::files::CertsDir;
 use mtls::verify;
@@ -165,6 +165,18 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
             )?);
         }
         Command::Lab { force } => say(lab::mint(&dir, force)?),
+        Command::TicketKeys {
+            rotate,
+            keep,
+            force,
+        } => {
+            let req = ticket_keys::TicketKeysRequest {
+                rotate,
+                keep: keep.map(usize::from),
+                force,
+            };
+            say(ticket_keys::write(&dir, &req)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

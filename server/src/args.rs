@@ -11,6 +11,7 @@ use mtls::format::{parse_duration, parse_size};
 use mtls::server::ServerSettings;
 use mtls::server::policy::{AccessPolicy, Rule};
 use mtls::server::proxy::{DEFAULT_MAX_IN_FLIGHT, Upstream};
+use mtls::server::proxy_header::{IpNet, ProxyProtocol, parse_range};
 use mtls::server::reload::ReloadTriggers;
 use mtls::tls::{MinVersion, ServerPolicy};
 
@@ -22,6 +23,8 @@ Examples:
   cargo run -p server -- --allow-uri spiffe://mtls.demo/client-a   # only Client A; B gets 403
   cargo run -p server -- --upstream http://127.0.0.1:8080 --metrics 127.0.0.1:9090
   MTLS_ADDR=0.0.0.0:8443 MTLS_CERTS=/etc/mtls cargo run -p server   # flags from the environment
+  cargo run -p server -- --proxy-protocol --proxy-protocol-from 10.0.0.0/8   # behind HAProxy
+  cargo run -p server -- --ticket-keys certs/ticket.keys  # resume on every server of a fleet
   kill -HUP <pid>                                       # reload certificates, key, CA and CRLs
   RUST_LOG=debug cargo run -p server                    # more detail";
 
@@ -85,8 +88,21 @@ pub struct Cli {
     #[arg(long, env = "MTLS_NO_RESUMPTION", help_heading = "TLS")]
     no_resumption: bool,
 
-    /// How often to look for changed --cert, --key, --ca or --crl files and reload them
-    /// (0: only on SIGHUP). A reload that fails keeps the previous material.
+    /// Session-ticket keys shared by a fleet of servers (written and rotated by `certificate
+    /// ticket-keys`): a client resumes its session on whichever server it reaches. The
+    /// first key encrypts, every key decrypts; reloaded with the certificates; refused when
+    /// every user may read it.
+    #[arg(
+        long,
+        env = "MTLS_TICKET_KEYS",
+        value_name = "FILE",
+        conflicts_with = "no_resumption",
+        help_heading = "TLS"
+    )]
+    ticket_keys: Option<PathBuf>,
+
+    /// How often to look for changed --cert, --key, --ca, --crl or --ticket-keys files and
+    /// reload them (0: only on SIGHUP). A reload that fails keeps the previous material.
     #[arg(long, env = "MTLS_RELOAD_INTERVAL", value_name = "DURATION", default_value = "2s", value_parser = parse_duration, help_heading = "TLS")]
     reload_interval: Duration,
 
@@ -171,7 +187,32 @@ pub struct Cli {
     )]
     upstream_max_in_flight: usize,
 
-    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics (off by default).
+    /// Behind a TCP load balancer: every connection begins with a PROXY protocol header
+    /// (HAProxy's, v1 or v2), and the client's address in it is the one logged, counted,
+    /// forwarded and shown. Only peers in --proxy-protocol-from may connect.
+    #[arg(
+        long,
+        env = "MTLS_PROXY_PROTOCOL",
+        requires = "proxy_protocol_from",
+        help_heading = "Load balancer"
+    )]
+    proxy_protocol: bool,
+
+    /// The load balancers' addresses (CIDR or one address; repeatable, or comma-separated):
+    /// with --proxy-protocol, connections from anywhere else are refused.
+    #[arg(
+        long,
+        env = "MTLS_PROXY_PROTOCOL_FROM",
+        value_delimiter = ',',
+        value_name = "CIDR",
+        value_parser = parse_range,
+        requires = "proxy_protocol",
+        help_heading = "Load balancer"
+    )]
+    proxy_protocol_from: Vec<IpNet>,
+
+    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics, with /healthz and
+    /// /readyz for orchestrators (off by default).
     #[arg(
         long,
         env = "MTLS_METRICS",
@@ -197,6 +238,7 @@ impl From<Cli> for ServerSettings {
         s.policy = ServerPolicy {
             min_version: cli.min_tls,
             resumption: !cli.no_resumption,
+            ticket_keys: cli.ticket_keys,
         };
         s.reload = ReloadTriggers {
             interval: Some(cli.reload_interval).filter(|d| !d.is_zero()),
@@ -215,6 +257,9 @@ impl From<Cli> for ServerSettings {
         s.upstream = cli.upstream;
         s.upstream_max_in_flight = cli.upstream_max_in_flight;
         s.metrics_addr = cli.metrics;
+        s.proxy_protocol = cli.proxy_protocol.then_some(ProxyProtocol {
+            trusted: cli.proxy_protocol_from,
+        });
         s
     }
 }

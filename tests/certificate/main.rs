@@ -9,6 +9,7 @@ mod mint;
 mod names;
 mod permissions;
 mod readme;
+mod ticket_keys;
 mod verify;
 mod writes;
 

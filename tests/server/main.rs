@@ -4,6 +4,7 @@
 mod basics;
 mod browser;
 mod causes;
+mod fleet;
 mod identity;
 mod lab;
 mod limits;

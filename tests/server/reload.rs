@@ -7,6 +7,18 @@ use mtls::write::{self, Access};
 use testkit::{Conn, client_config, fingerprint, first_cert, http1};
 use testkit::{Pki, leaf};
 
+/// A fresh server certificate and key from the demo CA, not yet written anywhere.
+fn new_server_certificate(pki: &Pki) -> mtls::pki::Issued {
+    pki.ca()
+        .issue(&leaf(
+            "localhost",
+            Usage::Server,
+            &["DNS:localhost", "IP:127.0.0.1"],
+            Validity::days(1),
+        ))
+        .expect("issue a new server certificate")
+}
+
 #[test]
 fn rotating_the_server_certificate_keeps_open_connections_and_new_ones_see_the_new_one() {
     let pki = Pki::demo();
@@ -20,15 +32,7 @@ fn rotating_the_server_certificate_keeps_open_connections_and_new_ones_see_the_n
     // Rotate as a deployment would: a new key and certificate, two files, two writes. A
     // poll between the writes sees a key that does not match: it keeps the old material
     // and tries again when the key changes.
-    let rotated = pki
-        .ca()
-        .issue(&leaf(
-            "localhost",
-            Usage::Server,
-            &["DNS:localhost", "IP:127.0.0.1"],
-            Validity::days(1),
-        ))
-        .expect("issue a new server certificate");
+    let rotated = new_server_certificate(&pki);
     let new = rotated.der.clone();
     assert_ne!(old, new);
     write::atomic(
@@ -180,4 +184,89 @@ fn the_server_warns_when_other_users_could_change_what_it_trusts() {
     let mut conn = Conn::open(&config, server.addr).expect("connect");
     assert_eq!(conn.request("/", &[]).expect("request").status, 200);
     assert_eq!(server.log.count(&["writable by other users"]), 0);
+}
+
+/// Publishes `files` into a Kubernetes-style secret volume at `secret`, the way the kubelet
+/// does: into a fresh timestamped folder, then `..data` is swapped to point at it in one
+/// rename, and each file name is a link through `..data` (made once).
+fn publish_secret(secret: &std::path::Path, stamp: &str, files: &[(&str, &[u8])]) {
+    use std::os::unix::fs::symlink;
+    let version = format!("..{stamp}");
+    std::fs::create_dir_all(secret.join(&version)).expect("mkdir");
+    for (name, bytes) in files {
+        std::fs::write(secret.join(&version).join(name), bytes).expect("write");
+        let link = secret.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(format!("..data/{name}"), &link).expect("link the file");
+        }
+    }
+    let tmp = secret.join("..data_tmp");
+    symlink(&version, &tmp).expect("link ..data_tmp");
+    std::fs::rename(&tmp, secret.join("..data")).expect("swap ..data");
+}
+
+#[test]
+fn a_kubernetes_secret_rotated_by_swapping_its_data_link_is_picked_up() {
+    let pki = Pki::demo();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("tls");
+    let read = |p: std::path::PathBuf| std::fs::read(p).expect("read");
+    let ca = read(pki.certs.ca_cert());
+    publish_secret(
+        &secret,
+        "2026_01_01_00_00_00.000000001",
+        &[
+            ("tls.crt", &read(pki.certs.cert("server"))),
+            ("tls.key", &read(pki.certs.key("server"))),
+            ("ca.crt", &ca),
+        ],
+    );
+    let path = |name: &str| secret.join(name).to_str().expect("utf-8").to_string();
+    let (cert, key, ca_file) = (path("tls.crt"), path("tls.key"), path("ca.crt"));
+    let server = start(
+        &pki,
+        &[
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--ca",
+            &ca_file,
+            "--reload-interval",
+            "100ms",
+        ],
+    );
+    let config = client_config(&pki, Some("client-a"), http1());
+    let mut kept = Conn::open(&config, server.addr).expect("connect");
+    let old = kept.server_cert();
+
+    // cert-manager renews; the kubelet writes the new secret beside the old one and swaps
+    // the `..data` link: the certificate and its key change in one step.
+    let renewed = new_server_certificate(&pki);
+    publish_secret(
+        &secret,
+        "2026_01_02_00_00_00.000000002",
+        &[
+            ("tls.crt", renewed.cert_pem.as_bytes()),
+            ("tls.key", renewed.key_pem.as_bytes()),
+            ("ca.crt", &ca),
+        ],
+    );
+    std::fs::remove_dir_all(secret.join("..2026_01_01_00_00_00.000000001")).expect("rm old");
+    server.log.wait_for(&[
+        "reloaded TLS material",
+        &format!("server.cert.sha256={}", fingerprint(&renewed.der)),
+    ]);
+    assert_eq!(
+        server.log.count(&["reload failed"]),
+        0,
+        "a swap is one step: {}",
+        server.log.all()
+    );
+    let mut fresh = Conn::open(&client_config(&pki, Some("client-a"), http1()), server.addr)
+        .expect("connect after the rotation");
+    assert_eq!(fresh.server_cert(), renewed.der);
+    assert_ne!(fresh.server_cert(), old);
+    assert_eq!(fresh.request("/", &[]).expect("request").status, 200);
+    assert_eq!(kept.request("/", &[]).expect("still open").status, 200);
 }

@@ -113,6 +113,21 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A session-ticket key file every user may read, or others may change.
+    #[error(
+        "the session-ticket key file {} may be read or changed by other users (mode \
+         {mode:03o}): whoever reads it can resume a session as any client. Nothing was loaded \
+         from it; run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    TicketKeysExposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
     /// Refusing to replace a file without `--force`.
     #[error("{} already exists; {why}. Nothing was changed; pass --force to replace it", path.display())]
     AlreadyExists {

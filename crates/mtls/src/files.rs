@@ -176,6 +176,12 @@ impl CertsDir {
         self.root.join("crl.pem")
     }
 
+    /// `DIR/ticket.keys`: the session-ticket keys a fleet of servers shares
+    /// (`certificate ticket-keys`, `server --ticket-keys`).
+    pub fn ticket_keys(&self) -> PathBuf {
+        self.root.join("ticket.keys")
+    }
+
     /// `DIR/.lock`: the file commands that change the folder lock, one run at a time.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join(".lock")

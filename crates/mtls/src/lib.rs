@@ -12,7 +12,9 @@
 //!   [`revocation`]: revocation lists as data (entries, reasons, signing, reading back).
 //! - [`pem`]: PEM in (with errors that name the file and the fix) and out; [`write`]:
 //!   files written atomically, keys 0600, nothing replaced silently.
-//! - [`tls`]: the only rustls configuration code, for both sides.
+//! - [`tls`]: the only rustls configuration code, for both sides; [`tickets`]: the
+//!   session-ticket keys a fleet of servers shares (the CA tool writes them, the server
+//!   reads them).
 //! - [`trace`]: the handshake as it happened on one connection, message by message, from
 //!   the bytes on the wire and the session's own secrets (`client --trace`, the server's
 //!   debug log), and `SSLKEYLOGFILE`.
@@ -56,6 +58,7 @@ pub mod pki;
 pub mod program;
 pub mod report;
 pub mod revocation;
+pub mod tickets;
 pub mod tls;
 pub mod trace;
 pub mod verify;

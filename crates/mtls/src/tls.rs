@@ -26,6 +26,7 @@ use rustls::{
 
 use crate::error::{Error, Result};
 use crate::pem;
+use crate::tickets::TicketKeys;
 use crate::trace::{self, Secrets};
 
 /// ALPN protocols both sides offer, most preferred first.
@@ -174,6 +175,9 @@ pub struct ServerPolicy {
     pub min_version: MinVersion,
     /// Session resumption (tickets and a session cache).
     pub resumption: bool,
+    /// Session tickets from the keys in this file, shared by a fleet, instead of a random
+    /// key of this process's own ([`crate::tickets`]).
+    pub ticket_keys: Option<PathBuf>,
 }
 
 impl Default for ServerPolicy {
@@ -181,6 +185,7 @@ impl Default for ServerPolicy {
         Self {
             min_version: MinVersion::Tls12,
             resumption: true,
+            ticket_keys: None,
         }
     }
 }
@@ -224,12 +229,15 @@ impl ServerTls {
 /// to `trust` and is not revoked. With CRLs, every certificate of the client's chain is
 /// checked against the list of the CA that issued it, so the lists of all those CAs must be
 /// among `crls` (`certificate revoke` writes one per CA), and a list past its next update
-/// makes the check fail rather than pass.
+/// makes the check fail rather than pass. With resumption on, tickets are made with
+/// `tickets` (the keys a fleet shares) when given, else with a random key of this config's
+/// own.
 pub fn server_tls(
     identity: &Identity,
     trust: &Trust,
     crls: Vec<CertificateRevocationListDer<'static>>,
     policy: &ServerPolicy,
+    tickets: Option<&TicketKeys>,
 ) -> Result<ServerTls> {
     let verifier = client_verifier(trust, crls)?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -242,8 +250,11 @@ pub fn server_tls(
     config.key_log = trace::key_log(Some(secrets.clone()));
     if policy.resumption {
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| Error::Config(format!("session tickets: {e}")))?;
+        config.ticketer = match tickets {
+            Some(keys) => keys.ticketer()?,
+            None => rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| Error::Config(format!("session tickets: {e}")))?,
+        };
     } else {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;

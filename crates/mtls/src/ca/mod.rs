@@ -15,6 +15,8 @@
 //! - [`lab`]: the certificates people trip on, each wrong in one way.
 //! - [`inspect`]: any certificate, chain, CSR, CRL or key, or a live server's chain.
 //! - [`p12`]: PKCS#12 bundles for Java, browsers and macOS.
+//! - [`ticket_keys`]: the session-ticket key file a fleet of servers shares, written and
+//!   rotated.
 
 pub mod crl;
 pub mod demo;
@@ -25,3 +27,4 @@ pub mod issue;
 pub mod lab;
 pub mod lock;
 pub mod p12;
+pub mod ticket_keys;

@@ -1,12 +1,14 @@
 //! Accepting and draining: a place for every accepted connection (see
-//! `state::Connections` for the limits), a task of its own for each, and on shutdown the
-//! in-flight requests get the drain timeout to finish.
+//! `state::Connections` for the limits), a task of its own for each (which first reads the
+//! PROXY header with `--proxy-protocol`, so the connection starts with the client's own
+//! address), and on shutdown the in-flight requests get the drain timeout to finish.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -35,8 +37,13 @@ pub(super) async fn serve(
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer, shared.clone(), place));
+                Ok((mut stream, peer)) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        if let Some(peer) = client_address(&mut stream, peer, &shared).await {
+                            connection(stream, peer, shared, place).await;
+                        }
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: never end the loop, but do
@@ -71,6 +78,29 @@ pub(super) async fn serve(
             let _ = phase.send(Phase::Closing);
             let _ =
                 tokio::time::timeout(Duration::from_secs(1), shared.connections.all_closed()).await;
+        }
+    }
+}
+
+/// The address a connection is from: its peer's, or behind a load balancer
+/// (`--proxy-protocol`) the client's, from the PROXY header; `None` when it is refused
+/// (logged, and counted here).
+async fn client_address(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<SocketAddr> {
+    let Some(balancer) = &shared.proxy_protocol else {
+        return Some(peer);
+    };
+    match balancer
+        .real_peer(stream, peer, shared.handshake_timeout)
+        .await
+    {
+        Ok(client) => Some(client),
+        Err(refused) => {
+            shared.metrics.proxy_refused(refused.label());
+            None
         }
     }
 }

@@ -20,7 +20,10 @@
 //!
 //! Around that, the concerns of a real endpoint: the TLS material is reloaded while the
 //! server runs ([`reload`]); [`policy`] admits identities; [`proxy`] forwards to an
-//! application; [`metrics`] serves counters to Prometheus; [`response`] holds the bodies.
+//! application; [`metrics`] serves counters to Prometheus and health to orchestrators;
+//! [`response`] holds the bodies. Behind a TCP load balancer, [`proxy_header`] reads the
+//! PROXY protocol header before anything else, so the client's own address is the one
+//! every later step sees.
 //!
 //! A client's chain is verified by rustls in a full handshake only. A resumed session
 //! carries the chain of the handshake it resumes, so the server verifies it again, now,
@@ -39,6 +42,7 @@ pub mod metrics;
 mod page;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_header;
 pub mod reload;
 pub mod request;
 pub mod response;
@@ -149,11 +153,12 @@ impl Server {
         ));
         if let Some(metrics_listener) = metrics_listener {
             if let Ok(addr) = metrics_listener.local_addr() {
-                info!(metrics.addr = %addr, path = "/metrics", "serving Prometheus metrics over plain HTTP");
+                info!(metrics.addr = %addr, path = "/metrics", health = "/healthz /readyz", "serving Prometheus metrics over plain HTTP");
             }
             tokio::spawn(metrics::serve(
                 metrics_listener,
                 shared.metrics.clone(),
+                metrics::Health::new(shared.tls.clone(), shared.phase.clone()),
                 stopped(shared.phase.clone()),
             ));
         }

@@ -19,7 +19,12 @@
 //!
 //! Each reload starts a fresh session cache and ticket key, so no session from before a
 //! reload resumes afterwards (and a resumed session's chain is verified again anyway, see
-//! [`crate::tls::ServerTls`]).
+//! [`crate::tls::ServerTls`]); with `--ticket-keys`, the tickets are made with the keys of
+//! that file, which is read and reloaded with the rest, so tickets outlive a reload (and
+//! resume on every server that shares the file) until their key leaves it.
+//!
+//! [`TlsMaterial::readiness`] says whether the material is fit to serve now (nothing
+//! expired, no CRL past its next update): what `/readyz` answers.
 
 use std::future::Future;
 use std::io;
@@ -39,9 +44,11 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::explain;
-use crate::format::format_time;
+use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::perms;
+use crate::program::Program;
+use crate::tickets::{self, TicketKeys};
 use crate::tls::{self, Identity, ServerPolicy, ServerTls, Trust};
 
 /// Where the server's TLS material comes from.
@@ -60,11 +67,20 @@ pub struct TlsSource {
 }
 
 impl TlsSource {
-    /// Every file a reload reads.
+    /// Every file a reload reads: certificate, key, CA, the CRLs, then the ticket keys.
     pub fn files(&self) -> Vec<&Path> {
         let mut files = vec![self.cert.as_path(), self.key.as_path(), self.ca.as_path()];
         files.extend(self.crls.iter().map(PathBuf::as_path));
+        files.extend(self.ticket_keys());
         files
+    }
+
+    /// The shared session-ticket key file, when resumption uses one.
+    fn ticket_keys(&self) -> Option<&Path> {
+        self.policy
+            .ticket_keys
+            .as_deref()
+            .filter(|_| self.policy.resumption)
     }
 }
 
@@ -100,8 +116,22 @@ pub struct TlsMaterial {
     pub ca_certs: Vec<CertificateDer<'static>>,
     /// The CRLs.
     pub crls: Vec<CrlFacts>,
+    /// The shared session-ticket keys, when `--ticket-keys` gave a file.
+    pub tickets: Option<TicketFacts>,
     /// Where it came from.
     pub source: TlsSource,
+}
+
+/// What may be said of the loaded session-ticket keys: never the keys.
+#[derive(Clone, Debug)]
+pub struct TicketFacts {
+    /// The file.
+    pub path: PathBuf,
+    /// The keys' ids (the start of their names, which every ticket carries in clear), the
+    /// one that encrypts first.
+    pub ids: Vec<String>,
+    /// Its group may read it (allowed, as for a Kubernetes secret with an `fsGroup`).
+    pub group_readable: bool,
 }
 
 /// Something loaded that expires.
@@ -202,7 +232,23 @@ impl TlsMaterial {
                 crls.push(der);
             }
         }
-        let tls = tls::server_tls(&identity, &trust, crls, &source.policy)?;
+        let (tickets, ticket_facts) = match source.ticket_keys() {
+            Some(path) => {
+                let bytes = files.take(3 + source.crls.len(), |e| {
+                    Error::read_given(tickets::WHAT, path, e)
+                })?;
+                let group_readable = tickets::refuse_if_exposed(path)?;
+                let keys = TicketKeys::parse(&bytes, path)?;
+                let facts = TicketFacts {
+                    path: path.to_path_buf(),
+                    ids: keys.keys().iter().map(|k| k.id()).collect(),
+                    group_readable,
+                };
+                (Some(keys), Some(facts))
+            }
+            None => (None, None),
+        };
+        let tls = tls::server_tls(&identity, &trust, crls, &source.policy, tickets.as_ref())?;
         Ok(Self {
             config: tls.config.clone(),
             tls,
@@ -217,6 +263,7 @@ impl TlsMaterial {
             cas,
             ca_certs,
             crls: facts,
+            tickets: ticket_facts,
             source: source.clone(),
         })
     }
@@ -248,6 +295,40 @@ impl TlsMaterial {
                 at,
             })
         }));
+        out
+    }
+
+    /// What makes this material unfit to serve at `now`: a server or CA certificate outside
+    /// its validity, a CRL past its next update (the verifier then refuses every client).
+    /// Empty: fit.
+    pub fn unfit(&self, now: OffsetDateTime) -> Vec<Unfit> {
+        let mut out = Vec::new();
+        let certs = std::iter::once(("server", &self.source.cert, &self.server_cert))
+            .chain(self.cas.iter().map(|ca| ("ca", &self.source.ca, ca)));
+        for (role, file, cert) in certs {
+            let what = || Unfit::Certificate {
+                role,
+                file: file.clone(),
+                subject: cert.subject.clone(),
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+                expired: cert.not_after < now,
+                now,
+            };
+            if !cert.is_current(now) {
+                out.push(what());
+            }
+        }
+        for crl in &self.crls {
+            if let Some(next_update) = crl.next_update.filter(|at| *at < now) {
+                out.push(Unfit::StaleCrl {
+                    file: crl.path.clone(),
+                    issuer: crl.issuer.clone(),
+                    next_update,
+                    now,
+                });
+            }
+        }
         out
     }
 
@@ -287,6 +368,15 @@ impl TlsMaterial {
                 }
             }
         }
+        if let Some(t) = self.tickets.as_ref().filter(|t| t.group_readable) {
+            warn!(
+                file = %t.path.display(),
+                mode = %format!("{:o}", perms::mode(&t.path).unwrap_or(0)),
+                "the session-ticket key file is readable by its group: every member can resume \
+                 a session as any client; allowed (a Kubernetes secret with an fsGroup is), but \
+                 make it 0600 where you can"
+            );
+        }
         if perms::mode(&source.key).is_ok_and(|m| m & 0o077 != 0) {
             warn!(
                 file = %source.key.display(),
@@ -308,6 +398,101 @@ impl TlsMaterial {
                 not_after = %format_time(self.server_cert.not_after),
                 "the server's certificate is not valid now; clients will refuse it"
             );
+        }
+    }
+}
+
+/// Why loaded material cannot serve now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unfit {
+    /// The server's certificate (clients refuse it) or a CA certificate (no client verifies)
+    /// is outside its validity.
+    Certificate {
+        /// `server` or `ca`.
+        role: &'static str,
+        /// Its file.
+        file: PathBuf,
+        /// Its subject.
+        subject: String,
+        /// Its notBefore.
+        not_before: OffsetDateTime,
+        /// Its notAfter.
+        not_after: OffsetDateTime,
+        /// Past notAfter (otherwise before notBefore).
+        expired: bool,
+        /// When this was judged.
+        now: OffsetDateTime,
+    },
+    /// A CRL past its nextUpdate: the verifier refuses every client until a newer one loads.
+    StaleCrl {
+        /// Its file.
+        file: PathBuf,
+        /// Its issuer.
+        issuer: String,
+        /// Its nextUpdate.
+        next_update: OffsetDateTime,
+        /// When this was judged.
+        now: OffsetDateTime,
+    },
+}
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unfit::Certificate {
+                role,
+                file,
+                subject,
+                not_before,
+                not_after,
+                expired,
+                now,
+            } => {
+                let (who, effect, fix) = match *role {
+                    "server" => (
+                        "the server certificate",
+                        "clients refuse it",
+                        Program::Certificate.command("renew server"),
+                    ),
+                    _ => (
+                        "the CA certificate",
+                        "no client certificate verifies",
+                        Program::Certificate.command("--force"),
+                    ),
+                };
+                let (name, file) = (subject, file.display());
+                if *expired {
+                    write!(
+                        f,
+                        "{who} {file} ({name}) expired at {} ({} ago): {effect}; renew it \
+                         (`{fix}`, or however your CA renews it): the server reloads it",
+                        format_time(*not_after),
+                        format_span(*now - *not_after)
+                    )
+                } else {
+                    write!(
+                        f,
+                        "{who} {file} ({name}) is not valid until {} (in {}): {effect}; check \
+                         this machine's clock",
+                        format_time(*not_before),
+                        format_span(*not_before - *now)
+                    )
+                }
+            }
+            Unfit::StaleCrl {
+                file,
+                issuer,
+                next_update,
+                now,
+            } => write!(
+                f,
+                "the CRL {} ({issuer}) is stale since {} ({} ago, its nextUpdate): every client \
+                 is refused until a newer list is loaded; sign it again (`{}`)",
+                file.display(),
+                format_time(*next_update),
+                format_span(*now - *next_update),
+                Program::Certificate.command("crl")
+            ),
         }
     }
 }
@@ -564,6 +749,7 @@ pub async fn watch(
                     server.cert.not_after = %format_time(material.server_cert.not_after),
                     crls = material.crls.len(),
                     revoked = material.crls.iter().map(|c| c.revoked).sum::<usize>(),
+                    ticket_keys = material.tickets.as_ref().map_or(0, |t| t.ids.len()),
                     "reloaded TLS material: new handshakes use it; open connections verify their client again"
                 );
             }

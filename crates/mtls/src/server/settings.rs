@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::policy::AccessPolicy;
 use super::proxy::{DEFAULT_MAX_IN_FLIGHT, Upstream};
+use super::proxy_header::ProxyProtocol;
 use super::reload::{ReloadTriggers, TlsSource};
 use crate::error::{Error, Result};
 use crate::files::{CertsDir, Role};
@@ -47,6 +48,9 @@ pub struct ServerSettings {
     pub access: AccessPolicy,
     /// When to reload the certificate, key, CA and CRLs.
     pub reload: ReloadTriggers,
+    /// Behind a TCP load balancer: read a PROXY protocol header, from these peers only,
+    /// before TLS (`--proxy-protocol`).
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Forward admitted requests to this application instead of answering them.
     pub upstream: Option<Upstream>,
     /// Most requests in flight to the upstream at once, whatever clients do; more wait.
@@ -77,6 +81,7 @@ impl ServerSettings {
                 interval: Some(Duration::from_secs(2)),
                 sighup: true,
             },
+            proxy_protocol: None,
             upstream: None,
             upstream_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             metrics_addr: None,
@@ -125,6 +130,24 @@ impl ServerSettings {
                 "--max-connections {} is out of range: choose 1 to {MAX_CONNECTIONS}",
                 self.max_connections
             )));
+        }
+        if self
+            .proxy_protocol
+            .as_ref()
+            .is_some_and(|p| p.trusted.is_empty())
+        {
+            return Err(Error::Usage(
+                "--proxy-protocol needs --proxy-protocol-from with your load balancers' \
+                 addresses (10.0.0.0/8, say): a header from anyone else could claim any address"
+                    .into(),
+            ));
+        }
+        if self.policy.ticket_keys.is_some() && !self.policy.resumption {
+            return Err(Error::Usage(
+                "--ticket-keys makes session tickets, and --no-resumption turns them off: \
+                 choose one"
+                    .into(),
+            ));
         }
         if !(1..=MAX_UPSTREAM_IN_FLIGHT).contains(&self.upstream_max_in_flight) {
             return Err(Error::Usage(format!(

@@ -1,6 +1,6 @@
 //! What every connection task reads, built once at start-up from the settings: the live
-//! TLS material, the HTTP builders, the watchdog, the policy, the proxy, the counters, and
-//! the connection limit.
+//! TLS material, the HTTP builders, the load balancers trusted to send a PROXY header, the
+//! watchdog, the policy, the proxy, the counters, and the connection limit.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::metrics::{Metrics, Snapshot};
 use super::policy::AccessPolicy;
 use super::proxy::Proxy;
+use super::proxy_header::ProxyProtocol;
 use super::reload::LiveTls;
 use super::settings::ServerSettings;
 use super::watchdog::{Phase, RequestBody, Watchdog, WatchdogCounts};
@@ -35,6 +36,8 @@ pub(super) struct Shared {
     pub(super) http1: http1::Builder,
     pub(super) http2: http2::Builder<TokioExecutor>,
     pub(super) handshake_timeout: Duration,
+    /// `--proxy-protocol`: who may send a PROXY header (every connection must).
+    pub(super) proxy_protocol: Option<ProxyProtocol>,
     pub(super) watchdog: Watchdog,
     pub(super) access: AccessPolicy,
     pub(super) proxy: Option<Proxy<RequestBody>>,
@@ -95,6 +98,7 @@ impl Shared {
             http1,
             http2,
             handshake_timeout: settings.handshake_timeout,
+            proxy_protocol: settings.proxy_protocol.clone(),
             watchdog: Watchdog {
                 idle_timeout: settings.idle_timeout,
                 header_timeout: settings.header_timeout,

@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
 use tracing::warn;
 
+use crate::server::proxy_header::Refusal;
 use crate::server::reload::{Expiring, Expiry};
 use crate::server::watchdog::Limit;
 
@@ -77,6 +78,7 @@ pub struct Metrics {
     handshakes_failed: Counter,
     failures: Family<Labels, Counter>,
     requests: Family<Labels, Counter>,
+    proxy_refusals: Family<Labels, Counter>,
     clients: Mutex<HashMap<Arc<str>, ClientMetrics>>,
     other: ClientMetrics,
     series: Arc<AtomicUsize>,
@@ -111,6 +113,15 @@ impl Metrics {
             "HTTP responses sent, by client identity and status",
             requests.clone(),
         );
+        let proxy_refusals = Family::<Labels, Counter>::default();
+        registry.register(
+            "mtls_proxy_protocol_refusals",
+            "Connections refused before TLS with --proxy-protocol, by reason",
+            proxy_refusals.clone(),
+        );
+        for reason in Refusal::LABELS {
+            proxy_refusals.get_or_create_owned(&vec![("reason", reason.to_string())]);
+        }
         let outcome = |o: &str| handshakes.get_or_create_owned(&vec![("outcome", o.to_string())]);
         let (handshakes_ok, handshakes_failed) = (outcome("success"), outcome("failure"));
         for reason in FAILURE_REASONS {
@@ -125,6 +136,7 @@ impl Metrics {
             handshakes_failed,
             failures,
             requests,
+            proxy_refusals,
             clients: Mutex::default(),
             series,
             capped: AtomicBool::new(false),
@@ -140,6 +152,13 @@ impl Metrics {
     pub fn handshake_failed(&self, reason: &str) {
         self.handshakes_failed.inc();
         self.failures
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
+    }
+
+    /// A connection was refused before TLS for `--proxy-protocol` ([`Refusal::label`]).
+    pub fn proxy_refused(&self, reason: &str) {
+        self.proxy_refusals
             .get_or_create(&vec![("reason", reason.to_string())])
             .inc();
     }

@@ -1,4 +1,5 @@
-//! The plain-HTTP listener (`--metrics ADDR`) that serves `GET /metrics`.
+//! The plain-HTTP listener (`--metrics ADDR`) that serves `GET /metrics`, and the health
+//! checks `GET /healthz` and `GET /readyz` ([`Health`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,14 +18,20 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::counters::Metrics;
+use super::health::Health;
 
 /// Most metrics connections served at once; more wait in the accept queue.
 const MAX_SCRAPERS: usize = 8;
 /// The longest a metrics connection may stay open.
 const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Serves `GET /metrics` on `listener` until `stop` resolves.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl Future<Output = ()>) {
+/// Serves `GET /metrics`, `/healthz` and `/readyz` on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Health,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let mut http = hyper::server::conn::http1::Builder::new();
     // One scrape per connection, a few at a time: a scraper needs no more, and the
@@ -52,10 +59,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl Futu
             },
             () = &mut stop => return,
         };
-        let metrics = metrics.clone();
+        let (metrics, health) = (metrics.clone(), health.clone());
         let service = service_fn(move |req: Request<Incoming>| {
-            let metrics = metrics.clone();
-            async move { Ok::<_, Infallible>(scrape(&req, &metrics)) }
+            let (metrics, health) = (metrics.clone(), health.clone());
+            async move { Ok::<_, Infallible>(scrape(&req, &metrics, &health)) }
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
@@ -72,13 +79,23 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl Futu
     }
 }
 
-fn scrape(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn scrape(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics.render()),
+        (&Method::GET, "/healthz") => {
+            let (status, body) = health.live();
+            (status, TEXT, body)
+        }
+        (&Method::GET, "/readyz") => {
+            let (status, body) = health.ready(time::OffsetDateTime::now_utc());
+            (status, TEXT, body)
+        }
         _ => (
             StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found: metrics are at GET /metrics\n".to_string(),
+            TEXT,
+            "not found: metrics are at GET /metrics, health at GET /healthz and GET /readyz\n"
+                .to_string(),
         ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -8,6 +8,7 @@
 //! | `mtls_requests_total` | counter | `client` (its identity; at most [`MAX_CLIENTS`] of them, then `other`), `status` |
 //! | `mtls_limits_hit_total` | counter | `limit`: `idle_timeout`, `header_timeout`, `header_too_large`, `stall_timeout`, `close_deadline`, `max_connections` (reached: new connections waited) |
 //! | `mtls_reloads_total` | counter | `result`: `success`, `failure` |
+//! | `mtls_proxy_protocol_refusals_total` | counter | `reason`: `untrusted_source`, `missing_header`, `malformed_header`, `timeout`, `closed` (`--proxy-protocol`) |
 //! | `mtls_reload_closed_connections_total` | counter | `reason`: why an open connection's client no longer verified after a reload |
 //! | `mtls_open_connections`, `mtls_max_connections`, `mtls_lingering_connections` | gauge | |
 //! | `mtls_certificate_expiry_seconds` | gauge | `role` (`server`, `ca`), `subject`, `file` |
@@ -20,13 +21,18 @@
 //! parts of the server own (limits from the watchdog, reloads and expiries from reload,
 //! connection counts) are read at each scrape. The number of client label values is capped
 //! ([`MAX_CLIENTS`], then `client="other"` and one warning), and so is the number of
-//! (client, status) series ([`MAX_SERIES`]). `endpoint` serves them.
+//! (client, status) series ([`MAX_SERIES`]). `endpoint` serves them, with the health
+//! checks orchestrators probe (`health`): `GET /healthz` (the process answers) and
+//! `GET /readyz` (it accepts connections and its TLS material is current; otherwise 503
+//! and why).
 
 mod counters;
 mod endpoint;
+mod health;
 
 pub use counters::{
     ClientMetrics, FAILURE_REASONS, MAX_CLIENTS, MAX_SERIES, Metrics, OTHER_CLIENT, Snapshot,
     Source,
 };
 pub use endpoint::serve;
+pub use health::Health;
