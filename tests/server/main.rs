@@ -13,6 +13,7 @@ mod proxy;
 mod reload;
 mod reverify;
 mod trace;
+mod upstream;
 
 use testkit::{Pki, ServerProcess, start_server, start_server_with_env};
 

@@ -1,14 +1,16 @@
 //! Helpers for the end-to-end tests of the three binaries, split by concern and defined
 //! once: [`pki`] (a demo PKI per test), [`process`] (running binaries and waiting on them),
 //! [`peers`] (the clients a test talks with), [`upstream`] (an application behind the
-//! proxy) and [`metrics`] (scrapes).
+//! proxy), [`apps`] (real Python applications: WebSocket, gRPC) and [`metrics`] (scrapes).
 
+pub mod apps;
 pub mod metrics;
 pub mod peers;
 pub mod pki;
 pub mod process;
 pub mod upstream;
 
+pub use apps::{PythonApp, require_python, run_python};
 pub use metrics::{metrics_addr, sample};
 pub use peers::{
     Conn, PeerServer, Reply, client_config, curl_as, fetch, fingerprint, first_cert, free_port,
@@ -19,4 +21,4 @@ pub use process::{
     InProcessServer, Lines, Mark, PATIENCE, ServerProcess, poll, require_tool, run, run_with_input,
     server_settings, server_settings_in, start_server, start_server_with_env, text,
 };
-pub use upstream::{EchoUpstream, Received};
+pub use upstream::{EchoUpstream, Received, TrickleUpstream};
