@@ -15,6 +15,7 @@ mod readme;
 mod reload;
 mod reverify;
 mod trace;
+mod upstream;
 
 use testkit::{Pki, ServerProcess, start_server, start_server_with_env};
 

@@ -66,6 +66,8 @@ pub struct Context {
     pub arrived: Option<Arrival>,
     /// The option that names the host to check (`--url` when `None`).
     pub host_flag: Option<&'static str>,
+    /// Client side: the option that names the CA we trust (`--ca` when `None`).
+    pub ca_flag: Option<&'static str>,
 }
 
 /// When a peer's refusal reached the client.
@@ -131,7 +133,8 @@ impl Failure {
                 format!(
                     "{file}, given as the CA we trust, is not a CA certificate: it holds {what}, a \
                      leaf that signs nothing, so no server can chain to it; pass the CA that issued \
-                     the server's certificate{by} with --ca"
+                     the server's certificate{by} with {}",
+                    cx.ca_flag.unwrap_or("--ca")
                 )
             }
             Failure::UnknownIssuer { issuer } => {
@@ -141,8 +144,9 @@ impl Failure {
                     .unwrap_or_default();
                 let fix = match side {
                     Side::Client => format!(
-                        "pass the CA that issued the server's certificate with --ca, or reissue the \
+                        "pass the CA that issued the server's certificate with {}, or reissue the \
                          server certificate from our CA with `{}`",
+                        cx.ca_flag.unwrap_or("--ca"),
                         Program::Certificate.command("")
                     ),
                     Side::Server => {

@@ -1,4 +1,5 @@
-//! Hot reload of the server's certificate, key, CA and CRLs, without dropping connections.
+//! Hot reload of the server's certificate, key, CA and CRLs (and, behind an https
+//! upstream, the proxy's certificate, key and upstream CA), without dropping connections.
 //!
 //! [`LiveTls`] holds the current [`TlsMaterial`] (a complete rustls config, the client
 //! verifier inside it, and the facts the logs and metrics need) in a watch channel: every
@@ -41,6 +42,7 @@ use tracing::{info, warn};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use super::proxy::{UpstreamTls, UpstreamTlsFiles};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::explain;
@@ -64,14 +66,18 @@ pub struct TlsSource {
     pub crls: Vec<PathBuf>,
     /// TLS versions and resumption.
     pub policy: ServerPolicy,
+    /// The proxy's TLS to an https upstream.
+    pub upstream: Option<UpstreamTlsFiles>,
 }
 
 impl TlsSource {
-    /// Every file a reload reads: certificate, key, CA, the CRLs, then the ticket keys.
+    /// Every file a reload reads: certificate, key, CA, the CRLs, the ticket keys, then the
+    /// proxy's certificate, key and CA for an https upstream.
     pub fn files(&self) -> Vec<&Path> {
         let mut files = vec![self.cert.as_path(), self.key.as_path(), self.ca.as_path()];
         files.extend(self.crls.iter().map(PathBuf::as_path));
         files.extend(self.ticket_keys());
+        files.extend(self.upstream.iter().flat_map(UpstreamTlsFiles::files));
         files
     }
 
@@ -118,6 +124,8 @@ pub struct TlsMaterial {
     pub crls: Vec<CrlFacts>,
     /// The shared session-ticket keys, when `--ticket-keys` gave a file.
     pub tickets: Option<TicketFacts>,
+    /// The proxy's TLS to an https upstream.
+    pub upstream: Option<Arc<UpstreamTls>>,
     /// Where it came from.
     pub source: TlsSource,
 }
@@ -148,7 +156,8 @@ pub struct Expiry {
 /// The kinds of [`Expiry`].
 #[derive(Clone, Debug)]
 pub enum Expiring {
-    /// A certificate: `role` is `server` or `ca`.
+    /// A certificate: `role` is `server`, `ca`, or `upstream` (the proxy's own, presented
+    /// to an https upstream).
     Certificate {
         /// `server` or `ca`.
         role: &'static str,
@@ -249,6 +258,20 @@ impl TlsMaterial {
             None => (None, None),
         };
         let tls = tls::server_tls(&identity, &trust, crls, &source.policy, tickets.as_ref())?;
+        let upstream = match &source.upstream {
+            Some(up) => {
+                let mut next = 3 + source.crls.len() + usize::from(tickets.is_some())..;
+                let mut take = |path: &Path, what: &str| {
+                    let i = next.next().unwrap_or(usize::MAX);
+                    files.take(i, |e| Error::read_given(what, path, e))
+                };
+                let cert = take(&up.cert, "the proxy's certificate for the application")?;
+                let key = take(&up.key, "the proxy's private key for the application")?;
+                let ca = take(&up.ca, "the CA of the application's certificate")?;
+                Some(Arc::new(UpstreamTls::parse(up, cert, key, ca)?))
+            }
+            None => None,
+        };
         Ok(Self {
             config: tls.config.clone(),
             tls,
@@ -264,6 +287,7 @@ impl TlsMaterial {
             ca_certs,
             crls: facts,
             tickets: ticket_facts,
+            upstream,
             source: source.clone(),
         })
     }
@@ -285,6 +309,14 @@ impl TlsMaterial {
             },
             file: self.source.ca.clone(),
             at: ca.not_after,
+        }));
+        out.extend(self.upstream.iter().map(|up| Expiry {
+            what: Expiring::Certificate {
+                role: "upstream",
+                subject: up.cert.subject.clone(),
+            },
+            file: up.files.cert.clone(),
+            at: up.cert.not_after,
         }));
         out.extend(self.crls.iter().filter_map(|crl| {
             crl.next_update.map(|at| Expiry {
@@ -750,6 +782,7 @@ pub async fn watch(
                     crls = material.crls.len(),
                     revoked = material.crls.iter().map(|c| c.revoked).sum::<usize>(),
                     ticket_keys = material.tickets.as_ref().map_or(0, |t| t.ids.len()),
+                    upstream.cert.sha256 = %material.upstream.as_ref().map_or_else(|| "none".to_string(), |u| u.cert.fingerprint()),
                     "reloaded TLS material: new handshakes use it; open connections verify their client again"
                 );
             }

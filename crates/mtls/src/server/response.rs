@@ -7,8 +7,18 @@ use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
+/// Any error a body may end with (an upstream's, or a response it stopped sending).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body of every response: a short text, or an upstream's streamed body.
-pub type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// No body at all (a 101's).
+pub fn empty_body() -> ResponseBody {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// A plain-text response.
 pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::metrics::{Metrics, Snapshot};
 use super::policy::AccessPolicy;
-use super::proxy::Proxy;
+use super::proxy::{Proxy, ProxyLimits};
 use super::proxy_header::ProxyProtocol;
 use super::reload::LiveTls;
 use super::settings::ServerSettings;
@@ -75,6 +75,10 @@ impl Shared {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .keep_alive_interval(settings.idle_timeout.min(Duration::from_secs(30)))
             .keep_alive_timeout(settings.idle_timeout.min(Duration::from_secs(20)));
+        if settings.upstream.is_some() {
+            // WebSockets over HTTP/2 (RFC 8441), tunnelled to the application.
+            http2.enable_connect_protocol();
+        }
         let counts = Arc::new(WatchdogCounts::default());
         let connections = Arc::new(Connections::new(
             settings.max_connections,
@@ -93,6 +97,15 @@ impl Shared {
                 reload_closes: counts.reload_closes(),
             })
         }));
+        let proxy = settings.upstream.clone().map(|upstream| {
+            let limits = ProxyLimits {
+                max_in_flight: settings.upstream_max_in_flight,
+                connect_timeout: settings.upstream_connect_timeout,
+                first_byte_timeout: settings.upstream_first_byte_timeout,
+                stall_timeout: settings.idle_timeout,
+            };
+            Proxy::new(upstream, limits, tls.clone(), counts.clone())
+        });
         Self {
             tls,
             http1,
@@ -107,10 +120,7 @@ impl Shared {
                 counts,
             },
             access: settings.access.clone(),
-            proxy: settings
-                .upstream
-                .clone()
-                .map(|upstream| Proxy::new(upstream, settings.upstream_max_in_flight)),
+            proxy,
             metrics,
             connections,
             phase,

@@ -22,6 +22,7 @@
 //! ([`Limit::MaxConnections`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,7 +32,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
-use hyper_util::server::graceful::GracefulConnection;
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, watch};
@@ -74,8 +74,9 @@ pub enum Limit {
     /// Requests are in flight, but for the idle timeout nothing moved on the client's side:
     /// no request body bytes arrived while one was awaited, and no response bytes were
     /// taken (a client that stops sending its body, stops reading, or grants no HTTP/2
-    /// flow-control window). Waiting for the application is not a stall: the proxy's own
-    /// timeouts govern it.
+    /// flow-control window). Waiting for the application is not a stall of the connection:
+    /// the proxy's own timeouts govern it, and a response body the application stops
+    /// sending for this long is ended by the proxy (counted here too, with its own log line).
     StallTimeout,
     /// A graceful close did not finish in time: the connection was dropped.
     CloseDeadline,
@@ -187,15 +188,18 @@ pub struct Watched<'a> {
 impl Watchdog {
     /// Drives `conn` until the client leaves, a limit or a reload closes it, or the server
     /// shuts down. Every graceful close gets `close_grace`, then the connection is dropped.
+    /// `shutdown` starts `conn`'s graceful shutdown (hyper's `graceful_shutdown`: a GOAWAY,
+    /// or `Connection: close` on the next response).
     pub async fn drive<C>(
         &self,
         conn: C,
+        shutdown: fn(Pin<&mut C>),
         who: Watched<'_>,
         mut phase: watch::Receiver<Phase>,
         live: &LiveTls,
         mut reloads: watch::Receiver<Arc<TlsMaterial>>,
     ) where
-        C: GracefulConnection<Error = hyper::Error>,
+        C: Future<Output = Result<(), hyper::Error>>,
     {
         let peer = who.peer;
         let client = who.client;
@@ -207,12 +211,12 @@ impl Watchdog {
         let close = |conn: Pin<&mut C>, close_by: &mut Option<Instant>| {
             if close_by.is_none() {
                 *close_by = Some(Instant::now() + self.close_grace);
-                conn.graceful_shutdown();
+                shutdown(conn);
             }
         };
         if *phase.borrow() != Phase::Running {
             draining = true;
-            conn.as_mut().graceful_shutdown();
+            shutdown(conn.as_mut());
         }
         let ended = loop {
             let deadline = async {
@@ -233,7 +237,7 @@ impl Watchdog {
                     }
                     if !draining {
                         draining = true;
-                        conn.as_mut().graceful_shutdown();
+                        shutdown(conn.as_mut());
                     }
                 }
                 () = deadline => {
@@ -247,16 +251,7 @@ impl Watchdog {
                         continue;
                     }
                     let material = reloads.borrow_and_update().clone();
-                    if let Err(e) = material.tls.verify_client(who.verified) {
-                        let failure = Failure::from_rustls(&e);
-                        self.counts.closed_on_reload(failure.code());
-                        warn!(
-                            peer.addr = %peer,
-                            client,
-                            reason = failure.code(),
-                            explanation = %failure.explain(Side::Server, &material.explain),
-                            "the client no longer verifies after a reload; closing its connection"
-                        );
+                    if !self.still_verifies(&who, &material) {
                         close(conn.as_mut(), &mut close_by);
                     }
                 }
@@ -289,6 +284,52 @@ impl Watchdog {
                 debug!(peer.addr = %peer, error = %e, "connection ended with an error");
             }
         }
+    }
+
+    /// Waits for `tunnels` (what an upgraded connection became) to end. After a reload, a
+    /// client that no longer verifies has them ended (`close`), as its connection would be.
+    pub async fn follow_tunnels(
+        &self,
+        tunnels: impl Future<Output = ()>,
+        close: impl Fn(),
+        who: Watched<'_>,
+        live: &LiveTls,
+    ) {
+        let mut reloads = live.subscribe();
+        tokio::pin!(tunnels);
+        loop {
+            tokio::select! {
+                () = &mut tunnels => return,
+                changed = reloads.changed() => {
+                    if changed.is_err() {
+                        // The live material is gone only when the server is.
+                        return tunnels.await;
+                    }
+                    let material = reloads.borrow_and_update().clone();
+                    if !self.still_verifies(&who, &material) {
+                        close();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Verifies the client again with reloaded `material`; one that no longer passes is
+    /// counted and logged, with why, for its connection to be closed.
+    fn still_verifies(&self, who: &Watched<'_>, material: &TlsMaterial) -> bool {
+        let Err(e) = material.tls.verify_client(who.verified) else {
+            return true;
+        };
+        let failure = Failure::from_rustls(&e);
+        self.counts.closed_on_reload(failure.code());
+        warn!(
+            peer.addr = %who.peer,
+            client = who.client,
+            reason = failure.code(),
+            explanation = %failure.explain(Side::Server, &material.explain),
+            "the client no longer verifies after a reload; closing its connection"
+        );
+        false
     }
 
     /// Counts and logs a limit that closed (or dropped) a connection: `reason` is the
@@ -509,6 +550,35 @@ impl Drop for AppWait<'_> {
         self.0.progressed();
         if self.0.waiting_on_app.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.changed.notify_one();
+        }
+    }
+}
+
+/// A tunnel (an upgraded request) on a connection that goes on serving (HTTP/2 extended
+/// CONNECT): in flight, and waiting for the application as far as the connection's timers
+/// go, so the connection is neither idle nor stalled while it runs; the tunnel's own idle
+/// timeout governs it.
+#[derive(Debug)]
+pub struct TunnelGuard {
+    _request: RequestGuard,
+}
+
+impl TunnelGuard {
+    /// The tunnel opened.
+    pub fn new(activity: &Arc<Activity>) -> Self {
+        activity.waiting_on_app.fetch_add(1, Ordering::AcqRel);
+        Self {
+            _request: RequestGuard::new(activity),
+        }
+    }
+}
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        let a = &self._request.0;
+        a.progressed();
+        if a.waiting_on_app.fetch_sub(1, Ordering::AcqRel) == 1 {
+            a.changed.notify_one();
         }
     }
 }
@@ -813,6 +883,23 @@ mod tests {
         ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
             Poll::Pending
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tunnel_keeps_its_connection_neither_idle_nor_stalled_until_it_ends() {
+        let a = Activity::new(false);
+        let tunnel = TunnelGuard::new(&a);
+        let waiting = tokio::time::timeout(
+            Duration::from_secs(1000),
+            a.expired(Duration::from_secs(60), Duration::from_secs(5)),
+        )
+        .await;
+        assert!(waiting.is_err(), "expired while a tunnel was open");
+        drop(tunnel);
+        assert_eq!(
+            next_expiry(&a).await,
+            (Limit::IdleTimeout, Duration::from_secs(60))
+        );
     }
 
     #[tokio::test(start_paused = true)]

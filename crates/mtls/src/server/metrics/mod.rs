@@ -11,7 +11,7 @@
 //! | `mtls_proxy_protocol_refusals_total` | counter | `reason`: `untrusted_source`, `missing_header`, `malformed_header`, `timeout`, `closed` (`--proxy-protocol`) |
 //! | `mtls_reload_closed_connections_total` | counter | `reason`: why an open connection's client no longer verified after a reload |
 //! | `mtls_open_connections`, `mtls_max_connections`, `mtls_lingering_connections` | gauge | |
-//! | `mtls_certificate_expiry_seconds` | gauge | `role` (`server`, `ca`), `subject`, `file` |
+//! | `mtls_certificate_expiry_seconds` | gauge | `role` (`server`, `ca`, `upstream`: the proxy's own, for an https upstream), `subject`, `file` |
 //! | `mtls_crl_expiry_seconds` | gauge | `file`, `issuer` (seconds until its nextUpdate) |
 //!
 //! A client that completes the handshake but that no `--allow-*` rule admits counts as a

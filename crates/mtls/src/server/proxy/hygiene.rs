@@ -171,6 +171,27 @@ pub fn forwarded_for(ip: IpAddr) -> String {
     }
 }
 
+/// Whether the client said it accepts trailers (`TE: trailers`, which gRPC requires): the
+/// one hop-by-hop header passed on, since trailers now pass both ways (RFC 9113 §8.2.2
+/// allows it in HTTP/2 as well).
+pub fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
+/// Sets `TE: trailers` (and nothing else in `TE`).
+pub fn keep_te_trailers(headers: &mut HeaderMap) {
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -393,5 +414,18 @@ mod tests {
         headers.insert("accept", HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn te_trailers_is_told_apart_from_other_codings() {
+        let with = |te: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::TE, HeaderValue::from_static(te));
+            wants_trailers(&headers)
+        };
+        assert!(with("trailers"));
+        assert!(with("gzip;q=0.5, Trailers"));
+        assert!(!with("gzip"));
+        assert!(!wants_trailers(&HeaderMap::new()));
     }
 }
