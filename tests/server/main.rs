@@ -12,6 +12,7 @@ mod policy;
 mod proxy;
 mod reload;
 mod reverify;
+mod rotation;
 mod trace;
 
 use testkit::{Pki, ServerProcess, start_server, start_server_with_env};
