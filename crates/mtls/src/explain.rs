@@ -471,11 +471,32 @@ fn retired_meaning(cx: &Context, renew: &str) -> String {
     let Some(retired) = &cx.retired else {
         return String::new();
     };
+    // The renewal happens in the CA's folder; a copy of our certificate kept elsewhere
+    // goes by whatever name that folder gives it.
+    let folder = retired.ca_file.parent().unwrap_or(Path::new(""));
+    let inside = cx.ours_file.as_ref().is_some_and(|f| f.starts_with(folder));
+    let (command, note) = match inside {
+        true => (renew.to_string(), String::new()),
+        false => {
+            let shown = match folder.as_os_str().is_empty() {
+                true => Path::new("."),
+                false => folder,
+            };
+            let certs = match shown == Path::new(".") || folder == Path::new(DEFAULT_DIR) {
+                true => String::new(),
+                false => format!(" --certs {}", folder.display()),
+            };
+            (
+                Program::Certificate.command(&format!("renew NAME{certs}")),
+                format!(", where NAME is its name in {}", shown.display()),
+            )
+        }
+    };
     format!(
         "its CA was retired. Our certificate chains to \"{}\", which {} no longer holds (the \
          folder keeps it in {}, where `certificate ca retire` puts a CA it takes out of \
          service), so a server that loads that CA file refuses what the old CA issued; renew \
-         our certificate from the current CA: `{renew}`",
+         our certificate from the current CA: `{command}`{note}",
         escape_controls(&retired.subject),
         retired.ca_file.display(),
         retired.file.display()

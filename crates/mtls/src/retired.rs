@@ -46,9 +46,17 @@ pub fn find(
             Some((path, der, info))
         })
         .collect();
-    let ders: Vec<_> = kept.iter().map(|(_, der, _)| der.clone()).collect();
-    let infos: Vec<_> = kept.iter().map(|(_, _, info)| info.clone()).collect();
-    let anchor = PeerPath::verified(chain, &ders).anchor(&infos)?;
+    // The retired root the chain ends at, if the chain carries what links it there;
+    // otherwise whichever retired CA issued the last certificate it carries.
+    let ends_at = |roots_only: bool| {
+        let (ders, infos): (Vec<_>, Vec<_>) = kept
+            .iter()
+            .filter(|(_, _, info)| !roots_only || info.self_signed)
+            .map(|(_, der, info)| (der.clone(), info.clone()))
+            .unzip();
+        PeerPath::verified(chain, &ders).anchor(&infos).cloned()
+    };
+    let anchor = ends_at(true).or_else(|| ends_at(false))?;
     let (file, _, info) = kept.iter().find(|(_, _, i)| i.sha256 == anchor.sha256)?;
     Some(RetiredCa {
         subject: info.subject.clone(),
