@@ -14,6 +14,7 @@ mod proxy;
 mod readme;
 mod reload;
 mod reverify;
+mod rotation;
 mod trace;
 mod upstream;
 

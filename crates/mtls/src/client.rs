@@ -262,10 +262,8 @@ async fn exchange(
     recording: Option<&(Tap, Arc<Secrets>)>,
 ) -> Result<Exchange> {
     let target = &settings.url;
-    let (anchors, anchor_infos): (Vec<_>, Vec<_>) =
-        pem::described_certificates(&settings.ca, "the CA certificate")?
-            .into_iter()
-            .unzip();
+    let described = pem::described_certificates(&settings.ca, "the CA certificate")?;
+    let (anchors, anchor_infos): (Vec<_>, Vec<_>) = described.iter().cloned().unzip();
     let trust = Trust::from_certs(anchors, &settings.ca)?;
     let identity = match &settings.identity {
         Some((cert, key, owner)) => Some(Identity::load(cert, key, owner)?),
@@ -287,6 +285,9 @@ async fn exchange(
             .as_ref()
             .and_then(|id| CertInfo::parse(&id.chain[0]).ok()),
         ours_file: identity.as_ref().map(|id| id.cert_path.clone()),
+        retired: identity
+            .as_ref()
+            .and_then(|id| crate::retired::find(&id.chain, &settings.ca, &described)),
         ..explain::Context::default()
     };
 

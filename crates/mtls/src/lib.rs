@@ -20,7 +20,9 @@
 //!   debug log), and `SSLKEYLOGFILE`.
 //! - [`client`]: one HTTPS request that presents a client certificate, with a report of
 //!   what each side checked.
-//! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words.
+//! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words;
+//!   [`retired`]: whether our certificate's CA was retired by a rotation (evidence for
+//!   the client's explanation of a refusal).
 //! - [`verify`]: would a handshake accept this certificate? webpki's verdict, asked as the
 //!   server and the client ask it, with the path it built (`certificate verify`).
 //! - [`error`]: the typed error every fallible function returns, and [`error::Failure`],
@@ -57,6 +59,7 @@ pub mod perms;
 pub mod pki;
 pub mod program;
 pub mod report;
+pub mod retired;
 pub mod revocation;
 pub mod tickets;
 pub mod tls;

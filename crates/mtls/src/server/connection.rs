@@ -423,9 +423,18 @@ fn log_state(
         0 => String::new(),
         n => format!(", and is on none of the {n} revocation lists"),
     };
+    // The leaf's serial and fingerprint, so that after a leak one grep finds every
+    // connection that used it.
+    let (serial, sha256) = chain
+        .leaf
+        .as_ref()
+        .map(|leaf| (leaf.serial_hex(), leaf.fingerprint()))
+        .unwrap_or_default();
     info!(
         peer.addr = %peer,
         client,
+        client.serial = %serial,
+        client.sha256 = %sha256,
         ca = ca.as_str(),
         purpose = "clientAuth",
         tls.resumed = r.resumed,

@@ -181,24 +181,5 @@ pub async fn serve(settings: &ServerSettings) -> Result<()> {
     server.run(shutdown_signal()).await
 }
 
-/// Resolves on Ctrl-C, or on SIGTERM where there is one.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!(signal = "SIGINT", "shutdown requested"),
-        () = term => info!(signal = "SIGTERM", "shutdown requested"),
-    }
-}
+/// Resolves on Ctrl-C, or on SIGTERM where there is one (shared with `renew --watch`).
+pub use crate::cli::shutdown_signal;
