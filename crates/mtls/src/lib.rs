@@ -18,6 +18,8 @@
 //!   debug log), and `SSLKEYLOGFILE`.
 //! - [`client`]: one HTTPS request that presents a client certificate, with a report of
 //!   what each side checked.
+//! - [`hygiene`]: the headers a proxy never passes on from a client (identity, address,
+//!   hop-by-hop), for the server's `--upstream` and `client proxy` alike.
 //! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words.
 //! - [`verify`]: would a handshake accept this certificate? webpki's verdict, asked as the
 //!   server and the client ask it, with the path it built (`certificate verify`).
@@ -49,6 +51,7 @@ pub mod error;
 pub mod explain;
 pub mod files;
 pub mod format;
+pub mod hygiene;
 pub mod logging;
 pub mod pem;
 pub mod perms;

@@ -38,8 +38,10 @@
 //! that cannot be reached gets the client a 502 that says so (the details go to the log).
 
 mod forward;
-mod hygiene;
 mod identity;
+
+// Header hygiene is shared with `client proxy`: it lives in crate::hygiene.
+use crate::hygiene;
 
 pub use forward::{DEFAULT_MAX_IN_FLIGHT, NoTrailers, Proxy, Upstream, UpstreamError};
 pub use hygiene::{
