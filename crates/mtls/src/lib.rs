@@ -29,7 +29,8 @@
 //! - [`format`](mod@format): hex, timestamps, durations and sizes as people read and type them;
 //!   [`logging`]: tracing to stderr; [`program`]: how hints name the three programs (the
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
-//!   runtime, completions and man pages).
+//!   runtime, completions and man pages); [`scrape`]: the plain-HTTP `/metrics` listener
+//!   of the server and of `client proxy`.
 //!
 //! Only the CA tool (`certificate`) uses [`ca`]: the folder index and its lock at the
 //! bottom, then issuing and renewing, `crl.pem`, the demo set, the lab, doctor, inspect and
@@ -59,6 +60,7 @@ pub mod pki;
 pub mod program;
 pub mod report;
 pub mod revocation;
+pub mod scrape;
 pub mod tls;
 pub mod trace;
 pub mod verify;

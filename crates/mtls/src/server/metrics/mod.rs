@@ -20,13 +20,18 @@
 //! parts of the server own (limits from the watchdog, reloads and expiries from reload,
 //! connection counts) are read at each scrape. The number of client label values is capped
 //! ([`MAX_CLIENTS`], then `client="other"` and one warning), and so is the number of
-//! (client, status) series ([`MAX_SERIES`]). `endpoint` serves them.
+//! (client, status) series ([`MAX_SERIES`]). [`crate::scrape`] serves them.
 
 mod counters;
-mod endpoint;
 
+pub use crate::scrape::serve;
 pub use counters::{
     ClientMetrics, FAILURE_REASONS, MAX_CLIENTS, MAX_SERIES, Metrics, OTHER_CLIENT, Snapshot,
     Source,
 };
-pub use endpoint::serve;
+
+impl crate::scrape::Exposition for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+}

@@ -1,4 +1,5 @@
-//! The plain-HTTP listener (`--metrics ADDR`) that serves `GET /metrics`.
+//! The plain-HTTP listener (`--metrics ADDR`) that serves `GET /metrics`, for the server
+//! and for `client proxy`: each renders its own metrics ([`Exposition`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::counters::Metrics;
+/// Metrics that render themselves as the Prometheus text exposition format.
+pub trait Exposition: Send + Sync + 'static {
+    /// The whole exposition, as served at each scrape.
+    fn render(&self) -> String;
+}
 
 /// Most metrics connections served at once; more wait in the accept queue.
 const MAX_SCRAPERS: usize = 8;
@@ -24,7 +29,11 @@ const MAX_SCRAPERS: usize = 8;
 const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Serves `GET /metrics` on `listener` until `stop` resolves.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl Future<Output = ()>) {
+pub async fn serve<M: Exposition>(
+    listener: TcpListener,
+    metrics: Arc<M>,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let mut http = hyper::server::conn::http1::Builder::new();
     // One scrape per connection, a few at a time: a scraper needs no more, and the
@@ -55,7 +64,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl Futu
         let metrics = metrics.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let metrics = metrics.clone();
-            async move { Ok::<_, Infallible>(scrape(&req, &metrics)) }
+            async move { Ok::<_, Infallible>(scrape(&req, metrics.as_ref())) }
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
@@ -72,7 +81,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl Futu
     }
 }
 
-fn scrape(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn scrape<M: Exposition>(req: &Request<Incoming>, metrics: &M) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics.render()),
         _ => (
