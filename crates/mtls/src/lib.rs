@@ -30,7 +30,8 @@
 //!   [`logging`]: tracing to stderr; [`program`]: how hints name the three programs (the
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
 //!   runtime, completions and man pages); [`scrape`]: the plain-HTTP `/metrics` listener
-//!   of the server and of `client proxy`.
+//!   of the server and of `client proxy`; [`triggers`]: when to shut down and when to
+//!   reload (signals, and files whose stamp changed).
 //!
 //! Only the CA tool (`certificate`) uses [`ca`]: the folder index and its lock at the
 //! bottom, then issuing and renewing, `crl.pem`, the demo set, the lab, doctor, inspect and
@@ -63,6 +64,7 @@ pub mod revocation;
 pub mod scrape;
 pub mod tls;
 pub mod trace;
+pub mod triggers;
 pub mod verify;
 pub mod write;
 

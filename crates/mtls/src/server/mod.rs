@@ -56,6 +56,8 @@ use tokio::sync::watch;
 use tracing::info;
 
 pub use settings::ServerSettings;
+// Shared with `client proxy`; re-exported so the server's paths stay as they were.
+pub use crate::triggers::shutdown_signal;
 
 use crate::error::{Error, Result};
 use reload::{Hangup, LiveTls, ReloadTriggers};
@@ -174,26 +176,4 @@ pub async fn serve(settings: &ServerSettings) -> Result<()> {
     }
     crate::cli::say(announce);
     server.run(shutdown_signal()).await
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM where there is one.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!(signal = "SIGINT", "shutdown requested"),
-        () = term => info!(signal = "SIGTERM", "shutdown requested"),
-    }
 }
