@@ -31,7 +31,8 @@
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
 //!   runtime, completions and man pages); [`scrape`]: the plain-HTTP `/metrics` listener
 //!   of the server and of `client proxy`; [`triggers`]: when to shut down and when to
-//!   reload (signals, and files whose stamp changed).
+//!   reload (signals, and files whose stamp changed); [`activity`]: what one connection is
+//!   doing, and the limits a watchdog closes it for.
 //!
 //! Only the CA tool (`certificate`) uses [`ca`]: the folder index and its lock at the
 //! bottom, then issuing and renewing, `crl.pem`, the demo set, the lab, doctor, inspect and
@@ -46,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod certinfo;
 pub mod cli;
 pub mod client;
