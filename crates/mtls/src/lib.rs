@@ -29,10 +29,11 @@
 //! - [`format`](mod@format): hex, timestamps, durations and sizes as people read and type them;
 //!   [`logging`]: tracing to stderr; [`program`]: how hints name the three programs (the
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
-//!   runtime, completions and man pages); [`scrape`]: the plain-HTTP `/metrics` listener
-//!   of the server and of `client proxy`; [`triggers`]: when to shut down and when to
-//!   reload (signals, and files whose stamp changed); [`activity`]: what one connection is
-//!   doing, and the limits a watchdog closes it for.
+//!   runtime, completions and man pages).
+//! - What the server and `client proxy` both run: [`activity`] (what one connection is
+//!   doing, and the limits a watchdog closes it for), [`triggers`] (when to shut down and
+//!   when to reload: signals, and files whose stamp changed), [`response`] (the bodies they
+//!   answer with) and [`scrape`] (the plain-HTTP `/metrics` listener).
 //!
 //! Only the CA tool (`certificate`) uses [`ca`]: the folder index and its lock at the
 //! bottom, then issuing and renewing, `crl.pem`, the demo set, the lab, doctor, inspect and
@@ -62,6 +63,7 @@ pub mod perms;
 pub mod pki;
 pub mod program;
 pub mod report;
+pub mod response;
 pub mod revocation;
 pub mod scrape;
 pub mod tls;

@@ -41,7 +41,6 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod request;
-pub mod response;
 pub mod settings;
 mod state;
 pub mod watchdog;
@@ -57,6 +56,7 @@ use tracing::info;
 
 pub use settings::ServerSettings;
 // Shared with `client proxy`; re-exported so the server's paths stay as they were.
+pub use crate::response;
 pub use crate::triggers::shutdown_signal;
 
 use crate::error::{Error, Result};

@@ -1,5 +1,5 @@
-//! The bodies the server answers with, shared by the server and the proxy: a short text (or
-//! the browser view's page), or an upstream's streamed body, behind one type.
+//! The bodies the server and `client proxy` answer with: a short text (or the server's
+//! browser view), or an upstream's streamed body, behind one type.
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
