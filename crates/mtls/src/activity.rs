@@ -25,8 +25,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 /// Most header fields in an HTTP/1.1 request head (hyper's limit); more gets 431, like a
@@ -43,6 +45,28 @@ pub enum Phase {
     Draining,
     /// The drain timeout passed: connections close now.
     Closing,
+}
+
+impl Phase {
+    /// Resolves once `phase` has left [`Phase::Running`] (or its sender is gone).
+    pub async fn stopped(mut phase: watch::Receiver<Phase>) {
+        let _ = phase.wait_for(|p| *p != Phase::Running).await;
+    }
+}
+
+/// The HTTP/1.1 settings of both listeners (the server's, `client proxy`'s). The header
+/// timeout is enforced per connection ([`Activity`]), from the first byte of a request
+/// head, so that an idle keep-alive connection is governed by the idle timeout alone.
+/// `max_header_bytes` is the exact limit on a request head; max_buf_size alone is not (one
+/// read may take in more than it, and a head that arrived whole passes).
+pub fn http1_server(max_header_bytes: usize) -> http1::Builder {
+    let mut http1 = http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_header_size(max_header_bytes)
+        .max_buf_size(max_header_bytes);
+    http1
 }
 
 /// A limit that acted on a connection: the `reason` of its log line and the `limit` label

@@ -40,7 +40,9 @@
 //! PKCS#12.
 //!
 //! Only the client uses [`audit`]: `client audit`, which tries the clients an mTLS server
-//! must refuse and reports what it did with each.
+//! must refuse and reports what it did with each; and [`egress`]: `client proxy`, plain
+//! HTTP in from local applications, mutual TLS out to one upstream, with the client's own
+//! connect, TLS config and explanations.
 //!
 //! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
 //! serving a connection (as text, or as a page for a browser), the watchdog, the identity
@@ -74,6 +76,7 @@ pub mod write;
 
 pub mod audit;
 pub mod ca;
+pub mod egress;
 pub mod server;
 
 pub use error::{Error, Failure, Result};

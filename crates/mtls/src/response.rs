@@ -15,6 +15,13 @@ pub fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Res
     full_response(status, "text/plain; charset=utf-8", body)
 }
 
+/// A plain-text answer that says why, after the status's reason in lower case:
+/// `forbidden: ...`.
+pub fn explained(status: StatusCode, why: impl std::fmt::Display) -> Response<ResponseBody> {
+    let what = status.canonical_reason().unwrap_or("refused");
+    text_response(status, format!("{}: {why}\n", what.to_ascii_lowercase()))
+}
+
 /// A response whose whole body is `body`, of type `content_type`.
 pub fn full_response(
     status: StatusCode,

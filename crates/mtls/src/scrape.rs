@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Metrics that render themselves as the Prometheus text exposition format.
 pub trait Exposition: Send + Sync + 'static {
@@ -27,6 +27,33 @@ pub trait Exposition: Send + Sync + 'static {
 const MAX_SCRAPERS: usize = 8;
 /// The longest a metrics connection may stay open.
 const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Binds the metrics listener at `addr` (`--metrics`), if there is one.
+pub async fn bind(addr: Option<&str>) -> crate::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::Error::Io {
+            context: format!("cannot serve metrics on {addr} (--metrics)"),
+            source,
+        })?;
+    Ok(Some(listener))
+}
+
+/// Logs where the metrics are, and serves them on `listener` in a task of its own until
+/// `stop` resolves.
+pub fn spawn<M: Exposition>(
+    listener: TcpListener,
+    metrics: Arc<M>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(metrics.addr = %addr, path = "/metrics", "serving Prometheus metrics over plain HTTP");
+    }
+    tokio::spawn(serve(listener, metrics, stop));
+}
 
 /// Serves `GET /metrics` on `listener` until `stop` resolves.
 pub async fn serve<M: Exposition>(

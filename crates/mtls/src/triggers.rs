@@ -1,13 +1,16 @@
 //! Noticing when to act, for the server and for `client proxy` alike: SIGTERM or Ctrl-C
-//! (shut down), SIGHUP and changed files (reload).
+//! (shut down), SIGHUP and changed files (reload, with [`watch`]).
 //!
 //! A file has changed when its [`Stamp`] has: its metadata (modification time, size, inode)
 //! or its content (SHA-256; certificates and keys are tiny, and an in-place rewrite of the
 //! same size within one mtime tick changes nothing else). [`Contents`] reads each file once
 //! per attempt, so the bytes that are parsed are the bytes that are fingerprinted.
 
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tracing::info;
@@ -171,6 +174,140 @@ impl Contents {
             Some(Err(e)) => Err(unreadable(e)),
             None => Err(unreadable(io::ErrorKind::NotFound.into())),
         }
+    }
+}
+
+/// Reload bookkeeping: the files' stamps at the last attempt (to tell what changed since),
+/// and how many reloads succeeded and failed.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    seen: Mutex<Vec<Stamp>>,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Attempts {
+    /// After the first load, which read `first`.
+    pub fn after(first: &Contents) -> Self {
+        Self {
+            seen: Mutex::new(first.stamps()),
+            ..Self::default()
+        }
+    }
+
+    /// Reads `files` for an attempt, and remembers their stamps: a failed attempt is
+    /// retried when a file changes again.
+    pub fn read(&self, files: &[&Path]) -> Contents {
+        let contents = Contents::read(files);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = contents.stamps();
+        contents
+    }
+
+    /// The files of `files` that changed since the last attempt (reads them).
+    pub fn changed(&self, files: &[&Path]) -> Vec<PathBuf> {
+        changed(files, &self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Counts an attempt's outcome.
+    pub fn count<T>(&self, result: &Result<T>) {
+        let counter = match result {
+            Ok(_) => &self.succeeded,
+            Err(_) => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reloads so far: (succeeded, failed).
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.succeeded.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What [`watch`] reloads: files it can tell changed, and a reload of all of them.
+pub trait Reloadable: Send + Sync + 'static {
+    /// What a reload made.
+    type Loaded: Send + 'static;
+    /// The files whose stamp differs from the last attempt (reads them).
+    fn changed(&self) -> Vec<PathBuf>;
+    /// Loads everything again; on failure what was loaded before stays.
+    fn reload(&self) -> Result<Self::Loaded>;
+}
+
+/// One reload attempt, as [`watch`] reports it.
+#[derive(Debug)]
+pub struct Attempt<T> {
+    /// `SIGHUP` or `file change`.
+    pub trigger: &'static str,
+    /// The files that changed, comma-separated (`(none)`: a SIGHUP with nothing changed).
+    pub changed: String,
+    /// What the reload made, or why it failed.
+    pub result: Result<T>,
+}
+
+/// Reloads `live` on SIGHUP, and when one of its files changed (looked at every
+/// `triggers.interval`), until `stop` resolves; `report` is told of each attempt. Files
+/// are read and parsed on the blocking thread pool, not the async threads.
+pub async fn watch<R: Reloadable>(
+    live: Arc<R>,
+    triggers: ReloadTriggers,
+    mut hangup: Hangup,
+    stop: impl Future<Output = ()>,
+    report: impl Fn(Attempt<R::Loaded>),
+) {
+    tokio::pin!(stop);
+    let mut ticker = triggers.interval.map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    loop {
+        let tick = async {
+            match ticker.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let trigger = tokio::select! {
+            () = hangup.recv() => "SIGHUP",
+            () = tick => "file change",
+            () = &mut stop => return,
+        };
+        let work = {
+            let live = live.clone();
+            tokio::task::spawn_blocking(move || {
+                let changed = live.changed();
+                if trigger == "file change" && changed.is_empty() {
+                    return None;
+                }
+                Some((changed, live.reload()))
+            })
+        };
+        let (changed, result) = match work.await {
+            Ok(Some(done)) => done,
+            Ok(None) => continue,
+            Err(e) => (
+                Vec::new(),
+                Err(Error::Invalid(format!("the reload did not finish ({e})"))),
+            ),
+        };
+        let changed = match changed.is_empty() {
+            true => "(none)".to_string(),
+            false => changed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        report(Attempt {
+            trigger,
+            changed,
+            result,
+        });
     }
 }
 

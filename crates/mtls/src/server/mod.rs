@@ -52,7 +52,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
 
 pub use settings::ServerSettings;
 // Shared with `client proxy`; re-exported so the server's paths stay as they were.
@@ -86,13 +85,7 @@ impl Server {
                 addr: settings.addr.clone(),
                 source,
             })?;
-        let metrics_listener = match &settings.metrics_addr {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| Error::Io {
-                context: format!("cannot serve metrics on {addr} (--metrics)"),
-                source,
-            })?),
-            None => None,
-        };
+        let metrics_listener = crate::scrape::bind(settings.metrics_addr.as_deref()).await?;
         // Installed now, before the server announces itself, so an early SIGHUP reloads.
         let hangup = Hangup::install(settings.reload.sighup)?;
         accept::warn_if_above_file_limit(settings.max_connections);
@@ -150,14 +143,11 @@ impl Server {
             stopped(shared.phase.clone()),
         ));
         if let Some(metrics_listener) = metrics_listener {
-            if let Ok(addr) = metrics_listener.local_addr() {
-                info!(metrics.addr = %addr, path = "/metrics", "serving Prometheus metrics over plain HTTP");
-            }
-            tokio::spawn(metrics::serve(
+            crate::scrape::spawn(
                 metrics_listener,
                 shared.metrics.clone(),
                 stopped(shared.phase.clone()),
-            ));
+            );
         }
 
         accept::serve(listener, shared, phase, drain_timeout, shutdown).await;

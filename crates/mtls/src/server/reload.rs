@@ -375,66 +375,21 @@ impl LiveTls {
     }
 }
 
-/// Reloads on SIGHUP and on file changes until `stop` resolves.
+/// Reloads on SIGHUP and on file changes until `stop` resolves ([`crate::triggers::watch`]),
+/// and logs each attempt.
 pub async fn watch(
     live: Arc<LiveTls>,
     triggers: ReloadTriggers,
-    mut hangup: Hangup,
+    hangup: Hangup,
     stop: impl Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    let mut ticker = triggers.interval.map(|every| {
-        let mut t = tokio::time::interval(every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
-    loop {
-        let tick = async {
-            match ticker.as_mut() {
-                Some(t) => {
-                    t.tick().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        let trigger = tokio::select! {
-            () = hangup.recv() => "SIGHUP",
-            () = tick => "file change",
-            () = &mut stop => return,
-        };
-        // Reading and parsing files blocks: on the blocking pool, not the async threads.
-        let work = {
-            let live = live.clone();
-            tokio::task::spawn_blocking(move || {
-                let changed = live.changed();
-                if trigger == "file change" && changed.is_empty() {
-                    return None;
-                }
-                Some((changed, live.reload()))
-            })
-        };
-        let (changed, result) = match work.await {
-            Ok(Some(done)) => done,
-            Ok(None) => continue,
-            Err(e) => {
-                warn!(trigger, error = %e, "reload did not finish; still serving with the previous TLS material");
-                continue;
-            }
-        };
-        let changed_text = if changed.is_empty() {
-            "(none)".to_string()
-        } else {
-            changed
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match result {
+    crate::triggers::watch(live, triggers, hangup, stop, |attempt| {
+        let (trigger, changed) = (attempt.trigger, attempt.changed);
+        match attempt.result {
             Ok(material) => {
                 info!(
                     trigger,
-                    changed = %changed_text,
+                    changed = %changed,
                     server.cert.subject = %material.server_cert.subject,
                     server.cert.sha256 = %material.server_cert.fingerprint(),
                     server.cert.not_after = %format_time(material.server_cert.not_after),
@@ -446,11 +401,24 @@ pub async fn watch(
             Err(e) => {
                 warn!(
                     trigger,
-                    changed = %changed_text,
+                    changed = %changed,
                     error = %e,
                     "reload failed; still serving with the previous TLS material"
                 );
             }
         }
+    })
+    .await
+}
+
+impl crate::triggers::Reloadable for LiveTls {
+    type Loaded = Arc<TlsMaterial>;
+
+    fn changed(&self) -> Vec<PathBuf> {
+        LiveTls::changed(self)
+    }
+
+    fn reload(&self) -> Result<Arc<TlsMaterial>> {
+        LiveTls::reload(self)
     }
 }
