@@ -293,13 +293,22 @@ fn an_upstream_that_refuses_our_certificate_gets_each_application_a_502_in_the_c
         expected.starts_with("bad gateway: the server refused our certificate (alert: unknown_ca)"),
         "{expected}"
     );
-    for _ in 0..3 {
-        let answer = chain.ask("GET /", &[], "");
+    // Three applications at once, then one more: the same reason for each.
+    let answers: Vec<Answer> = std::thread::scope(|scope| {
+        let asking: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| chain.ask("GET /", &[], "")))
+            .collect();
+        asking
+            .into_iter()
+            .map(|a| a.join().expect("a request"))
+            .collect()
+    });
+    for answer in answers.iter().chain([&chain.ask("GET /", &[], "")]) {
         assert_eq!(answer.status, 502, "{}", answer.body);
         assert_eq!(answer.body, expected);
     }
     assert!(echo.requests().is_empty(), "{:?}", echo.requests());
-    // A later line shows that the log has caught up with the three requests.
+    // A later line shows that the log has caught up with the four requests.
     chain.ask("GET http://evil.example/", &[], "");
     proxy.log.wait_for(&["refused a request"]);
     assert_eq!(
@@ -314,9 +323,9 @@ fn an_upstream_that_refuses_our_certificate_gets_each_application_a_502_in_the_c
     );
     let metrics = scrape(proxy);
     let failures = "mtls_proxy_upstream_failures_total{reason=\"peer_refused\"}";
-    assert_eq!(sample(&metrics, failures), Some(3.0), "{metrics}");
+    assert_eq!(sample(&metrics, failures), Some(4.0), "{metrics}");
     let bad_gateway = "mtls_proxy_requests_total{status=\"502\"}";
-    assert_eq!(sample(&metrics, bad_gateway), Some(3.0), "{metrics}");
+    assert_eq!(sample(&metrics, bad_gateway), Some(4.0), "{metrics}");
     let refused = "mtls_proxy_refused_requests_total{reason=\"not_the_upstream\"}";
     assert_eq!(sample(&metrics, refused), Some(1.0), "{metrics}");
 }
@@ -442,6 +451,9 @@ fn a_request_head_over_the_limit_gets_431_and_is_counted() {
     let big = "x".repeat(16 * 1024);
     let answer = ask(proxy.addr, "GET /", &[("X-Big", &big)], "");
     assert_eq!(answer.status, 431, "{}", answer.head);
+    // Counted when the connection ends, just before this line.
+    let line = proxy.log.wait_for(&["reason=\"header_too_large\""]);
+    assert!(line.contains("max_header_bytes=8192"), "{line}");
     let metrics = scrape(&proxy);
     let hit = "mtls_limits_hit_total{limit=\"header_too_large\"}";
     assert_eq!(sample(&metrics, hit), Some(1.0), "{metrics}");

@@ -58,7 +58,7 @@ pub async fn handle(
             let code = refusal.code();
             shared.metrics.refused(code);
             let words = refusal.to_string();
-            if shared.causes.say_now(code, &words) {
+            if shared.notices.say_now(code, &words) {
                 warn!(peer.addr = %peer, reason = code, why = %words, "refused a request (logged once per cause)");
             }
             refusal.response()
@@ -89,7 +89,7 @@ async fn forward(
     if !removed.is_empty() {
         let names: Vec<&str> = removed.iter().map(HeaderName::as_str).collect();
         let names = names.join(", ");
-        if shared.causes.say_now("removed_headers", &names) {
+        if shared.notices.say_now("removed_headers", &names) {
             warn!(
                 peer.addr = %peer,
                 headers = %names,
@@ -105,7 +105,7 @@ async fn forward(
     drop(waiting);
     let (failed, status) = match sent {
         Ok(Ok(response)) => {
-            if shared.causes.forget(|code| code != "removed_headers") {
+            if shared.failures.forget() {
                 info!(upstream = %shared.url, "the upstream answers again");
             }
             let (mut parts, body) = response.into_parts();
@@ -124,7 +124,7 @@ async fn forward(
     let code = failure_code(&failed);
     shared.metrics.failure(code);
     let words = failed.to_string();
-    if shared.causes.say_now(code, &words) {
+    if shared.failures.say_now(code, &words) {
         warn!(
             upstream = %shared.url,
             reason = code,

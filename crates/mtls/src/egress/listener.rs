@@ -60,7 +60,7 @@ async fn slot(shared: &Shared) -> Option<OwnedSemaphorePermit> {
     }
     shared.metrics.hit(Limit::MaxConnections);
     let reason = Limit::MaxConnections.label();
-    if shared.causes.say_now(reason, "") {
+    if shared.notices.say_now(reason, "") {
         warn!(
             max_connections = shared.max_connections,
             reason,

@@ -32,7 +32,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 pub use causes::REMIND_AFTER;
 pub use forward::{RESPONSE_TIMEOUT, failure_code};
@@ -59,7 +59,10 @@ struct Shared {
     upstream: Upstream<RequestBody>,
     http1: http1::Builder,
     metrics: Arc<ProxyMetrics>,
-    causes: Causes,
+    /// Why requests did not reach the upstream, each said once until it answers again.
+    failures: Causes,
+    /// Refusals, removed headers and limits, each said once in a while.
+    notices: Causes,
     idle_timeout: Duration,
     header_timeout: Duration,
     close_grace: Duration,
@@ -94,7 +97,13 @@ impl Proxy {
                 source,
             })?;
         let local = local_addr(&listener)?;
-        if !local.ip().is_loopback() && !settings.allow_remote {
+        if !local.ip().is_loopback() && settings.allow_remote {
+            warn!(
+                listen = %local,
+                "listening beyond loopback (--allow-remote): whoever reaches this address \
+                 speaks to the upstream with this proxy's certificate"
+            );
+        } else if !local.ip().is_loopback() {
             return Err(Error::Usage(format!(
                 "--listen {} is not a loopback address: anyone who can reach it would speak to \
                  {} with this proxy's certificate; listen on 127.0.0.1, or pass --allow-remote \
@@ -118,7 +127,8 @@ impl Proxy {
             upstream: Upstream::new(dialing, live.clone(), metrics.clone()),
             http1: http1_server(settings.max_header_bytes),
             metrics,
-            causes: Causes::default(),
+            failures: Causes::default(),
+            notices: Causes::default(),
             idle_timeout: settings.idle_timeout,
             header_timeout: settings.header_timeout,
             close_grace: settings.idle_timeout.min(CLOSE_GRACE),

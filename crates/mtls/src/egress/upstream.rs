@@ -11,9 +11,9 @@
 //! Each connection keeps what `client` needs to explain a failure: the chain the server
 //! showed, whether it asked for our certificate, and the first TLS alert read from it. A
 //! failure is explained by the client's own functions, so the words are the same as
-//! `client` prints. A refusal that arrives after a TLS 1.3 handshake is told as one only on
-//! a connection's first request; a pooled HTTP/1.1 connection that the upstream closed
-//! while idle gets the request again on a fresh connection, if it had not taken it yet.
+//! `client` prints. A connection that closes after a TLS 1.3 handshake is told as a refusal
+//! only while it has answered nothing; a pooled connection that the upstream closed while
+//! idle gets the request again on a fresh connection, if it had not taken it yet.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,6 +108,8 @@ enum Sender<B> {
 struct About {
     peer: SocketAddr,
     tls13: bool,
+    /// The upstream has answered a request on it: it accepted our certificate.
+    answered: AtomicBool,
     generation: u64,
     seen: SeenChain,
     explain: explain::Context,
@@ -147,14 +149,15 @@ where
 
 impl About {
     /// A failed exchange in `client`'s words: a TLS alert this connection read, a refusal
-    /// after a TLS 1.3 handshake (`first`: on its first request), or HTTP trouble.
-    fn explain(&self, err: hyper::Error, first: bool) -> Error {
+    /// after a TLS 1.3 handshake (while it has answered nothing yet), or HTTP trouble.
+    fn explain(&self, err: hyper::Error) -> Error {
         let recorded = self.tls_error.lock().ok().and_then(|slot| slot.clone());
+        let unproven = !self.answered.load(Ordering::Relaxed);
         client::late_error(
             Box::new(err),
             recorded,
             self.peer,
-            self.tls13 && first,
+            self.tls13 && unproven,
             &self.seen,
             &self.explain,
         )
@@ -227,6 +230,7 @@ where
             address(&mut req, &self.dialing.url, conn.h2());
             match conn.send(req).await {
                 Ok(response) => {
+                    conn.about.answered.store(true, Ordering::Relaxed);
                     self.keep(conn);
                     return Ok(response);
                 }
@@ -243,7 +247,7 @@ where
                     if let Some(driver) = driver {
                         let _ = tokio::time::timeout(REASON_WAIT, driver).await;
                     }
-                    return Err(conn.about.explain(failed.into_error(), first));
+                    return Err(conn.about.explain(failed.into_error()));
                 }
             }
         }
@@ -360,12 +364,13 @@ where
         let about = Arc::new(About {
             peer,
             tls13,
+            answered: AtomicBool::new(false),
             generation: material.generation,
             seen,
             explain: material.explain.clone(),
             tls_error,
         });
-        let handshake_failed = |e: hyper::Error| about.explain(e, true);
+        let handshake_failed = |e: hyper::Error| about.explain(e);
         let (sender, driver) = if h2 {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
@@ -456,5 +461,34 @@ fn address<B>(req: &mut Request<B>, url: &Url, h2: bool) {
                 headers.insert(header::HOST, host);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(target: &str) -> Request<()> {
+        Request::builder()
+            .uri(target)
+            .header(header::HOST, "127.0.0.1:8080")
+            .body(())
+            .expect("a request")
+    }
+
+    #[test]
+    fn requests_name_the_upstream_as_each_protocol_wants() {
+        let url: Url = "https://api.internal:8443".parse().expect("url");
+        let mut h1 = request("http://api.internal:8443/orders?id=7");
+        address(&mut h1, &url, false);
+        assert_eq!(h1.uri(), "/orders?id=7");
+        assert_eq!(h1.headers()[header::HOST], "api.internal:8443");
+        assert_eq!(h1.version(), Version::HTTP_11);
+
+        let mut h2 = request("/orders?id=7");
+        address(&mut h2, &url, true);
+        assert_eq!(h2.uri(), "https://api.internal:8443/orders?id=7");
+        assert!(h2.headers().get(header::HOST).is_none(), "{h2:?}");
+        assert_eq!(h2.version(), Version::HTTP_2);
     }
 }
