@@ -403,6 +403,20 @@ fn a_renewed_client_certificate_is_presented_on_the_next_request_and_a_broken_on
         mark,
         &["connected to the upstream over mutual TLS", &serial],
     );
+
+    // SIGHUP reloads too, whether or not a file changed.
+    let mark = proxy.log.mark();
+    proxy.signal("HUP");
+    proxy.log.wait_for_after(
+        mark,
+        &[
+            "reloaded the proxy's certificate, key and CA",
+            "trigger=\"SIGHUP\"",
+            "changed=(none)",
+            &serial,
+        ],
+    );
+    assert_eq!(chain.ask("GET /after-hup", &[], "").status, 200);
 }
 
 #[test]
