@@ -102,7 +102,7 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
                 length: lifetime.length(),
                 key_type,
             };
-            let stop = mtls::cli::shutdown_signal();
+            let stop = mtls::triggers::shutdown_signal();
             let watching = watch::watch(&dir, &name, opts, stop, |event| say(event));
             let renewals = mtls::cli::block_on(Some(1), watching)??;
             say(format_args!(

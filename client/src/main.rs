@@ -4,13 +4,15 @@
 //! The command line (args.rs) becomes `ClientSettings`; one request with the library's
 //! client; the report (after the handshake trace, with --trace) goes to stdout, as text or
 //! JSON, and a non-2xx answer exits 1. A failed request prints its trace, then the error.
-//! `client audit` becomes `AuditSettings` and one call to the library's audit.
+//! `client audit` becomes `AuditSettings` and one call to the library's audit; `client
+//! proxy` becomes `ProxySettings` and one call to the library's proxy, which serves until
+//! SIGTERM or Ctrl-C.
 
 mod args;
 
 use std::process::ExitCode;
 
-use args::{AuditArgs, Cli, Command};
+use args::{AuditArgs, Cli, Command, ProxyArgs};
 use clap::{CommandFactory, Parser};
 use mtls::cli::{block_on, finish, say};
 
@@ -20,10 +22,11 @@ fn main() -> ExitCode {
         return mtls::cli::generate(Cli::command(), what);
     }
     let _log = mtls::logging::init();
-    if let Some(Command::Audit(args)) = cli.command {
-        return audit(args);
+    match cli.command {
+        Some(Command::Audit(args)) => audit(args),
+        Some(Command::Proxy(args)) => finish(proxy(args)),
+        None => finish(run(cli)),
     }
-    finish(run(cli))
 }
 
 /// Exit 0 when all was blocked, 1 when something got in (or could not be judged), 2 when
@@ -47,6 +50,13 @@ fn audit(args: AuditArgs) -> ExitCode {
         eprintln!("error: {why}");
     }
     ExitCode::from(audit.exit_code())
+}
+
+/// Serves until SIGTERM or Ctrl-C; exit 1 when it cannot start (2 for a usage error).
+fn proxy(args: ProxyArgs) -> mtls::Result<ExitCode> {
+    let settings = args.settings()?;
+    block_on(None, mtls::egress::serve(&settings))??;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> mtls::Result<ExitCode> {

@@ -46,28 +46,6 @@ pub fn block_on<F: Future>(threads: Option<usize>, work: F) -> Result<F::Output>
     Ok(runtime.block_on(work))
 }
 
-/// Resolves on Ctrl-C, or on SIGTERM where there is one.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown requested"),
-        () = term => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-    }
-}
-
 /// Prints program output to stdout; a closed pipe (`| head`) is not worth a panic.
 pub fn say(text: impl std::fmt::Display) {
     use std::io::Write;

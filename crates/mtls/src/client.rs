@@ -303,15 +303,7 @@ async fn exchange(
     let tls = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(err)) => return Err(handshake_error(&err, &seen, &cx)),
-        Err(_) => {
-            let failure = Failure::Timeout {
-                after: settings.handshake_timeout,
-            };
-            return Err(Error::Tls {
-                message: failure.explain(Side::Client, &cx),
-                failure,
-            });
-        }
+        Err(_) => return Err(handshake_timed_out(settings.handshake_timeout, &cx)),
     };
     // rustls sends SNI only for DNS names, never for IP addresses.
     let sni = match server_name_is_dns(&target.host) {
@@ -660,8 +652,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// A handshake that did not finish within `after`, explained.
+pub(crate) fn handshake_timed_out(after: Duration, cx: &explain::Context) -> Error {
+    let failure = Failure::Timeout { after };
+    Error::Tls {
+        message: failure.explain(Side::Client, cx),
+        failure,
+    }
+}
+
 /// A handshake error, explained (with the server's chain, if we saw it).
-fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> Error {
+pub(crate) fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> Error {
     let cx = &explain::Context {
         arrived: Some(explain::Arrival::InHandshake),
         ..seen.told(cx)
@@ -678,7 +679,7 @@ fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> 
 }
 
 /// An error after the handshake: a late TLS alert, a silent close, or plain HTTP trouble.
-fn late_error(
+pub(crate) fn late_error(
     err: Box<dyn StdError + Send + Sync>,
     recorded: Option<rustls::Error>,
     peer: SocketAddr,

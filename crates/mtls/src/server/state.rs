@@ -55,17 +55,8 @@ impl Shared {
     ) -> Self {
         // One builder per protocol, chosen by ALPN (no sniffing): a client speaks HTTP/2 only
         // after agreeing to it, and each protocol's timers are the ones set here.
-        let mut http1 = http1::Builder::new();
-        // The header timeout is enforced per connection (watchdog::Activity), from the first
-        // byte of a request head, so that an idle keep-alive connection is governed by the
-        // idle timeout alone.
-        // max_header_size is the exact limit on a request head; max_buf_size alone is not
-        // (one read may take in more than it, and a head that arrived whole passes).
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_header_size(settings.max_header_bytes)
-            .max_buf_size(settings.max_header_bytes);
+        // The header timeout and the head size limit as client proxy's listener has them.
+        let http1 = crate::activity::http1_server(settings.max_header_bytes);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         // Pings find peers that vanished; one that does not answer within the timeout is
         // dropped.

@@ -57,11 +57,13 @@
 mod connector;
 mod forward;
 pub mod grpc;
-mod hygiene;
 mod identity;
 mod tunnel;
 mod upstream;
 mod upstream_tls;
+
+// Header hygiene is shared with `client proxy`: it lives in crate::hygiene.
+use crate::hygiene;
 
 pub use forward::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, Proxy, ProxyLimits,
