@@ -64,6 +64,34 @@ fn a_certificate_named_like_the_ca_appended_by_the_client_is_neither_logged_nor_
 }
 
 #[test]
+fn the_ca_certificate_sent_after_the_leaf_is_named_as_the_ca_not_as_off_the_path() {
+    let pki = Pki::demo();
+    // What Python's ssl and `openssl s_client -cert_chain ca.crt` send: leaf, then the CA.
+    let path = pki.certs.cert("client-a");
+    let mut chain = std::fs::read_to_string(&path).expect("read");
+    chain.push_str(&std::fs::read_to_string(pki.certs.ca_cert()).expect("read the CA"));
+    std::fs::write(&path, chain).expect("write");
+    let server = start(&pki, &[]);
+    let ex = fetch(
+        &server.url("localhost"),
+        pki.certs.ca_cert(),
+        pki.pair("client-a"),
+    )
+    .expect("Client A is verified");
+    assert_eq!(ex.status.as_u16(), 200, "{}", ex.body);
+    server
+        .log
+        .wait_for(&["also sent the CA certificate itself", "sent=1"]);
+    server.log.wait_for(&["Header", "method=GET"]);
+    assert_eq!(
+        server.log.count(&["not on its path to the CA"]),
+        0,
+        "{}",
+        server.log.all()
+    );
+}
+
+#[test]
 fn an_intermediate_that_really_signed_the_leaf_is_still_forwarded() {
     let pki = Pki::demo();
     let intermediate = CertAuthority::new_intermediate(

@@ -321,10 +321,16 @@ pub enum Error {
     Config(String),
 
     /// The listening socket could not be opened.
-    #[error("cannot listen on {addr}: {}{}", io_reason(source), bind_hint(source))]
+    #[error(
+        "cannot listen on {addr}: {}{}",
+        io_reason(source),
+        bind_hint(source, flag)
+    )]
     Bind {
         /// The address asked for.
         addr: String,
+        /// The flag that gave it (`--addr`, `--listen`, `--metrics-addr`).
+        flag: &'static str,
         /// The operating system's reason.
         source: io::Error,
     },
@@ -618,17 +624,19 @@ fn not_pem_hint(der: bool) -> &'static str {
     }
 }
 
-fn bind_hint(e: &io::Error) -> &'static str {
+fn bind_hint(e: &io::Error, flag: &str) -> String {
     match e.kind() {
-        io::ErrorKind::AddrInUse => {
+        io::ErrorKind::AddrInUse => format!(
             "; another process (perhaps another server) is using this port: stop it, or pass \
-             --addr 127.0.0.1:0 to pick a free port"
-        }
+             {flag} 127.0.0.1:0 to pick a free port"
+        ),
         io::ErrorKind::PermissionDenied => {
-            "; ports below 1024 need privileges: pick a port above 1024"
+            "; ports below 1024 need privileges: pick a port above 1024".into()
         }
-        io::ErrorKind::AddrNotAvailable => "; this machine has no such address: use 127.0.0.1",
-        _ => "",
+        io::ErrorKind::AddrNotAvailable => {
+            "; this machine has no such address: use 127.0.0.1".into()
+        }
+        _ => String::new(),
     }
 }
 

@@ -912,10 +912,11 @@ impl fmt::Display for Report {
         let count = |l: Level| self.findings.iter().filter(|x| x.level == l).count();
         writeln!(
             f,
-            "\n{} checks: {} ok, {} warnings, {} failed",
+            "\n{} checks: {} ok, {} warning{}, {} failed",
             self.findings.len(),
             count(Level::Ok),
             count(Level::Warn),
+            if count(Level::Warn) == 1 { "" } else { "s" },
             count(Level::Fail)
         )
     }

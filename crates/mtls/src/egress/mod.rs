@@ -94,22 +94,17 @@ impl Proxy {
             .await
             .map_err(|source| Error::Bind {
                 addr: settings.listen.clone(),
+                flag: "--listen",
                 source,
             })?;
         let local = local_addr(&listener)?;
-        if !local.ip().is_loopback() && settings.allow_remote {
+        settings.check_reach(local)?;
+        if !local.ip().is_loopback() {
             warn!(
                 listen = %local,
                 "listening beyond loopback (--allow-remote): whoever reaches this address \
                  speaks to the upstream with this proxy's certificate"
             );
-        } else if !local.ip().is_loopback() {
-            return Err(Error::Usage(format!(
-                "--listen {} is not a loopback address: anyone who can reach it would speak to \
-                 {} with this proxy's certificate; listen on 127.0.0.1, or pass --allow-remote \
-                 if that is what you want",
-                settings.listen, settings.upstream
-            )));
         }
         let metrics_listener = crate::scrape::bind(settings.metrics_addr.as_deref()).await?;
         // Installed now, before the proxy announces itself, so an early SIGHUP reloads.
@@ -166,7 +161,7 @@ impl Proxy {
         let material = self.live.current();
         info!(
             upstream = %shared.url,
-            client = %material.leaf.identity(),
+            client = material.leaf.identity().as_str(),
             client.cert.serial = %material.leaf.serial_hex(),
             client.cert.not_after = %format_time(material.leaf.not_after),
             ca = %self.live.source().ca.display(),

@@ -125,6 +125,23 @@ impl ProxySettings {
                 self.max_connections
             ));
         }
-        Ok(())
+        // A literal address is judged before anything is bound; a name, once bound.
+        match self.listen.parse::<std::net::SocketAddr>() {
+            Ok(addr) => self.check_reach(addr),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Listening on `bound` (beyond loopback) needs --allow-remote.
+    pub fn check_reach(&self, bound: std::net::SocketAddr) -> Result<()> {
+        if bound.ip().is_loopback() || self.allow_remote {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "--listen {} is not a loopback address: anyone who can reach it would speak to \
+             {} with this proxy's certificate; listen on 127.0.0.1, or pass --allow-remote \
+             if that is what you want",
+            self.listen, self.upstream
+        )))
     }
 }

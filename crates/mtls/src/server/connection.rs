@@ -169,7 +169,13 @@ async fn serve(
     let client = leaf
         .map(CertInfo::identity)
         .unwrap_or_else(|| "unknown".into());
-    log_state(peer, &report, &client, &chain, &reloads.borrow());
+    log_state(
+        peer,
+        &report,
+        &client,
+        (presented, &chain),
+        &reloads.borrow(),
+    );
     let decision = shared.access.decide(leaf);
     if let Decision::Denied { why, .. } = &decision {
         shared.metrics.handshake_failed(POLICY_DENIED);
@@ -385,7 +391,7 @@ fn log_state(
     peer: SocketAddr,
     r: &TlsReport,
     client: &str,
-    chain: &PeerPath,
+    (presented, chain): (&[CertificateDer<'_>], &PeerPath),
     material: &TlsMaterial,
 ) {
     info!(
@@ -412,10 +418,25 @@ fn log_state(
             "Certificate chain"
         );
     }
-    if chain.left_out > 0 {
+    // Many clients (Python's ssl among them) send the CA's own certificate after their
+    // chain: harmless, since the server trusts its own copy, and said as such.
+    let anchors_sent = presented
+        .iter()
+        .skip(1)
+        .filter(|c| material.ca_certs.iter().any(|a| a.as_ref() == c.as_ref()))
+        .count();
+    if anchors_sent > 0 {
         info!(
             peer.addr = %peer,
-            left_out = chain.left_out,
+            sent = anchors_sent,
+            "the client also sent the CA certificate itself: not needed (the server trusts its own copy of the CA, not the one a client sends); not logged again"
+        );
+    }
+    let left_out = chain.left_out.saturating_sub(anchors_sent);
+    if left_out > 0 {
+        info!(
+            peer.addr = %peer,
+            left_out,
             "the client sent certificates that are not on its path to the CA (their signatures do not link its leaf to the CA, or they do not parse); they are neither logged nor forwarded"
         );
     }

@@ -87,6 +87,7 @@ impl Server {
             .await
             .map_err(|source| Error::Bind {
                 addr: settings.addr.clone(),
+                flag: "--addr",
                 source,
             })?;
         let metrics_listener = crate::scrape::bind(settings.metrics_addr.as_deref()).await?;
