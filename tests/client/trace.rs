@@ -403,8 +403,8 @@ fn client_trace_matches_what_openssl_s_server_saw_of_the_same_connection() {
     }
 }
 
-/// Captures TCP port `port` on the loopback interface with tshark, into `file`, until
-/// dropped.
+/// Captures TCP port `port` on the loopback interface into `file`, until dropped. dumpcap
+/// itself (what tshark runs to capture): killing tshark would leave its dumpcap running.
 struct Capture {
     child: Child,
     log: Lines,
@@ -413,7 +413,7 @@ struct Capture {
 impl Capture {
     fn start(port: u16, file: &Path) -> Self {
         require_tool("tshark");
-        let mut child = Command::new("tshark")
+        let mut child = Command::new("dumpcap")
             .args([
                 "-i",
                 "lo",
@@ -426,7 +426,7 @@ impl Capture {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run tshark");
+            .expect("run dumpcap (it comes with tshark)");
         let log = Lines::collect(child.stderr.take().expect("stderr"));
         log.wait_for(&["Capturing on"]);
         Self { child, log }
