@@ -38,6 +38,9 @@
 //! Only the client uses [`audit`]: `client audit`, which tries the clients an mTLS server
 //! must refuse and reports what it did with each.
 //!
+//! Only the client uses [`bench`] too: `client bench`, a bounded load run that shows what
+//! client authentication, session resumption and keep-alive cost.
+//!
 //! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
 //! serving a connection (as text, or as a page for a browser), the watchdog, the identity
 //! policy, hot reload, the reverse proxy and Prometheus metrics.
@@ -65,6 +68,7 @@ pub mod verify;
 pub mod write;
 
 pub mod audit;
+pub mod bench;
 pub mod ca;
 pub mod server;
 

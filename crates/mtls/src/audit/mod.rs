@@ -325,18 +325,7 @@ async fn only_loopback(url: &Url, allow_remote: bool) -> Result<()> {
     if allow_remote {
         return Ok(());
     }
-    let addrs: Vec<_> = tokio::net::lookup_host((url.host(), url.port()))
-        .await
-        .map_err(|source| Error::Resolve {
-            host: url.host().to_string(),
-            source,
-        })?
-        .collect();
-    let outside: Vec<String> = addrs
-        .iter()
-        .filter(|a| !a.ip().is_loopback())
-        .map(|a| a.ip().to_string())
-        .collect();
+    let outside = crate::client::outside_addresses(url).await?;
     if outside.is_empty() {
         return Ok(());
     }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::cases::{Case, Expect, RULE};
 use super::{Audit, ServerDid, Verdict};
+use crate::format::wrap;
 
 /// The report for a terminal.
 pub struct Table<'a>(pub &'a Audit);
@@ -157,23 +158,4 @@ pub(crate) fn summary(audit: &Audit) -> String {
         _ => {}
     }
     text
-}
-
-/// Words in lines of at most `width` characters.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
 }
