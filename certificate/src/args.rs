@@ -9,7 +9,7 @@ use mtls::ca::issue::Kind;
 use mtls::ca::p12::{Encryption, Password};
 use mtls::cli::Generate;
 use mtls::files::DEFAULT_DIR;
-use mtls::format::parse_time;
+use mtls::format::{parse_duration, parse_percent, parse_time};
 use mtls::pki::{KeyType, SanType, Validity, parse_san};
 use mtls::verify::{Host, Purpose};
 use time::OffsetDateTime;
@@ -47,10 +47,11 @@ pub struct Cli {
 }
 
 /// The mint's own flags: they make no sense after a subcommand.
-pub const MINT_ONLY: [&str; 8] = [
+pub const MINT_ONLY: [&str; 9] = [
     "key_type",
     "days",
     "hours",
+    "minutes",
     "ca_days",
     "ca_hours",
     "san",
@@ -58,26 +59,36 @@ pub const MINT_ONLY: [&str; 8] = [
     "force",
 ];
 
-/// How long a certificate lives: `--days N` or `--hours N`.
+/// How long a certificate lives: `--days N`, `--hours N` or `--minutes N`.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct Lifetime {
     /// Validity in days.
-    #[arg(long, value_name = "N", conflicts_with = "hours", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    #[arg(long, value_name = "N", conflicts_with_all = ["hours", "minutes"], value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub days: Option<u32>,
 
     /// Validity in hours (short-lived certificates).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=876000))]
+    #[arg(long, value_name = "N", conflicts_with = "minutes", value_parser = clap::value_parser!(u32).range(1..=876000))]
     pub hours: Option<u32>,
+
+    /// Validity in minutes (demos and tests; keep them fresh with `renew NAME --watch`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=52_560_000))]
+    pub minutes: Option<u32>,
 }
 
 impl Lifetime {
-    /// The validity asked for, if any.
-    pub fn get(self) -> Option<Validity> {
-        match (self.days, self.hours) {
-            (_, Some(h)) => Some(Validity::hours(h)),
-            (Some(d), None) => Some(Validity::days(d)),
-            (None, None) => None,
+    /// The length asked for, if any.
+    pub fn length(self) -> Option<time::Duration> {
+        match (self.days, self.hours, self.minutes) {
+            (_, _, Some(m)) => Some(time::Duration::minutes(i64::from(m))),
+            (_, Some(h), None) => Some(time::Duration::hours(i64::from(h))),
+            (Some(d), None, None) => Some(time::Duration::days(i64::from(d))),
+            (None, None, None) => None,
         }
+    }
+
+    /// The validity asked for, starting now, if any.
+    pub fn get(self) -> Option<Validity> {
+        self.length().map(Validity::starting_now)
     }
 
     /// The validity asked for, or `days` days.
@@ -92,7 +103,7 @@ pub struct MintArgs {
     #[arg(long, value_name = "TYPE", default_value = "ecdsa-p256")]
     pub key_type: KeyType,
 
-    /// Validity of the server and client certificates (--days N or --hours N) [default: 365 days].
+    /// Validity of the server and client certificates (--days, --hours or --minutes N) [default: 365 days].
     #[command(flatten)]
     pub lifetime: Lifetime,
 
@@ -168,7 +179,13 @@ Examples:
 Examples:
   cargo run -p certificate -- renew client-a
   cargo run -p certificate -- renew server --hours 24
-  cargo run -p certificate -- renew server --san api.internal   # keep its names, add one")]
+  cargo run -p certificate -- renew server --san api.internal   # keep its names, add one
+  cargo run -p certificate -- renew server --watch              # keep it fresh until stopped
+  cargo run -p certificate -- renew client-a --watch --minutes 2 --renew-at 50
+
+With --watch it runs until Ctrl-C or SIGTERM (exit 0), prints a line for each renewal, and
+exits 1 with the reason when the certificate can no longer be renewed (its CA expired, a key
+is gone).")]
     Renew {
         /// The certificate to renew (DIR/NAME.crt).
         name: String,
@@ -179,8 +196,45 @@ Examples:
         #[arg(long, value_name = "TYPE")]
         key_type: Option<KeyType>,
         /// Add a subject alternative name to those it has (DNS:, IP:, URI:; repeatable).
-        #[arg(long, value_name = "SAN", value_parser = parse_san)]
+        #[arg(long, value_name = "SAN", value_parser = parse_san, conflicts_with = "watch")]
         san: Vec<SanType>,
+        /// Keep running, and renew it again each time --renew-at of its lifetime has passed
+        /// (under the folder's lock, both files replaced atomically).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: renew once this share of its lifetime has passed, in percent, with
+        /// a little jitter [default: 67].
+        #[arg(long, value_name = "PERCENT", requires = "watch", value_parser = parse_percent)]
+        renew_at: Option<f64>,
+    },
+
+    /// The inventory of the folder: name, identity, issuer, time left, revoked or not.
+    #[command(after_help = "\
+Examples:
+  cargo run -p certificate -- list
+  cargo run -p certificate -- list --expiring 7d      # what needs renewing this week
+  cargo run -p certificate -- list --json | jq '.certificates[] | select(.expired)'
+
+Exit status: 1 when a certificate listed has expired (for cron), otherwise 0.")]
+    List {
+        /// Only the certificates that expire within this long, or have expired: 30m, 12h, 7d.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expiring: Option<std::time::Duration>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Rotate the folder's CA without a failed request: `ca rotate`, renew, `ca retire`.
+    #[command(after_help = "\
+Examples:
+  cargo run -p certificate -- ca rotate            # ca.crt trusts the old and the new root
+  cargo run -p certificate -- renew server         # ... and every other leaf
+  cargo run -p certificate -- doctor               # which leaves still need the old CA
+  cargo run -p certificate -- ca retire            # ca.crt trusts the new root only")]
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
     },
 
     /// Show certificates, chains, CSRs, CRLs and keys (PEM or DER), or a live server's chain.
@@ -344,6 +398,30 @@ Examples:
   cargo run -p client -- --cert certs/lab/client-expired.crt --key certs/lab/client-expired.key")]
     Lab {
         /// Replace an existing lab.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// The two steps of a CA rotation.
+#[derive(Subcommand, Debug)]
+pub enum CaAction {
+    /// Mint a new root (and intermediate, when the folder has one) beside the old ones, and
+    /// make ca.crt the trust bundle of both; new and renewed certificates come from the new
+    /// CA.
+    Rotate {
+        /// Validity of the new root [default: as long as the old one].
+        #[command(flatten)]
+        lifetime: Lifetime,
+        /// Key algorithm [default: the old root's].
+        #[arg(long, value_name = "TYPE")]
+        key_type: Option<KeyType>,
+    },
+    /// Take the old CA out of ca.crt (its files move to DIR/retired/) once no certificate
+    /// in the folder still chains to it.
+    Retire {
+        /// Retire it even though some certificates still chain only to it (they stop
+        /// verifying).
         #[arg(long)]
         force: bool,
     },

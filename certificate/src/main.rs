@@ -1,6 +1,7 @@
 //! `cargo run -p certificate`: mint the demo CA, server and client certificates into certs/,
-//! and the small CA tool around them (issue, renew, inspect, doctor, verify, revoke, crl, p12,
-//! lab), and the session-ticket keys a fleet of servers shares (ticket-keys).
+//! and the small CA tool around them (issue, renew, list, ca rotate/retire, inspect, doctor,
+//! verify, revoke, crl, p12, lab), and the session-ticket keys a fleet of servers shares
+//! (ticket-keys).
 //!
 //! Each run: the command line (args.rs) becomes a typed request, one library call in
 //! `mtls::ca` does the work, and its outcome becomes the output and the exit status.
@@ -9,13 +10,15 @@ mod args;
 
 use std::process::ExitCode;
 
-use args::{Cli, Command, Lifetime, MINT_ONLY};
+use args::{CaAction, Cli, Command, Lifetime, MINT_ONLY};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use mtls::ca::demo::{self, DemoOptions};
 use mtls::ca::issue::IssueRequest;
 use mtls::ca::p12::P12Target;
-use mtls::ca::{crl, doctor, inspect, issue, lab, p12, ticket_keys};
+use mtls::ca::rotate::{self, RotateRequest};
+use mtls::ca::watch::{self, WatchOptions};
+use mtls::ca::{crl, doctor, inspect, issue, lab, list, p12, ticket_keys};
 use mtls::cli::{finish, say};
 use mtls::files::CertsDir;
 use mtls::verify;
@@ -83,7 +86,47 @@ fn run(cli: Cli) -> mtls::Result<ExitCode> {
             lifetime,
             key_type,
             san,
+            watch: false,
+            renew_at: _,
         } => say(issue::renew(&dir, &name, lifetime.get(), key_type, &san)?),
+        Command::Renew {
+            name,
+            lifetime,
+            key_type,
+            watch: true,
+            renew_at,
+            ..
+        } => {
+            let opts = WatchOptions {
+                share: renew_at.unwrap_or(watch::DEFAULT_SHARE),
+                length: lifetime.length(),
+                key_type,
+            };
+            let stop = mtls::triggers::shutdown_signal();
+            let watching = watch::watch(&dir, &name, opts, stop, |event| say(event));
+            let renewals = mtls::cli::block_on(Some(1), watching)??;
+            say(format_args!(
+                "stopped watching {name} ({renewals} renewals)\n"
+            ));
+        }
+        Command::List { expiring, json } => {
+            let inventory = list::list(&dir, expiring)?;
+            match json {
+                true => say(format_args!("{:#}\n", inventory.to_json())),
+                false => say(&inventory),
+            }
+            return Ok(exit(!inventory.any_expired()));
+        }
+        Command::Ca { action } => match action {
+            CaAction::Rotate { lifetime, key_type } => {
+                let req = RotateRequest {
+                    length: lifetime.length(),
+                    key_type,
+                };
+                say(rotate::rotate(&dir, &req)?);
+            }
+            CaAction::Retire { force } => say(rotate::retire(&dir, force)?),
+        },
         Command::Inspect { inputs, json, ca } => {
             let ca = ca.or_else(|| Some(dir.ca_cert()).filter(|p| p.exists()));
             let results = inspect::inputs(&inputs, ca.as_deref())?;
@@ -188,6 +231,7 @@ fn mint(dir: CertsDir, args: args::MintArgs) -> mtls::Result<ExitCode> {
     opts.ca_validity = Lifetime {
         days: args.ca_days,
         hours: args.ca_hours,
+        minutes: None,
     }
     .or_days(3650);
     opts.extra_sans = args.san;

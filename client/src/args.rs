@@ -9,8 +9,11 @@ use mtls::audit::AuditSettings;
 use mtls::bench::{BenchSettings, Bound, Mode};
 use mtls::cli::Generate;
 use mtls::client::{ClientSettings, Url};
+use mtls::egress::{IdentitySource, ProxySettings};
 use mtls::files::{CertsDir, ClientId, DEFAULT_DIR, Role};
+use mtls::format::{parse_duration, parse_size};
 use mtls::tls::{ClientPolicy, TlsVersion};
+use mtls::triggers::ReloadTriggers;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -25,6 +28,7 @@ Examples:
 
   cargo run -p client -- audit --url https://localhost:8443/ --ca certs/ca.crt \
       --cert certs/client-a.crt --key certs/client-a.key   # does the server refuse whom it must?
+  cargo run -p client -- proxy -c a --listen 127.0.0.1:8080   # plain HTTP in, mutual TLS out
   cargo run --release -p client -- bench -c a --compare  # what mTLS, resumption and keep-alive cost";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -45,8 +49,9 @@ enum Which {
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// `audit`: try the clients a correctly configured mTLS server must refuse; `bench`:
-    /// measure what mutual TLS costs.
+    /// `audit`: try the clients a correctly configured mTLS server must refuse; `proxy`:
+    /// forward plain HTTP from local applications to an mTLS upstream; `bench`: measure
+    /// what mutual TLS costs.
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -122,41 +127,15 @@ impl ClientArgs {
     /// The client's settings; a missing half of a pair is a usage error.
     fn settings(self) -> Result<ClientSettings, Error> {
         let dir = CertsDir::new(&self.certs);
-        let id = self.client.map(|w| match w {
-            Which::A => ClientId::A,
-            Which::B => ClientId::B,
-        });
-        let identity = if self.no_cert {
-            None
-        } else {
-            let cert = self
-                .cert
-                .or_else(|| id.map(|i| dir.role_cert(Role::Client(i))));
-            let key = self
-                .key
-                .or_else(|| id.map(|i| dir.role_key(Role::Client(i))));
-            let usage = |m: &str| Err(Error::Usage(m.into()));
-            match (cert, key) {
-                (Some(cert), Some(key)) => {
-                    let owner = id.map_or_else(|| "the client".to_string(), |i| i.to_string());
-                    Some((cert, key, owner))
-                }
-                (None, None) => {
-                    return usage(
-                        "choose a client certificate: -c a or -c b (or --cert and --key, or --no-cert)",
-                    );
-                }
-                (Some(_), None) => {
-                    return usage(
-                        "--cert needs --key (or -c a|b to take the key from the demo set)",
-                    );
-                }
-                (None, Some(_)) => {
-                    return usage(
-                        "--key needs --cert (or -c a|b to take the certificate from the demo set)",
-                    );
-                }
-            }
+        let identity = match self.no_cert {
+            true => None,
+            false => Some(identity(
+                &dir,
+                self.client,
+                self.cert,
+                self.key,
+                ", or --no-cert",
+            )?),
         };
         let mut settings = ClientSettings::new(self.ca.unwrap_or_else(|| dir.ca_cert()), identity);
         settings.url = self.url;
@@ -165,6 +144,40 @@ impl ClientArgs {
             http1_only: self.http1_only,
         };
         Ok(settings)
+    }
+}
+
+/// Our certificate, key and how errors name them, from `-c a|b` (the demo set in `dir`) or
+/// `--cert` and `--key`; a missing half of a pair is a usage error (`or_else` adds another
+/// way out to the hint).
+fn identity(
+    dir: &CertsDir,
+    client: Option<Which>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    or_else: &str,
+) -> Result<(PathBuf, PathBuf, String), Error> {
+    let id = client.map(|w| match w {
+        Which::A => ClientId::A,
+        Which::B => ClientId::B,
+    });
+    let cert = cert.or_else(|| id.map(|i| dir.role_cert(Role::Client(i))));
+    let key = key.or_else(|| id.map(|i| dir.role_key(Role::Client(i))));
+    let usage = |m: String| Err(Error::Usage(m));
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let owner = id.map_or_else(|| "the client".to_string(), |i| i.to_string());
+            Ok((cert, key, owner))
+        }
+        (None, None) => usage(format!(
+            "choose a client certificate: -c a or -c b (or --cert and --key{or_else})"
+        )),
+        (Some(_), None) => {
+            usage("--cert needs --key (or -c a|b to take the key from the demo set)".into())
+        }
+        (None, Some(_)) => {
+            usage("--key needs --cert (or -c a|b to take the certificate from the demo set)".into())
+        }
     }
 }
 
@@ -191,6 +204,18 @@ pub enum Command {
     /// succeeded; 1: some failed (the reasons are listed); 2: the run could not start.
     #[command(after_help = BENCH_EXAMPLES)]
     Bench(BenchArgs),
+
+    /// Forward plain HTTP from local applications to one mTLS upstream, with our certificate
+    ///
+    /// Applications send plain HTTP/1.1 to --listen (loopback unless --allow-remote); each
+    /// request goes to --url over a pooled mutual-TLS connection (HTTP/2 when the upstream
+    /// offers it) that presents our certificate and verifies the upstream's chain and
+    /// name. It is not an open proxy: requests for other hosts are refused. The
+    /// certificate, key and CA are reloaded on SIGHUP and when the files change. When the
+    /// upstream refuses us or cannot be verified, the application gets 502 with the reason
+    /// in the words `client` prints. Prints `listening on http://ADDR` when ready.
+    #[command(after_help = PROXY_EXAMPLES)]
+    Proxy(ProxyArgs),
 }
 
 const BENCH_EXAMPLES: &str = "\
@@ -294,6 +319,145 @@ Examples:
       --issuer-cert certs/ca.crt --issuer-key certs/ca.key    # your own PKI only
   cargo run -p client -- audit ... --crl-hint certs/crl.pem   # revokes a throwaway certificate in the list
   cargo run -p client -- audit ... --json                     # for CI: exit 0 only if all was blocked";
+
+const PROXY_EXAMPLES: &str = "\
+Examples:
+  client proxy -c a --url https://localhost:8443 --listen 127.0.0.1:8080
+  curl http://127.0.0.1:8080/orders          # reaches https://localhost:8443/orders as Client A
+  client proxy --cert app.crt --key app.key --ca ca.crt --url https://api.internal:8443 \\
+      --metrics 127.0.0.1:9090                # Prometheus metrics at /metrics
+  kill -HUP <pid>                             # reload the certificate, key and CA now";
+
+/// The command line of `client proxy`.
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// Where local applications connect, with plain HTTP (port 0 picks a free one).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:8080",
+        help_heading = "Listener"
+    )]
+    listen: String,
+
+    /// Accept applications on a --listen address that is not loopback: anyone who can
+    /// reach it speaks to the upstream with our certificate.
+    #[arg(long, help_heading = "Listener")]
+    allow_remote: bool,
+
+    /// The upstream every request goes to: https://HOST[:PORT], without a path.
+    #[arg(long, value_name = "URL", default_value = mtls::client::DEFAULT_URL, help_heading = "Upstream")]
+    url: Url,
+
+    /// CA certificate the upstream's certificate must chain to [default: DIR/ca.crt].
+    #[arg(long, value_name = "FILE", help_heading = "Upstream")]
+    ca: Option<PathBuf>,
+
+    /// Offer only this TLS version to the upstream: 1.2 or 1.3.
+    #[arg(long, value_name = "VERSION", help_heading = "Upstream")]
+    tls_version: Option<TlsVersion>,
+
+    /// Offer only HTTP/1.1 in ALPN (default: h2, then http/1.1).
+    #[arg(long = "http1.1", help_heading = "Upstream")]
+    http1_only: bool,
+
+    /// Which demo client certificate to present.
+    #[arg(
+        short = 'c',
+        long = "client",
+        value_name = "CLIENT",
+        help_heading = "Identity"
+    )]
+    client: Option<Which>,
+
+    /// Folder holding ca.crt and the client certificates.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR, help_heading = "Identity")]
+    certs: PathBuf,
+
+    /// Our certificate chain [default: DIR/client-X.crt for -c X].
+    #[arg(long, value_name = "FILE", help_heading = "Identity")]
+    cert: Option<PathBuf>,
+
+    /// Our private key [default: DIR/client-X.key for -c X].
+    #[arg(long, value_name = "FILE", help_heading = "Identity")]
+    key: Option<PathBuf>,
+
+    /// How often to look for changed --cert, --key or --ca files and reload them (0: only
+    /// on SIGHUP). A reload that fails keeps the previous identity.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, help_heading = "Identity")]
+    reload_interval: Duration,
+
+    /// The upstream must finish its TLS handshake within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Limits")]
+    handshake_timeout: Duration,
+
+    /// A request head from an application must arrive completely within this time of its
+    /// first byte.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Limits")]
+    header_timeout: Duration,
+
+    /// Largest request head accepted (request line and headers); larger gets 431.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size, help_heading = "Limits")]
+    max_header_size: usize,
+
+    /// A keep-alive connection with no request in flight for this long is closed; so is one
+    /// whose request in flight makes no progress on the application's side for this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "Limits")]
+    idle_timeout: Duration,
+
+    /// Most local connections open at once; beyond it, new connections wait until one
+    /// closes.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        help_heading = "Limits"
+    )]
+    max_connections: usize,
+
+    /// On SIGTERM or Ctrl-C, how long requests in flight get to finish.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Limits")]
+    drain_timeout: Duration,
+
+    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics (off by default).
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Observability")]
+    metrics: Option<String>,
+}
+
+impl ProxyArgs {
+    /// The proxy's settings; a missing half of a certificate and key pair is a usage error.
+    pub fn settings(self) -> Result<ProxySettings, Error> {
+        let dir = CertsDir::new(&self.certs);
+        let (cert, key, owner) = identity(&dir, self.client, self.cert, self.key, "")?;
+        let ca = self.ca.unwrap_or_else(|| dir.ca_cert());
+        let identity = IdentitySource {
+            cert,
+            key,
+            ca,
+            owner,
+        };
+        Ok(ProxySettings {
+            listen: self.listen,
+            allow_remote: self.allow_remote,
+            policy: ClientPolicy {
+                only_version: self.tls_version,
+                http1_only: self.http1_only,
+            },
+            reload: ReloadTriggers {
+                interval: Some(self.reload_interval).filter(|d| !d.is_zero()),
+                sighup: true,
+            },
+            handshake_timeout: self.handshake_timeout,
+            header_timeout: self.header_timeout,
+            max_header_bytes: self.max_header_size,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            drain_timeout: self.drain_timeout,
+            metrics_addr: self.metrics,
+            ..ProxySettings::new(self.url, identity)
+        })
+    }
+}
 
 /// The command line of `client audit`.
 #[derive(Args, Debug)]

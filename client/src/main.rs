@@ -5,13 +5,15 @@
 //! client; the report (after the handshake trace, with --trace) goes to stdout, as text or
 //! JSON, and a non-2xx answer exits 1. A failed request prints its trace, then the error.
 //! `client audit` becomes `AuditSettings` and one call to the library's audit; `client
-//! bench` becomes `BenchSettings` and one call to the library's bench.
+//! proxy` becomes `ProxySettings` and one call to the library's proxy, which serves until
+//! SIGTERM or Ctrl-C; `client bench` becomes `BenchSettings` and one call to the library's
+//! bench.
 
 mod args;
 
 use std::process::ExitCode;
 
-use args::{AuditArgs, BenchArgs, BenchPlan, Cli, Command};
+use args::{AuditArgs, BenchArgs, BenchPlan, Cli, Command, ProxyArgs};
 use clap::{CommandFactory, Parser};
 use mtls::cli::{block_on, finish, say};
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Audit(args)) => audit(args),
         Some(Command::Bench(args)) => finish(bench(args)),
+        Some(Command::Proxy(args)) => finish(proxy(args)),
         None => finish(run(cli)),
     }
 }
@@ -89,6 +92,13 @@ fn audit(args: AuditArgs) -> ExitCode {
         eprintln!("error: {why}");
     }
     ExitCode::from(audit.exit_code())
+}
+
+/// Serves until SIGTERM or Ctrl-C; exit 1 when it cannot start (2 for a usage error).
+fn proxy(args: ProxyArgs) -> mtls::Result<ExitCode> {
+    let settings = args.settings()?;
+    block_on(None, mtls::egress::serve(&settings))??;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> mtls::Result<ExitCode> {

@@ -22,6 +22,9 @@ Examples:
   cargo run -p server -- --ca certs/ca.crt --cert certs/server.crt --key certs/server.key
   cargo run -p server -- --allow-uri spiffe://mtls.demo/client-a   # only Client A; B gets 403
   cargo run -p server -- --upstream http://127.0.0.1:8080 --metrics 127.0.0.1:9090
+  cargo run -p server -- --upstream h2c://127.0.0.1:50051          # a gRPC server (HTTP/2, no TLS)
+  cargo run -p server -- --upstream https://app.internal:8443 --upstream-ca app-ca.crt \
+      --upstream-cert proxy.crt --upstream-key proxy.key          # mTLS to the application too
   MTLS_ADDR=0.0.0.0:8443 MTLS_CERTS=/etc/mtls cargo run -p server   # flags from the environment
   cargo run -p server -- --proxy-protocol --proxy-protocol-from 10.0.0.0/8   # behind HAProxy
   cargo run -p server -- --ticket-keys certs/ticket.keys  # resume on every server of a fleet
@@ -101,8 +104,8 @@ pub struct Cli {
     )]
     ticket_keys: Option<PathBuf>,
 
-    /// How often to look for changed --cert, --key, --ca, --crl or --ticket-keys files and
-    /// reload them (0: only on SIGHUP). A reload that fails keeps the previous material.
+    /// How often to look for changed --cert, --key, --ca, --crl, --ticket-keys or --upstream-*
+    /// files and reload them (0: only on SIGHUP). A reload that fails keeps the previous material.
     #[arg(long, env = "MTLS_RELOAD_INTERVAL", value_name = "DURATION", default_value = "2s", value_parser = parse_duration, help_heading = "TLS")]
     reload_interval: Duration,
 
@@ -134,7 +137,9 @@ pub struct Cli {
     max_header_size: usize,
 
     /// A keep-alive connection with no request in flight for this long is closed; so is one
-    /// whose request in flight makes no progress on the client's side for this long.
+    /// whose request in flight makes no progress on the client's side for this long. Behind
+    /// --upstream, also the longest pause in a response body the application is sending, and
+    /// in a WebSocket tunnel.
     #[arg(long, env = "MTLS_IDLE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "Limits")]
     idle_timeout: Duration,
 
@@ -164,16 +169,59 @@ pub struct Cli {
     #[arg(long, env = "MTLS_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration, help_heading = "Limits")]
     drain_timeout: Duration,
 
-    /// Forward admitted requests to this plain-HTTP application, with the verified identity
-    /// in Client-Cert, Client-Cert-Chain (RFC 9440), X-SSL-CERT and X-Forwarded-Client-Cert;
-    /// those headers are always removed from what clients send.
+    /// Forward admitted requests to this application, with the verified identity in
+    /// Client-Cert, Client-Cert-Chain (RFC 9440), X-SSL-CERT and X-Forwarded-Client-Cert
+    /// (gRPC metadata over HTTP/2); those headers are always removed from what clients send.
+    /// http:// speaks HTTP/1.1; h2c:// HTTP/2 without TLS (gRPC servers); https:// TLS, with
+    /// --upstream-ca, --upstream-cert and --upstream-key. WebSocket upgrades and trailers
+    /// pass through.
     #[arg(
         long,
         env = "MTLS_UPSTREAM",
-        value_name = "http://HOST:PORT",
+        value_name = "URL",
         help_heading = "Proxy"
     )]
     upstream: Option<Upstream>,
+
+    /// https upstream: the CA that issued the application's certificate; its certificate
+    /// must chain to it and name the --upstream host.
+    #[arg(
+        long,
+        env = "MTLS_UPSTREAM_CA",
+        value_name = "FILE",
+        help_heading = "Proxy"
+    )]
+    upstream_ca: Option<PathBuf>,
+
+    /// https upstream: the certificate this proxy presents to the application (for an
+    /// application that requires client certificates). Reloaded like --cert.
+    #[arg(
+        long,
+        env = "MTLS_UPSTREAM_CERT",
+        value_name = "FILE",
+        help_heading = "Proxy"
+    )]
+    upstream_cert: Option<PathBuf>,
+
+    /// https upstream: the private key of --upstream-cert.
+    #[arg(
+        long,
+        env = "MTLS_UPSTREAM_KEY",
+        value_name = "FILE",
+        help_heading = "Proxy"
+    )]
+    upstream_key: Option<PathBuf>,
+
+    /// How long the application may take to accept a connection (TLS handshake included);
+    /// after that the client gets 502.
+    #[arg(long, env = "MTLS_UPSTREAM_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "5s", value_parser = parse_duration, help_heading = "Proxy")]
+    upstream_connect_timeout: Duration,
+
+    /// How long the application may take to start its response (the wait for a slot under
+    /// --upstream-max-in-flight included); after that the client gets 504. A response body
+    /// may then pause for up to --idle-timeout between pieces, however long it runs.
+    #[arg(long, env = "MTLS_UPSTREAM_FIRST_BYTE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "Proxy")]
+    upstream_first_byte_timeout: Duration,
 
     /// Most requests in flight to the upstream at once, whatever clients do (a client that
     /// resets its HTTP/2 streams frees no slot before the application has answered); more
@@ -256,6 +304,11 @@ impl From<Cli> for ServerSettings {
         s.drain_timeout = cli.drain_timeout;
         s.upstream = cli.upstream;
         s.upstream_max_in_flight = cli.upstream_max_in_flight;
+        s.upstream_ca = cli.upstream_ca;
+        s.upstream_cert = cli.upstream_cert;
+        s.upstream_key = cli.upstream_key;
+        s.upstream_connect_timeout = cli.upstream_connect_timeout;
+        s.upstream_first_byte_timeout = cli.upstream_first_byte_timeout;
         s.metrics_addr = cli.metrics;
         s.proxy_protocol = cli.proxy_protocol.then_some(ProxyProtocol {
             trusted: cli.proxy_protocol_from,

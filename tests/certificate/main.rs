@@ -7,6 +7,7 @@ mod concurrency;
 mod folder;
 mod mint;
 mod names;
+mod ops;
 mod permissions;
 mod readme;
 mod ticket_keys;

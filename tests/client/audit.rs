@@ -9,12 +9,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use mtls::pki::{Usage, Validity};
 use mtls::server::policy::Rule;
 use serde_json::Value;
 use testkit::{
-    InProcessServer, PeerServer, Pki, ServerProcess, leaf, require_tool, run, server_settings,
-    text, utf8,
+    InProcessServer, PeerServer, Pki, ServerProcess, require_tool, run, server_settings, text, utf8,
 };
 
 use crate::{CLIENT, error_line_with as error_line};
@@ -389,23 +387,9 @@ fn the_audit_stops_with_exit_2_when_the_good_client_cannot_get_in_or_the_server_
     let pki = Pki::demo();
     let server = InProcessServer::start(server_settings(&pki));
     let url = server.url("localhost");
-    let other = pki.other_ca("other-ca");
-    pki.issue(
-        &other,
-        "stranger",
-        &leaf(
-            "Stranger",
-            Usage::Client,
-            &["URI:spiffe://x/stranger"],
-            Validity::days(1),
-        ),
-    );
+    let (cert, key) = crate::stranger(&pki);
     let certs = &pki.certs;
-    let (ca, cert, key) = (
-        certs.ca_cert(),
-        certs.cert("stranger"),
-        certs.key("stranger"),
-    );
+    let ca = certs.ca_cert();
     let out = audit_with(&url, &ca, &["--cert", utf8(&cert), "--key", utf8(&key)]);
     let error = error_line(&out, 2);
     assert!(

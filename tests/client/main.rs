@@ -1,17 +1,19 @@
 //! The client binary end to end, against the library's server (the same code the server
 //! binary runs) on a free port, and against real servers of other kinds (nginx, HAProxy),
 //! with certificates minted per test; `client audit` against servers that keep out whom
-//! they must and servers that do not.
+//! they must and servers that do not; `client proxy` between a plain-HTTP application and
+//! the server's own proxy.
 
 mod audit;
+mod proxy;
 mod readme;
 mod real_servers;
 mod trace;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mtls::pki::{Usage, Validity};
+use mtls::pki::{CertAuthority, Usage, Validity};
 use testkit::{InProcessServer, Pki, expired, leaf, run, server_settings, text};
 
 pub(crate) const CLIENT: &str = env!("CARGO_BIN_EXE_client");
@@ -116,24 +118,45 @@ fn an_unknown_client_is_a_usage_error_listing_the_choices() {
     );
 }
 
+/// A client certificate the demo server does not trust: issued by another CA ("Other
+/// CA"), written as stranger.crt and stranger.key.
+pub(crate) fn stranger(pki: &Pki) -> (PathBuf, PathBuf) {
+    let other = pki.other_ca("other-ca");
+    let spec = leaf(
+        "Stranger",
+        Usage::Client,
+        &["URI:spiffe://x/stranger"],
+        Validity::days(1),
+    );
+    pki.issue(&other, "stranger", &spec);
+    (pki.certs.cert("stranger"), pki.certs.key("stranger"))
+}
+
+/// The library's server presenting `stem` (a server certificate `ca` issues for `sans`)
+/// instead of the demo's.
+pub(crate) fn server_presenting(
+    pki: &Pki,
+    ca: &CertAuthority,
+    stem: &str,
+    sans: &[&str],
+) -> InProcessServer {
+    pki.issue(
+        ca,
+        stem,
+        &leaf(stem, Usage::Server, sans, Validity::days(1)),
+    );
+    let mut settings = server_settings(pki);
+    settings.cert = pki.certs.cert(stem);
+    settings.key = pki.certs.key(stem);
+    InProcessServer::start(settings)
+}
+
 #[test]
 fn client_refuses_a_server_from_another_ca_and_names_its_issuer() {
     let pki = Pki::demo();
     let other = pki.other_ca("other-ca");
-    pki.issue(
-        &other,
-        "impostor",
-        &leaf(
-            "localhost",
-            Usage::Server,
-            &["DNS:localhost", "IP:127.0.0.1"],
-            Validity::days(1),
-        ),
-    );
-    let mut settings = server_settings(&pki);
-    settings.cert = pki.certs.cert("impostor");
-    settings.key = pki.certs.key("impostor");
-    let server = InProcessServer::start(settings);
+    let sans = ["DNS:localhost", "IP:127.0.0.1"];
+    let server = server_presenting(&pki, &other, "impostor", &sans);
     let out = client(pki.dir(), &["-c", "a", "--url", &server.url("localhost")]);
     let error = error_line(&out);
     assert!(
@@ -153,20 +176,8 @@ fn client_refuses_a_server_from_another_ca_and_names_its_issuer() {
 #[test]
 fn client_refuses_a_server_whose_certificate_lacks_the_host_and_names_its_sans() {
     let pki = Pki::demo();
-    pki.issue(
-        &pki.ca(),
-        "elsewhere",
-        &leaf(
-            "elsewhere",
-            Usage::Server,
-            &["DNS:elsewhere.test", "IP:10.9.8.7"],
-            Validity::days(1),
-        ),
-    );
-    let mut settings = server_settings(&pki);
-    settings.cert = pki.certs.cert("elsewhere");
-    settings.key = pki.certs.key("elsewhere");
-    let server = InProcessServer::start(settings);
+    let sans = ["DNS:elsewhere.test", "IP:10.9.8.7"];
+    let server = server_presenting(&pki, &pki.ca(), "elsewhere", &sans);
     let out = client(pki.dir(), &["-c", "a", "--url", &server.url("localhost")]);
     let error = error_line(&out);
     assert!(

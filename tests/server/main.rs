@@ -14,7 +14,9 @@ mod proxy;
 mod readme;
 mod reload;
 mod reverify;
+mod rotation;
 mod trace;
+mod upstream;
 
 use testkit::{Pki, ServerProcess, start_server, start_server_with_env};
 

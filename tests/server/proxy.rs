@@ -415,7 +415,7 @@ fn an_unreachable_upstream_gets_a_502_that_says_so() {
 }
 
 #[test]
-fn an_upstream_that_is_not_plain_http_is_a_usage_error() {
+fn an_upstream_in_a_scheme_the_proxy_does_not_speak_is_a_usage_error() {
     let pki = Pki::demo();
     let out = run(Command::new(crate::SERVER).args([
         "--certs",
@@ -423,11 +423,14 @@ fn an_upstream_that_is_not_plain_http_is_a_usage_error() {
         "--addr",
         "127.0.0.1:0",
         "--upstream",
-        "https://127.0.0.1:9000",
+        "ftp://127.0.0.1:9000",
     ]));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("speaks plain HTTP"), "{stderr}");
+    assert!(
+        stderr.contains("uses ftp://; write http://HOST:PORT (HTTP/1.1), h2c://HOST:PORT"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -709,7 +712,7 @@ fn http2_streams_the_client_resets_never_push_the_application_past_the_in_flight
 /// An HTTP/2 connection as Client A, made with the h2 crate so that a test shapes exactly
 /// what it sends (an `:authority` of its choosing, streams it resets). A task on `rt`
 /// drives the connection.
-fn h2_client(rt: &Runtime, pki: &Pki, addr: SocketAddr) -> SendRequest<Bytes> {
+pub(crate) fn h2_client(rt: &Runtime, pki: &Pki, addr: SocketAddr) -> SendRequest<Bytes> {
     let config = client_config(pki, Some("client-a"), ClientPolicy::default());
     rt.block_on(async {
         let tcp = TcpStream::connect(addr).await.expect("connect");
@@ -732,7 +735,7 @@ fn h2_client(rt: &Runtime, pki: &Pki, addr: SocketAddr) -> SendRequest<Bytes> {
 
 /// Sends `GET uri` (`:authority` from `uri`) and returns the status and the body, within
 /// PATIENCE.
-async fn h2_get(send: &SendRequest<Bytes>, uri: &str) -> (u16, String) {
+pub(crate) async fn h2_get(send: &SendRequest<Bytes>, uri: &str) -> (u16, String) {
     let exchange = async {
         let mut send = send.clone().ready().await.expect("a stream");
         let request = hyper::Request::get(uri).body(()).expect("a request");

@@ -1,8 +1,10 @@
 //! Helpers for the end-to-end tests of the three binaries, split by concern and defined
 //! once: [`pki`] (a demo PKI per test), [`process`] (running binaries and waiting on them),
 //! [`peers`] (the clients a test talks with), [`upstream`] (an application behind the
-//! proxy), [`metrics`] (scrapes) and [`readme`] (the output the docs quote).
+//! proxy), [`apps`] (real Python applications: WebSocket, gRPC), [`metrics`] (scrapes) and
+//! [`readme`] (the output the docs quote).
 
+pub mod apps;
 pub mod metrics;
 pub mod peers;
 pub mod pki;
@@ -10,6 +12,7 @@ pub mod process;
 pub mod readme;
 pub mod upstream;
 
+pub use apps::{PythonApp, require_python, run_python};
 pub use metrics::{metrics_addr, sample};
 pub use peers::{
     Conn, PeerServer, Reply, client_config, curl_as, fetch, fingerprint, first_cert, free_port,
@@ -20,4 +23,4 @@ pub use process::{
     InProcessServer, Lines, Mark, PATIENCE, ServerProcess, poll, require_tool, run, run_with_input,
     server_settings, server_settings_in, start_server, start_server_with_env, text,
 };
-pub use upstream::{EchoUpstream, Received};
+pub use upstream::{EchoUpstream, Received, TrickleUpstream};

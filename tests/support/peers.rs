@@ -406,6 +406,12 @@ impl PeerServer {
     /// `hello <subject>` with the client's verify result in `X-Verify`. One process
     /// (`master_process off`), so killing it on drop leaves no orphaned worker behind.
     pub fn nginx(pki: &Pki, verify: &str) -> Self {
+        Self::nginx_answering(pki, verify, "hello $ssl_client_s_dn\\n")
+    }
+
+    /// Like [`PeerServer::nginx`], answering `answer` (nginx's syntax inside its double
+    /// quotes: `$variables` expanded, `\n` a newline) instead of `hello <subject>`.
+    pub fn nginx_answering(pki: &Pki, verify: &str, answer: &str) -> Self {
         let certs = &pki.certs;
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {{dir}}/nginx.pid;\nerror_log stderr info;\n\
@@ -416,7 +422,7 @@ impl PeerServer {
              listen 127.0.0.1:{{port}} ssl http2;\n    ssl_certificate {cert};\n    \
              ssl_certificate_key {key};\n    ssl_client_certificate {ca};\n    \
              ssl_verify_client {verify};\n    location / {{ add_header X-Verify $ssl_client_verify; \
-             return 200 \"hello $ssl_client_s_dn\\n\"; }}\n  }}\n}}\n",
+             return 200 \"{answer}\"; }}\n  }}\n}}\n",
             cert = certs.cert("server").display(),
             key = certs.key("server").display(),
             ca = certs.ca_cert().display(),

@@ -150,7 +150,17 @@ impl ServerProcess {
     /// Starts `cmd` (any server that prints `listening on https://ADDR` first on stdout)
     /// and waits for that line. `RUST_LOG` is `info` and `NO_COLOR` is set unless `cmd`
     /// sets them.
-    pub fn spawn(mut cmd: Command) -> Self {
+    pub fn spawn(cmd: Command) -> Self {
+        Self::spawn_announcing(cmd, "listening on https://")
+    }
+
+    /// Like [`ServerProcess::spawn`], for a plain-HTTP listener that prints `listening on
+    /// http://ADDR` first (`client proxy`).
+    pub fn spawn_plain(cmd: Command) -> Self {
+        Self::spawn_announcing(cmd, "listening on http://")
+    }
+
+    fn spawn_announcing(mut cmd: Command, announce: &str) -> Self {
         for (name, default) in [("RUST_LOG", "info"), ("NO_COLOR", "1")] {
             if !cmd.get_envs().any(|(n, _)| n == name) {
                 cmd.env(name, default);
@@ -169,12 +179,12 @@ impl ServerProcess {
             log,
             out,
         };
-        let line = match server.out.try_wait(Mark(0), &["listening on https://"], 1) {
+        let line = match server.out.try_wait(Mark(0), &[announce], 1) {
             Ok(mut lines) => lines.pop().unwrap_or_default(),
             Err(problem) => panic!("{problem}\nits stderr:\n{}", server.log.all()),
         };
         server.addr = line
-            .trim_start_matches("listening on https://")
+            .trim_start_matches(announce)
             .trim_end_matches('/')
             .parse()
             .unwrap_or_else(|_| panic!("no address in {line:?}; the log:\n{}", server.log.all()));

@@ -213,6 +213,7 @@ fn normalize(line: &str) -> String {
             (r"\d+ (days?|hours?|minutes?) left", "<n> left"),
             (r"\b\d+\.\d+s\b", "<t>s"),
             (r"([0-9A-F]{2}:){31}[0-9A-F]{2}", "<sha256>"),
+            (r"\b[0-9A-F]{2}(:[0-9A-F]{2}){7,30}\b", "<serial>"),
             (r"\b[0-9a-f]{64}\b", "<random>"),
             (r"(127\.0\.0\.1|localhost|\[::1\]):\d+", "$1:<port>"),
             (r"\b\d+ bytes?\b", "<n> bytes"),

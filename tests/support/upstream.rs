@@ -141,3 +141,63 @@ fn serve_echo(
         }
     }
 }
+
+/// An application that answers every request with a chunked body, one piece (`piece N\n`)
+/// every `every`: `pieces` of them, then the end of the body, or, when `stops`, nothing
+/// more (it holds the connection open, at most [`PATIENCE`], as a stuck application does).
+pub struct TrickleUpstream {
+    pub addr: SocketAddr,
+}
+
+impl TrickleUpstream {
+    pub fn start(pieces: usize, every: std::time::Duration, stops: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(100) {
+                let Ok(stream) = stream else { continue };
+                std::thread::spawn(move || trickle(stream, pieces, every, stops));
+            }
+        });
+        Self { addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn trickle(stream: TcpStream, pieces: usize, every: std::time::Duration, stops: bool) {
+    let _ = stream.set_read_timeout(Some(PATIENCE));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    for _ in 0..100 {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 && line != "\r\n" => {}
+            _ => break,
+        }
+    }
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\
+                Connection: close\r\n\r\n";
+    if writer.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for i in 1..=pieces {
+        std::thread::sleep(every);
+        let piece = format!("piece {i}\n");
+        let chunk = format!("{:x}\r\n{piece}\r\n", piece.len());
+        if writer.write_all(chunk.as_bytes()).is_err() {
+            return;
+        }
+    }
+    if stops {
+        // Stuck: the proxy gives up first; then the read ends (or PATIENCE passes).
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+    } else {
+        let _ = writer.write_all(b"0\r\n\r\n");
+    }
+}

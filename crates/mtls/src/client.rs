@@ -275,10 +275,8 @@ impl Prepared {
     /// Loads the CA and our certificate, and builds the config (recording the handshake's
     /// secrets into `secrets` when tracing).
     pub(crate) fn new(settings: &ClientSettings, secrets: Option<Arc<Secrets>>) -> Result<Self> {
-        let (anchors, anchor_infos): (Vec<_>, Vec<_>) =
-            pem::described_certificates(&settings.ca, "the CA certificate")?
-                .into_iter()
-                .unzip();
+        let described = pem::described_certificates(&settings.ca, "the CA certificate")?;
+        let (anchors, anchor_infos): (Vec<_>, Vec<_>) = described.iter().cloned().unzip();
         let trust = Trust::from_certs(anchors, &settings.ca)?;
         let identity = match &settings.identity {
             Some((cert, key, owner)) => Some(Identity::load(cert, key, owner)?),
@@ -299,6 +297,9 @@ impl Prepared {
                 .as_ref()
                 .and_then(|id| CertInfo::parse(&id.chain[0]).ok()),
             ours_file: identity.as_ref().map(|id| id.cert_path.clone()),
+            retired: identity
+                .as_ref()
+                .and_then(|id| crate::retired::find(&id.chain, &settings.ca, &described)),
             ..explain::Context::default()
         };
         Ok(Self {
@@ -792,8 +793,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// A handshake that did not finish within `after`, explained.
+pub(crate) fn handshake_timed_out(after: Duration, cx: &explain::Context) -> Error {
+    let failure = Failure::Timeout { after };
+    Error::Tls {
+        message: failure.explain(Side::Client, cx),
+        failure,
+    }
+}
+
 /// A handshake error, explained (with the server's chain, if we saw it).
-fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> Error {
+pub(crate) fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> Error {
     let cx = &explain::Context {
         arrived: Some(explain::Arrival::InHandshake),
         ..seen.told(cx)
@@ -810,7 +820,7 @@ fn handshake_error(err: &io::Error, seen: &SeenChain, cx: &explain::Context) -> 
 }
 
 /// An error after the handshake: a late TLS alert, a silent close, or plain HTTP trouble.
-fn late_error(
+pub(crate) fn late_error(
     err: Box<dyn StdError + Send + Sync>,
     recorded: Option<rustls::Error>,
     peer: SocketAddr,

@@ -231,10 +231,10 @@ pub enum Error {
     /// A CA outside its validity cannot sign.
     #[error("{label} {}", match (*expired, *at) {
         (true, at) => format!(
-            "expired on {}, so it cannot sign anything; mint a new CA (`{}`) and issue its \
-             certificates again",
+            "expired on {}, so it cannot sign anything; give the folder a new CA with `{}` \
+             and renew its certificates",
             crate::format::format_time(at),
-            Program::Certificate.command("--force")
+            Program::Certificate.command("ca rotate")
         ),
         (false, at) => format!(
             "is not valid until {}, so it cannot sign yet; check this machine's clock",
@@ -276,6 +276,36 @@ pub enum Error {
         issuer: String,
         /// What to do instead.
         hint: String,
+    },
+
+    /// `certificate ca retire` while certificates in the folder still chain only to the old
+    /// CA: they would stop verifying the moment it leaves `ca.crt`.
+    #[error(
+        "{} is still needed: {} chain{} only to it and would stop verifying once it is \
+         retired. Nothing was changed; renew {} first (`{}`), or pass --force to retire it \
+         anyway",
+        ca.display(),
+        dependents.iter().map(|n| format!("{n}.crt")).collect::<Vec<_>>().join(", "),
+        if dependents.len() == 1 { "s" } else { "" },
+        if dependents.len() == 1 { "it" } else { "them" },
+        Program::Certificate.command(&format!("renew {} --certs {}", dependents.first().map_or("NAME", String::as_str), dir.display()))
+    )]
+    StillNeeded {
+        /// The folder.
+        dir: PathBuf,
+        /// The old CA's certificate.
+        ca: PathBuf,
+        /// The certificates (`NAME`) that chain only to it.
+        dependents: Vec<String>,
+    },
+
+    /// `renew --watch` met a failure that will not pass by itself.
+    #[error("{name} can no longer be renewed, so the watch stops: {source}")]
+    WatchEnded {
+        /// The certificate watched (`NAME`).
+        name: String,
+        /// Why it cannot be renewed (the CA expired, a key or the certificate gone, ...).
+        source: Box<Error>,
     },
 
     /// A value given on the command line is not usable (exit status 2).

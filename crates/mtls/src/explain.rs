@@ -58,6 +58,9 @@ pub struct Context {
     pub ours: Option<CertInfo>,
     /// Client side: the file our certificate came from (for the command that renews it).
     pub ours_file: Option<PathBuf>,
+    /// Client side: the retired CA our certificate chains to, when the CA file no longer
+    /// holds it and its folder keeps it in `retired/` (see [`crate::retired`]).
+    pub retired: Option<RetiredCa>,
     /// Client side: whether the server asked for our certificate, when known.
     pub asked: Option<bool>,
     /// Client side: whether we sent one, when known.
@@ -66,6 +69,19 @@ pub struct Context {
     pub arrived: Option<Arrival>,
     /// The option that names the host to check (`--url` when `None`).
     pub host_flag: Option<&'static str>,
+    /// Client side: the option that names the CA we trust (`--ca` when `None`).
+    pub ca_flag: Option<&'static str>,
+}
+
+/// A retired CA our certificate chains to: the evidence [`crate::retired::find`] gathers.
+#[derive(Clone, Debug)]
+pub struct RetiredCa {
+    /// Its subject.
+    pub subject: String,
+    /// Where the folder keeps it (`certs/retired/ca-1a2b3c4d.crt`).
+    pub file: PathBuf,
+    /// The CA file that no longer holds it.
+    pub ca_file: PathBuf,
 }
 
 /// When a peer's refusal reached the client.
@@ -131,7 +147,8 @@ impl Failure {
                 format!(
                     "{file}, given as the CA we trust, is not a CA certificate: it holds {what}, a \
                      leaf that signs nothing, so no server can chain to it; pass the CA that issued \
-                     the server's certificate{by} with --ca"
+                     the server's certificate{by} with {}",
+                    cx.ca_flag.unwrap_or("--ca")
                 )
             }
             Failure::UnknownIssuer { issuer } => {
@@ -141,8 +158,9 @@ impl Failure {
                     .unwrap_or_default();
                 let fix = match side {
                     Side::Client => format!(
-                        "pass the CA that issued the server's certificate with --ca, or reissue the \
+                        "pass the CA that issued the server's certificate with {}, or reissue the \
                          server certificate from our CA with `{}`",
+                        cx.ca_flag.unwrap_or("--ca"),
                         Program::Certificate.command("")
                     ),
                     Side::Server => {
@@ -373,6 +391,9 @@ fn refused(side: Side, alert: AlertDescription, cx: &Context) -> String {
                     .to_string(),
             )
         }
+        A::UnknownCA | A::BadCertificate | A::CertificateUnknown if cx.retired.is_some() => {
+            (true, retired_meaning(cx, &renew))
+        }
         A::UnknownCA => (
             true,
             format!(
@@ -446,6 +467,44 @@ fn refused(side: Side, alert: AlertDescription, cx: &Context) -> String {
     } else {
         format!("the server ended the handshake (alert: {name}): {meaning}")
     }
+}
+
+/// Why the server refused our certificate when its CA was retired: what we know (the CA
+/// file no longer holds it, the folder keeps it in `retired/`) and the renewal that fixes it.
+fn retired_meaning(cx: &Context, renew: &str) -> String {
+    let Some(retired) = &cx.retired else {
+        return String::new();
+    };
+    // The renewal happens in the CA's folder; a copy of our certificate kept elsewhere
+    // goes by whatever name that folder gives it.
+    let folder = retired.ca_file.parent().unwrap_or(Path::new(""));
+    let inside = cx.ours_file.as_ref().is_some_and(|f| f.starts_with(folder));
+    let (command, note) = match inside {
+        true => (renew.to_string(), String::new()),
+        false => {
+            let shown = match folder.as_os_str().is_empty() {
+                true => Path::new("."),
+                false => folder,
+            };
+            let certs = match shown == Path::new(".") || folder == Path::new(DEFAULT_DIR) {
+                true => String::new(),
+                false => format!(" --certs {}", folder.display()),
+            };
+            (
+                Program::Certificate.command(&format!("renew NAME{certs}")),
+                format!(", where NAME is its name in {}", shown.display()),
+            )
+        }
+    };
+    format!(
+        "its CA was retired. Our certificate chains to \"{}\", which {} no longer holds (the \
+         folder keeps it in {}, where `certificate ca retire` puts a CA it takes out of \
+         service), so a server that loads that CA file refuses what the old CA issued; renew \
+         our certificate from the current CA: `{command}`{note}",
+        escape_controls(&retired.subject),
+        retired.ca_file.display(),
+        retired.file.display()
+    )
 }
 
 /// The command that renews our certificate, named the way the CA tool finds it: relative

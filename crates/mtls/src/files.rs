@@ -118,8 +118,27 @@ impl Role {
     }
 }
 
-/// File stems that belong to the folder itself and can never name an issued certificate.
-pub const RESERVED: [&str; 4] = ["ca", "crl", "lab", "truststore"];
+/// File stems that belong to the folder itself and can never name an issued certificate:
+/// its CA (and the CAs a rotation keeps beside the new ones), the revocation list, the
+/// lab's and the retired CAs' folders, the Java trust store.
+pub const RESERVED: [&str; 7] = [
+    "ca",
+    "ca-old",
+    "intermediate-old",
+    "crl",
+    "lab",
+    "retired",
+    "truststore",
+];
+
+/// What a CA's stem becomes while a rotation keeps it trusted beside its successor:
+/// `ca` -> `ca-old`, `intermediate` -> `intermediate-old`.
+pub fn previous(stem: &str) -> String {
+    format!("{stem}{PREVIOUS}")
+}
+
+/// The suffix of [`previous`].
+pub const PREVIOUS: &str = "-old";
 
 /// The stem of the Java trust store `certificate p12 --truststore` writes.
 pub const TRUSTSTORE: &str = "truststore";
@@ -187,6 +206,18 @@ impl CertsDir {
         self.root.join(".lock")
     }
 
+    /// `DIR/issuance.log`: one JSON line per certificate issued, renewed, revoked, rotated
+    /// or retired.
+    pub fn issuance_log(&self) -> PathBuf {
+        self.root.join("issuance.log")
+    }
+
+    /// `DIR/retired/`: the CAs `certificate ca retire` took out of `ca.crt`, kept (with
+    /// their keys) for the record.
+    pub fn retired(&self) -> CertsDir {
+        CertsDir::new(self.root.join("retired"))
+    }
+
     /// The break-it lab's folder, beside the demo set.
     pub fn lab(&self) -> CertsDir {
         CertsDir::new(self.root.join("lab"))
@@ -213,6 +244,19 @@ mod tests {
         );
         assert_eq!(dir.crl(), Path::new("certs/crl.pem"));
         assert_eq!(dir.lock_file(), Path::new("certs/.lock"));
+    }
+
+    #[test]
+    fn the_names_a_rotation_keeps_are_reserved() {
+        for role in [Role::Ca, Role::Intermediate] {
+            assert!(RESERVED.contains(&previous(role.stem()).as_str()));
+        }
+        let dir = CertsDir::new("certs");
+        assert_eq!(
+            dir.retired().cert("ca-1a2b3c4d"),
+            Path::new("certs/retired/ca-1a2b3c4d.crt")
+        );
+        assert_eq!(dir.issuance_log(), Path::new("certs/issuance.log"));
     }
 
     #[test]

@@ -115,6 +115,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// Parses a share typed as a percentage (`67`, `67%`, `12.5%`), strictly between 0 and
+/// 100, as a fraction (0.67).
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let s = text.trim();
+    let number = s.strip_suffix('%').unwrap_or(s).trim();
+    match number.parse::<f64>() {
+        Ok(p) if p > 0.0 && p < 100.0 => Ok(p / 100.0),
+        _ => Err(format!(
+            "{text:?} is not a share: write a percentage between 0 and 100, like 67 or 50%"
+        )),
+    }
+}
+
 /// Parses a size in bytes: `65536`, `64KiB`, `64k`, `1MiB`, `1m` (k and m are 1024-based).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let s = text.trim();
@@ -240,6 +253,16 @@ mod tests {
         assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn shares_are_percentages_strictly_between_0_and_100() {
+        assert_eq!(parse_percent("50"), Ok(0.5));
+        assert_eq!(parse_percent("10%"), Ok(0.1));
+        for bad in ["0", "100", "150%", "-5", "two thirds"] {
+            let err = parse_percent(bad).expect_err(bad);
+            assert!(err.contains("between 0 and 100"), "{err}");
+        }
     }
 
     #[test]

@@ -20,7 +20,11 @@
 //!   debug log), and `SSLKEYLOGFILE`.
 //! - [`client`]: one HTTPS request that presents a client certificate, with a report of
 //!   what each side checked.
-//! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words.
+//! - [`hygiene`]: the headers a proxy never passes on from a client (identity, address,
+//!   hop-by-hop), for the server's `--upstream` and `client proxy` alike.
+//! - [`certinfo`] and [`report`]: a certificate, and what a handshake established, in words;
+//!   [`retired`]: whether our certificate's CA was retired by a rotation (evidence for
+//!   the client's explanation of a refusal).
 //! - [`verify`]: would a handshake accept this certificate? webpki's verdict, asked as the
 //!   server and the client ask it, with the path it built (`certificate verify`).
 //! - [`error`]: the typed error every fallible function returns, and [`error::Failure`],
@@ -30,13 +34,19 @@
 //!   [`logging`]: tracing to stderr; [`program`]: how hints name the three programs (the
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
 //!   runtime, completions and man pages).
+//! - What the server and `client proxy` both run: [`activity`] (what one connection is
+//!   doing, and the limits a watchdog closes it for), [`triggers`] (when to shut down and
+//!   when to reload: signals, and files whose stamp changed), [`response`] (the bodies they
+//!   answer with) and [`scrape`] (the plain-HTTP `/metrics` listener).
 //!
 //! Only the CA tool (`certificate`) uses [`ca`]: the folder index and its lock at the
 //! bottom, then issuing and renewing, `crl.pem`, the demo set, the lab, doctor, inspect and
 //! PKCS#12.
 //!
 //! Only the client uses [`audit`]: `client audit`, which tries the clients an mTLS server
-//! must refuse and reports what it did with each.
+//! must refuse and reports what it did with each; and [`egress`]: `client proxy`, plain
+//! HTTP in from local applications, mutual TLS out to one upstream, with the client's own
+//! connect, TLS config and explanations.
 //!
 //! Only the client uses [`bench`] too: `client bench`, a bounded load run that shows what
 //! client authentication, session resumption and keep-alive cost.
@@ -47,6 +57,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod certinfo;
 pub mod cli;
 pub mod client;
@@ -54,22 +65,28 @@ pub mod error;
 pub mod explain;
 pub mod files;
 pub mod format;
+pub mod hygiene;
 pub mod logging;
 pub mod pem;
 pub mod perms;
 pub mod pki;
 pub mod program;
 pub mod report;
+pub mod response;
+pub mod retired;
 pub mod revocation;
+pub mod scrape;
 pub mod tickets;
 pub mod tls;
 pub mod trace;
+pub mod triggers;
 pub mod verify;
 pub mod write;
 
 pub mod audit;
 pub mod bench;
 pub mod ca;
+pub mod egress;
 pub mod server;
 
 pub use error::{Error, Failure, Result};

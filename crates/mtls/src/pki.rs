@@ -182,13 +182,27 @@ pub struct Validity {
 /// Clock skew allowance: certificates start this long before "now".
 pub const BACKDATE: Duration = Duration::minutes(5);
 
+/// How far a certificate of `length` starts before "now": [`BACKDATE`], or a quarter of
+/// its length when that is shorter, so a one-minute certificate is not mostly in the past.
+fn backdate(length: Duration) -> Duration {
+    BACKDATE.min(length / 4)
+}
+
 impl Validity {
-    /// From a few minutes ago, for `length`.
+    /// From a little before now (see [`BACKDATE`]), for `length`.
     pub fn starting_now(length: Duration) -> Self {
         let now = crate::format::now();
         Self {
-            not_before: now - BACKDATE,
+            not_before: now - backdate(length),
             not_after: now + length,
+        }
+    }
+
+    /// The window a certificate states.
+    pub fn of(info: &crate::certinfo::CertInfo) -> Self {
+        Self {
+            not_before: info.not_before,
+            not_after: info.not_after,
         }
     }
 
@@ -200,6 +214,30 @@ impl Validity {
     /// `hours` hours from now.
     pub fn hours(hours: u32) -> Self {
         Self::starting_now(Duration::hours(i64::from(hours)))
+    }
+
+    /// `minutes` minutes from now (short-lived certificates, demos and tests).
+    pub fn minutes(minutes: u32) -> Self {
+        Self::starting_now(Duration::minutes(i64::from(minutes)))
+    }
+
+    /// The length this window was asked for with [`Validity::starting_now`]: its span
+    /// without the backdate. Renewals keep it, and `renew --watch` counts the share of a
+    /// lifetime from [`Validity::issued`].
+    pub fn length(self) -> Duration {
+        let span = self.not_after - self.not_before;
+        // span = length + min(BACKDATE, length / 4): the backdate is BACKDATE exactly when
+        // length >= 4 * BACKDATE, that is when span >= 5 * BACKDATE.
+        if span >= BACKDATE * 5 {
+            span - BACKDATE
+        } else {
+            span * 4 / 5
+        }
+    }
+
+    /// When a window made by [`Validity::starting_now`] was made: its end minus its length.
+    pub fn issued(self) -> OffsetDateTime {
+        self.not_after - self.length()
     }
 
     /// This window cut to fit inside `outer` (a leaf never outlives its issuer); an error

@@ -77,6 +77,9 @@ impl std::str::FromStr for MinVersion {
     }
 }
 
+/// How many times [`Identity::load`] reads a pair again that does not match.
+const RENEWAL_RETRIES: u32 = 3;
+
 /// A certificate chain and the private key that goes with its first certificate.
 #[derive(Clone)]
 pub struct Identity {
@@ -101,10 +104,23 @@ impl Identity {
     /// Loads `cert` and `key`, and checks that the key belongs to the certificate.
     ///
     /// `owner` names them in errors: "the server", "Client A".
+    ///
+    /// A renewal replaces the key and the certificate one after the other: a load that
+    /// falls between the two renames sees a key that does not match, so a mismatch is read
+    /// again (a few times, a few milliseconds apart) before it counts.
     pub fn load(cert: &Path, key: &Path, owner: &str) -> Result<Self> {
-        let chain = pem::certificates(cert, &format!("{owner}'s certificate"))?;
-        let der = pem::private_key(key, &format!("{owner}'s private key"))?;
-        Self::from_der(chain, der, cert, key)
+        let mut tries = 0;
+        loop {
+            let chain = pem::certificates(cert, &format!("{owner}'s certificate"))?;
+            let der = pem::private_key(key, &format!("{owner}'s private key"))?;
+            match Self::from_der(chain, der, cert, key) {
+                Err(Error::KeyMismatch { .. }) if tries < RENEWAL_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A chain and key already read from `cert` and `key` (the paths name them in errors);

@@ -9,6 +9,7 @@ use std::fmt;
 use time::{Duration, OffsetDateTime};
 
 use super::folder::{self, Stored};
+use super::issuance::{self, Action, Record};
 use super::lock::{self, FolderLock};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
@@ -104,7 +105,7 @@ pub struct ListSummary {
 /// holding the folder's lock from reading the lists to writing them.
 pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<Revocation> {
     folder::validate_name(name)?;
-    let _lock = lock::hold(dir)?;
+    let lock = lock::hold(dir)?;
     let all = folder::scan(dir)?;
     let target = folder::entry(dir, &all, name, "revoke", String::new())?;
     let issuer = folder::find_issuer(&all, &target.info).ok_or_else(|| Error::NoIssuer {
@@ -128,6 +129,16 @@ pub fn revoke(dir: &CertsDir, name: &str, reason: Reason, days: u32) -> Result<R
         }
     };
     let summaries = sign_all(dir, &all, &lists, days)?;
+    if !already {
+        let record = Record {
+            action: Action::Revoke,
+            name,
+            info: &target.info,
+            issuer_name: Some(&issuer.name),
+            extra: vec![("reason", reason.to_string())],
+        };
+        issuance::append(dir, &[record], &lock)?;
+    }
     Ok(Revocation {
         name: name.to_string(),
         info: target.info.clone(),
@@ -157,6 +168,26 @@ pub(super) fn resign_held(
     sign_all(dir, &all, &lists, days)
 }
 
+/// [`resign`] for `ca retire`, holding the folder's lock: the CAs named in `dropped` (still
+/// in the folder) lose their lists, every other CA keeps its own.
+pub(super) fn resign_without(
+    dir: &CertsDir,
+    days: u32,
+    dropped: &[&str],
+    _held: &FolderLock,
+) -> Result<Vec<ListSummary>> {
+    let all = folder::scan(dir)?;
+    let mut lists = existing(dir, &all)?;
+    lists
+        .entries
+        .retain(|name, _| !dropped.contains(&name.as_str()));
+    let kept: Vec<Stored> = all
+        .into_iter()
+        .filter(|s| !dropped.contains(&s.name.as_str()))
+        .collect();
+    sign_all(dir, &kept, &lists, days)
+}
+
 /// Starts `crl.pem` over: one empty list per CA in the folder. For a folder whose CA was
 /// just minted again, where the old lists name serials of certificates that no longer count.
 pub fn reset(dir: &CertsDir, days: u32) -> Result<Vec<ListSummary>> {
@@ -172,6 +203,15 @@ pub(super) fn reset_held(
 ) -> Result<Vec<ListSummary>> {
     let all = folder::scan(dir)?;
     sign_all(dir, &all, &Existing::default(), days)
+}
+
+/// The entries of `crl.pem` by the name of the CA that signed each list (empty without the
+/// file), for the inventory.
+pub(super) fn entries_by_ca(
+    dir: &CertsDir,
+    all: &[Stored],
+) -> Result<std::collections::BTreeMap<String, Vec<Entry>>> {
+    Ok(existing(dir, all)?.entries)
 }
 
 /// What `crl.pem` holds today.

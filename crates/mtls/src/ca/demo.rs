@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::doctor::{self, Report};
+use super::issuance::{self, Action, Record};
 use super::{crl, folder, lock};
 use crate::certinfo::CertInfo;
 use crate::error::Result;
@@ -190,6 +191,7 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
         stale: Vec::new(),
         crl_reset: false,
     };
+    record_mint(dir, &set.certs, opts.intermediate, &lock)?;
     if replacing_ca {
         // The old lists name serials of the old CA: start them over, signed by the new one,
         // so `--crl crl.pem` keeps working.
@@ -200,6 +202,38 @@ pub fn mint(opts: &DemoOptions) -> Result<DemoSet> {
         set.stale = stale_files(dir, &roles)?;
     }
     Ok(set)
+}
+
+/// One `issue` line in the issuance log for each certificate of the set.
+fn record_mint(
+    dir: &CertsDir,
+    certs: &[(PathBuf, CertInfo)],
+    intermediate: bool,
+    lock: &lock::FolderLock,
+) -> Result<()> {
+    let leaf_issuer = match intermediate {
+        true => Role::Intermediate.stem(),
+        false => Role::Ca.stem(),
+    };
+    let records: Vec<Record<'_>> = certs
+        .iter()
+        .filter_map(|(path, info)| {
+            let name = path.file_stem()?.to_str()?;
+            let issuer_name = match Role::of_stem(name) {
+                Some(Role::Ca) => None,
+                Some(Role::Intermediate) => Some(Role::Ca.stem()),
+                _ => Some(leaf_issuer),
+            };
+            Some(Record {
+                action: Action::Issue,
+                name,
+                info,
+                issuer_name,
+                extra: Vec::new(),
+            })
+        })
+        .collect();
+    issuance::append(dir, &records, lock)
 }
 
 /// Certificates, bundles and the lab left in the folder from before: they belong to the old

@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::crl::CrlInfo;
 use super::folder::{self, Stored};
+use super::rotate;
 use crate::certinfo::{CertInfo, Eku, San};
 use crate::error::{Error, Failure, Result};
 use crate::explain::Side;
-use crate::files::{CertsDir, ClientId, Role};
+use crate::files::{CertsDir, ClientId, Role, previous};
 use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::pki::Usage;
@@ -195,7 +197,8 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             findings: c.0,
         });
     };
-    let trust = Trust::load(&root.cert_path)?;
+    let trust_certs = pem::certificates(&root.cert_path, "the CA certificate")?;
+    let trust = Trust::from_certs(trust_certs.clone(), &root.cert_path)?;
 
     // The root CA.
     let r = &root.info;
@@ -244,12 +247,20 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             continue;
         }
         if s.is_ca() {
-            if s.name != ca {
-                let parent_ok = folder::find_issuer(&all, info).is_some_and(|p| p.name == ca);
+            if s.name == previous(ca) {
+                old_root(&mut c, s, &trust_certs, &d);
+            } else if s.name != ca {
+                // During a rotation the old intermediate hangs off the old root.
+                let parent = folder::find_issuer(&all, info)
+                    .map(|p| p.name.as_str())
+                    .filter(|p| *p == ca || *p == previous(ca));
                 c.check(
-                    parent_ok && info.key_usage.contains(&"keyCertSign"),
+                    parent.is_some() && info.key_usage.contains(&"keyCertSign"),
                     &file,
-                    "is an intermediate CA issued by ca.crt, allowed to sign (keyCertSign)".into(),
+                    format!(
+                        "is an intermediate CA issued by {}.crt, allowed to sign (keyCertSign)",
+                        parent.unwrap_or(ca)
+                    ),
                     format!(
                         "is a CA, but not one issued by ca.crt (its issuer is \"{}\")",
                         info.issuer
@@ -359,6 +370,8 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             );
         }
     }
+
+    rotation(&mut c, &all, now, &d);
 
     // Serial numbers must be unique per issuer; we insist across the folder.
     let mut serials: BTreeMap<&[u8], Vec<&str>> = BTreeMap::new();
@@ -537,7 +550,7 @@ fn validity(c: &mut Checks, s: &Stored, all: &[Stored], now: OffsetDateTime) {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let fix = if s.is_ca() {
-        cmd(format!("--certs {d} --force"))
+        cmd(format!("ca rotate --certs {d}"))
     } else {
         cmd(format!("renew {} --certs {d}", s.name))
     };
@@ -607,6 +620,64 @@ fn validity(c: &mut Checks, s: &Stored, all: &[Stored], now: OffsetDateTime) {
             format!("lies inside the validity of {}.crt", issuer.name),
             format!("outlives its issuer {}.crt (which ends {})", issuer.name, format_time(issuer.info.not_after)),
             "once the issuer expires, this certificate stops verifying too, whatever its own dates say",
+            cmd(format!("renew {} --certs {d}", s.name)),
+        );
+    }
+}
+
+/// `ca-old.crt`, the root a rotation keeps trusted beside the new one: it must still be in
+/// `ca.crt` (or the certificates it issued no longer verify).
+fn old_root(c: &mut Checks, s: &Stored, trusted: &[CertificateDer<'_>], d: &str) {
+    let file = format!("{}.crt", s.name);
+    c.check(
+        s.info.self_signed && trusted.contains(&s.chain[0]),
+        &file,
+        "is the previous root CA, trusted in ca.crt beside the new one until it is retired".into(),
+        "is a previous root CA that ca.crt no longer trusts: what it issued no longer verifies"
+            .into(),
+        "the certificates the old CA issued are refused once ca.crt leaves it out",
+        cmd(format!(
+            "ca retire --certs {d}   # and renew what it issued"
+        )),
+    );
+}
+
+/// A rotation in its overlap: which certificates still chain only to the old root, and
+/// when that root expires.
+fn rotation(c: &mut Checks, all: &[Stored], now: OffsetDateTime, d: &str) {
+    let Some(old) = rotate::old_root(all) else {
+        return;
+    };
+    let left = old.info.not_after - now;
+    let ends = format!(
+        "the old CA (\"{}\", {}.crt) expires {} ({})",
+        old.info.identity(),
+        old.name,
+        format_time(old.info.not_after),
+        match left.is_negative() {
+            true => format!("{} ago", format_span(left)),
+            false => format!("in {}", format_span(left)),
+        }
+    );
+    let waiting = rotate::dependents(all, old);
+    if waiting.is_empty() {
+        c.bad(
+            Level::Warn,
+            "(rotation)",
+            format!(
+                "the CA is being rotated and no certificate depends on the old CA any more; {ends}"
+            ),
+            "ca.crt still trusts the old root: whatever it signed is accepted until it is retired",
+            cmd(format!("ca retire --certs {d}")),
+        );
+        return;
+    }
+    for s in waiting {
+        c.bad(
+            Level::Warn,
+            &format!("{}.crt", s.name),
+            format!("still chains only to the old CA; {ends}"),
+            "it stops verifying when the old CA is retired (or expires)",
             cmd(format!("renew {} --certs {d}", s.name)),
         );
     }

@@ -263,7 +263,9 @@ mod tests {
 
     #[test]
     fn names_cannot_escape_the_folder_or_take_reserved_files() {
-        for bad in ["", "../x", "a/b", "..", ".hidden", "ca", "crl", "x y", "é"] {
+        for bad in [
+            "", "../x", "a/b", "..", ".hidden", "ca", "crl", "ca-old", "retired", "x y", "é",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?} was accepted");
         }
         for good in ["client-c", "api.internal", "svc_1", "B2"] {

@@ -9,7 +9,8 @@ use super::folder::{
     check_entry_name, check_stem, entry, find_issuer, load_authority, load_default_issuer, scan,
     stored_below, validate_name,
 };
-use super::lock;
+use super::issuance::{self, Action, Record};
+use super::{lock, rotate};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, NameProblem, Result};
 use crate::files::{CertsDir, Role, SERVER_SANS};
@@ -69,6 +70,9 @@ pub struct Outcome {
     pub replaced: bool,
     /// For a renewal: the certificate it replaced.
     pub previous: Option<CertInfo>,
+    /// For a renewal by the new CA of a rotation: the old CA that issued the certificate it
+    /// replaced (`ca-old`, `retired/ca-1a2b3c4d`).
+    pub moved_from: Option<String>,
 }
 
 impl std::fmt::Display for Outcome {
@@ -83,10 +87,16 @@ impl std::fmt::Display for Outcome {
         match &self.previous {
             Some(_) => writeln!(
                 f,
-                "Renewed {} (fresh key in {}), issued by {}:",
+                "Renewed {} (fresh key in {}), issued by {}{}:",
                 self.cert_path.display(),
                 self.key_path.display(),
-                self.issuer
+                self.issuer,
+                self.moved_from
+                    .as_ref()
+                    .map(|old| format!(
+                        " (the old one came from {old}, which the CA rotation replaces)"
+                    ))
+                    .unwrap_or_default()
             )?,
             None => writeln!(
                 f,
@@ -304,6 +314,14 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
     if req.kind == Kind::Intermediate && dir.crl().exists() {
         super::crl::resign_held(dir, super::crl::DEFAULT_DAYS, &lock)?;
     }
+    let record = Record {
+        action: Action::Issue,
+        name: &req.name,
+        info: &info,
+        issuer_name: Some(&issuer_name),
+        extra: Vec::new(),
+    };
+    issuance::append(dir, &[record], &lock)?;
     Ok(Outcome {
         cert_path,
         key_path,
@@ -312,6 +330,7 @@ pub fn issue(dir: &CertsDir, req: &IssueRequest) -> Result<Outcome> {
         clamped: granted != req.validity,
         replaced,
         previous: None,
+        moved_from: None,
     })
 }
 
@@ -362,7 +381,7 @@ pub fn renew(
     extra_sans: &[SanType],
 ) -> Result<Outcome> {
     check_entry_name(name)?;
-    let _lock = lock::hold(dir)?;
+    let lock = lock::hold(dir)?;
     let all = scan(dir)?;
     // `lab/client-expired`: a certificate one folder down, renewed by its CA up here.
     let below;
@@ -388,7 +407,21 @@ pub fn renew(
         )));
     }
     let usage = Usage::of(&old.info.ext_key_usage);
-    let issuer = find_issuer(&all, &old.info).ok_or_else(|| {
+    // New and renewed leaves come from the current CA: a leaf of a CA that a rotation
+    // replaced (or retired) is renewed by its successor.
+    let (issuer, moved_from) = match find_issuer(&all, &old.info) {
+        Some(found) => match rotate::successor(&all, &found.name) {
+            Some(current) if current.name != found.name => {
+                (Some(current), Some(found.name.clone()))
+            }
+            _ => (Some(found), None),
+        },
+        None => match rotate::retired_successor(dir, &all, &old.info) {
+            Some((retired, current)) => (Some(current), Some(retired)),
+            None => (None, None),
+        },
+    };
+    let issuer = issuer.ok_or_else(|| {
         let kind = if usage == Some(Usage::Server) {
             "--server"
         } else {
@@ -421,9 +454,8 @@ pub fn renew(
             ))
         })?,
     };
-    let validity = validity.unwrap_or_else(|| {
-        Validity::starting_now(old.info.not_after - old.info.not_before - pki::BACKDATE)
-    });
+    let validity =
+        validity.unwrap_or_else(|| Validity::starting_now(Validity::of(&old.info).length()));
     let mut sans = old
         .info
         .sans
@@ -452,6 +484,14 @@ pub fn renew(
         &leaf.cert_pem,
         true,
     )?;
+    let record = Record {
+        action: Action::Renew,
+        name,
+        info: &info,
+        issuer_name: Some(&issuer.name),
+        extra: vec![("replaces", old.info.fingerprint())],
+    };
+    issuance::append(dir, &[record], &lock)?;
     Ok(Outcome {
         cert_path: old.cert_path.clone(),
         key_path: old.key_path.clone(),
@@ -460,5 +500,6 @@ pub fn renew(
         clamped: leaf.validity != validity,
         replaced: true,
         previous: Some(old.info.clone()),
+        moved_from,
     })
 }

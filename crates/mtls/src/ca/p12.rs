@@ -173,10 +173,17 @@ fn identity(
     // Load through the same checks as the binaries: the key must belong to the certificate.
     crate::tls::Identity::load(&cert_path, &key_path, name)?;
     let mut chain = pem::certificates(&cert_path, &format!("{name}'s certificate"))?;
-    let ca_path = dir.ca_cert();
-    let root = pem::certificates(&ca_path, "the CA certificate")?;
-    if !chain.iter().any(|c| c.as_ref() == root[0].as_ref()) {
-        chain.push(root[0].clone());
+    // The root this chain ends at: during a CA rotation ca.crt holds two.
+    let (roots, infos): (Vec<_>, Vec<_>) =
+        pem::described_certificates(&dir.ca_cert(), "the CA certificate")?
+            .into_iter()
+            .unzip();
+    let anchor = crate::report::PeerPath::verified(&chain, &roots)
+        .anchor(&infos)
+        .and_then(|a| roots.iter().zip(&infos).find(|(_, i)| i.sha256 == a.sha256))
+        .map_or(&roots[0], |(der, _)| der);
+    if !chain.iter().any(|c| c.as_ref() == anchor.as_ref()) {
+        chain.push(anchor.clone());
     }
     let key_der = pem::private_key(&key_path, &format!("{name}'s private key"))?;
     // PKCS#12 carries PKCS#8; SEC1 ("EC PRIVATE KEY") and PKCS#1 keys are converted.
@@ -204,7 +211,8 @@ fn identity(
 }
 
 /// Writes `truststore.p12` holding the root CA as a trusted certificate (Java's
-/// `trustedCertEntry`), alias `ca`.
+/// `trustedCertEntry`), alias `ca`; during a CA rotation, the other roots of `ca.crt` too
+/// (aliases `ca-2`, `ca-3`, ...).
 fn truststore(
     dir: &CertsDir,
     password: &Password,
@@ -214,17 +222,23 @@ fn truststore(
     let out = dir.p12(TRUSTSTORE);
     write::ensure_absent(&out, force, "it holds an earlier trust store")?;
     let ca_path = dir.ca_cert();
-    let root = pem::certificates(&ca_path, "the CA certificate")?;
+    let roots = pem::certificates(&ca_path, "the CA certificate")?;
     let mut ks = KeyStore::new();
-    ks.add_entry(
-        "ca",
-        KeyStoreEntry::Certificate(p12_cert(&root[0], &ca_path)?),
-    );
+    for (i, root) in roots.iter().enumerate() {
+        let alias = match i {
+            0 => "ca".to_string(),
+            n => format!("ca-{}", n + 1),
+        };
+        ks.add_entry(
+            &alias,
+            KeyStoreEntry::Certificate(p12_cert(root, &ca_path)?),
+        );
+    }
     write_store(&ks, &out, &password.read()?, encryption, force)?;
     Ok(Written {
         path: out,
         alias: "ca".into(),
-        certificates: 1,
+        certificates: roots.len(),
         has_key: false,
         encryption,
     })

@@ -6,11 +6,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -24,7 +26,8 @@ use super::handshake::{Handshake, Wire, handshake, linger_close};
 use super::metrics::ClientMetrics;
 use super::page::{self, Facts, Page};
 use super::policy::{Decision, POLICY_DENIED};
-use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE};
+use super::proxy::grpc::{self, GrpcStatus};
+use super::proxy::{ForwardedIdentity, IDENTITY_UNFORWARDABLE, Tunnels};
 use super::reload::TlsMaterial;
 use super::request;
 use super::response::{ResponseBody, text_response};
@@ -135,6 +138,9 @@ struct ConnectionInfo {
     answer: Bytes,
     /// The same answer for a request that prefers HTML: the browser view.
     page: Page,
+    /// Upgraded requests (WebSocket) joined to the application: the connection lasts
+    /// until they end.
+    tunnels: Tunnels,
 }
 
 /// HTTP on an established TLS connection, by ALPN: HTTP/2 when the client agreed to it,
@@ -170,7 +176,7 @@ async fn serve(
             reason = POLICY_DENIED,
             why = %why,
             tried = %decision.tried(),
-            "identity denied: no --allow rule matched; its requests get 403"
+            "identity denied: no --allow rule matched; its requests get 403 (gRPC: PERMISSION_DENIED)"
         );
     }
     // An admitted client's requests carry its identity to the upstream: built now, once,
@@ -193,7 +199,7 @@ async fn serve(
                         client,
                         reason = IDENTITY_UNFORWARDABLE,
                         why = %why,
-                        "the client's identity cannot be forwarded to the upstream; its requests get 403"
+                        "the client's identity cannot be forwarded to the upstream; its requests get 403 (gRPC: PERMISSION_DENIED)"
                     );
                     refusal = Some(format!(
                         "forbidden: {client} cannot be forwarded to the application: {why}\n"
@@ -243,6 +249,12 @@ async fn serve(
         denied_answered: Notify::new(),
         answer,
         page,
+        tunnels: Tunnels::new(
+            shared.watchdog.idle_timeout,
+            shared.phase.clone(),
+            shared.watchdog.counts.clone(),
+            activity.clone(),
+        ),
     });
 
     let for_service = (info.clone(), shared.clone());
@@ -261,15 +273,23 @@ async fn serve(
     let (watchdog, phase) = (&shared.watchdog, shared.phase.clone());
     if h2 {
         let conn = shared.http2.serve_connection(io, service);
+        let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
         watchdog
-            .drive(conn, watched(), phase, &shared.tls, reloads)
+            .drive(conn, shutdown, watched(), phase, &shared.tls, reloads)
             .await;
     } else {
-        let conn = shared.http1.serve_connection(io, service);
+        let conn = shared.http1.serve_connection(io, service).with_upgrades();
+        let shutdown = |c: Pin<&mut _>| http1::UpgradeableConnection::graceful_shutdown(c);
         watchdog
-            .drive(conn, watched(), phase, &shared.tls, reloads)
+            .drive(conn, shutdown, watched(), phase, &shared.tls, reloads)
             .await;
     }
+    // An upgraded connection lives on as its tunnels: they keep its place until they end, and
+    // end when its client no longer verifies after a reload.
+    let tunnels = &info.tunnels;
+    watchdog
+        .follow_tunnels(tunnels.finish(), || tunnels.close(), watched(), &shared.tls)
+        .await;
 }
 
 /// One request: logged, then denied, refused ([`request::check`]), forwarded, or answered
@@ -290,7 +310,12 @@ async fn handle(
         headers = %Redacted(req.headers()),
         "Header"
     );
-    let response = if !info.admitted {
+    let response = if !info.admitted && grpc::is_grpc(req.headers()) {
+        // A gRPC client reads its refusal from grpc-status, not the HTTP status.
+        info.denied_answered.notify_one();
+        let why = String::from_utf8_lossy(&info.answer);
+        grpc::status_response(GrpcStatus::PermissionDenied, &why)
+    } else if !info.admitted {
         let mut denied = answer(&req, info, StatusCode::FORBIDDEN);
         if !info.h2 {
             denied
@@ -314,7 +339,9 @@ async fn handle(
             Some(identity) => {
                 let req = req.map(|body| WatchedBody::request(body, info.activity.clone()));
                 let _waiting = AppWait::new(&info.activity);
-                proxy.forward(req, identity, info.peer, client).await
+                proxy
+                    .forward(req, identity, info.peer, client, &info.tunnels)
+                    .await
             }
             // serve() denies such a client; never forward without an identity.
             None => text_response(
@@ -396,9 +423,18 @@ fn log_state(
         0 => String::new(),
         n => format!(", and is on none of the {n} revocation lists"),
     };
+    // The leaf's serial and fingerprint, so that after a leak one grep finds every
+    // connection that used it.
+    let (serial, sha256) = chain
+        .leaf
+        .as_ref()
+        .map(|leaf| (leaf.serial_hex(), leaf.fingerprint()))
+        .unwrap_or_default();
     info!(
         peer.addr = %peer,
         client,
+        client.serial = %serial,
+        client.sha256 = %sha256,
         ca = ca.as_str(),
         purpose = "clientAuth",
         tls.resumed = r.resumed,

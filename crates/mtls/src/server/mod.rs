@@ -45,7 +45,6 @@ pub mod proxy;
 pub mod proxy_header;
 pub mod reload;
 pub mod request;
-pub mod response;
 pub mod settings;
 mod state;
 pub mod watchdog;
@@ -57,9 +56,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
 
 pub use settings::ServerSettings;
+// Shared with `client proxy`; re-exported so the server's paths stay as they were.
+pub use crate::response;
+pub use crate::triggers::shutdown_signal;
 
 use crate::error::{Error, Result};
 use reload::{Hangup, LiveTls, ReloadTriggers};
@@ -88,13 +89,7 @@ impl Server {
                 addr: settings.addr.clone(),
                 source,
             })?;
-        let metrics_listener = match &settings.metrics_addr {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| Error::Io {
-                context: format!("cannot serve metrics on {addr} (--metrics)"),
-                source,
-            })?),
-            None => None,
-        };
+        let metrics_listener = crate::scrape::bind(settings.metrics_addr.as_deref()).await?;
         // Installed now, before the server announces itself, so an early SIGHUP reloads.
         let hangup = Hangup::install(settings.reload.sighup)?;
         accept::warn_if_above_file_limit(settings.max_connections);
@@ -152,15 +147,15 @@ impl Server {
             stopped(shared.phase.clone()),
         ));
         if let Some(metrics_listener) = metrics_listener {
-            if let Ok(addr) = metrics_listener.local_addr() {
-                info!(metrics.addr = %addr, path = "/metrics", health = "/healthz /readyz", "serving Prometheus metrics over plain HTTP");
-            }
-            tokio::spawn(metrics::serve(
+            let endpoint = metrics::Endpoint {
+                metrics: shared.metrics.clone(),
+                health: metrics::Health::new(shared.tls.clone(), shared.phase.clone()),
+            };
+            crate::scrape::spawn(
                 metrics_listener,
-                shared.metrics.clone(),
-                metrics::Health::new(shared.tls.clone(), shared.phase.clone()),
+                Arc::new(endpoint),
                 stopped(shared.phase.clone()),
-            ));
+            );
         }
 
         accept::serve(listener, shared, phase, drain_timeout, shutdown).await;
@@ -179,26 +174,4 @@ pub async fn serve(settings: &ServerSettings) -> Result<()> {
     }
     crate::cli::say(announce);
     server.run(shutdown_signal()).await
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM where there is one.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!(signal = "SIGINT", "shutdown requested"),
-        () = term => info!(signal = "SIGTERM", "shutdown requested"),
-    }
 }

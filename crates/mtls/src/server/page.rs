@@ -1243,6 +1243,7 @@ mod tests {
             key: write("server.key", &server.key_pem),
             crls: Vec::new(),
             policy: ServerPolicy::default(),
+            upstream: None,
         };
         Arc::new(TlsMaterial::load(&source).expect("load"))
     }

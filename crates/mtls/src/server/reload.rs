@@ -1,4 +1,5 @@
-//! Hot reload of the server's certificate, key, CA and CRLs, without dropping connections.
+//! Hot reload of the server's certificate, key, CA and CRLs (and, behind an https
+//! upstream, the proxy's certificate, key and upstream CA), without dropping connections.
 //!
 //! [`LiveTls`] holds the current [`TlsMaterial`] (a complete rustls config, the client
 //! verifier inside it, and the facts the logs and metrics need) in a watch channel: every
@@ -9,7 +10,7 @@
 //! the reload ([`LiveTls::subscribe`]) and verifies its client's chain again with the new
 //! verifier, closing if it no longer passes (a client revoked by a new CRL, a replaced CA).
 //!
-//! [`watch`] reloads on SIGHUP, and when any watched file changes, polled at an interval:
+//! [`watch`] reloads on SIGHUP, and when any watched file changes ([`crate::triggers`]), polled at an interval:
 //! its metadata (modification time, size, inode) or its content (SHA-256; the files are
 //! tiny, and an in-place rewrite of the same size within one mtime tick changes nothing
 //! else). Each file is read once per attempt: the bytes that are parsed are the bytes that
@@ -27,11 +28,9 @@
 //! expired, no CRL past its next update): what `/readyz` answers.
 
 use std::future::Future;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
@@ -41,6 +40,7 @@ use tracing::{info, warn};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
+use super::proxy::{UpstreamTls, UpstreamTlsFiles};
 use crate::certinfo::CertInfo;
 use crate::error::{Error, Result};
 use crate::explain;
@@ -50,6 +50,9 @@ use crate::perms;
 use crate::program::Program;
 use crate::tickets::{self, TicketKeys};
 use crate::tls::{self, Identity, ServerPolicy, ServerTls, Trust};
+use crate::triggers::{Contents, Stamp};
+// Shared with `client proxy`; re-exported so the server's paths stay as they were.
+pub use crate::triggers::{Hangup, ReloadTriggers};
 
 /// Where the server's TLS material comes from.
 #[derive(Clone, Debug)]
@@ -64,14 +67,18 @@ pub struct TlsSource {
     pub crls: Vec<PathBuf>,
     /// TLS versions and resumption.
     pub policy: ServerPolicy,
+    /// The proxy's TLS to an https upstream.
+    pub upstream: Option<UpstreamTlsFiles>,
 }
 
 impl TlsSource {
-    /// Every file a reload reads: certificate, key, CA, the CRLs, then the ticket keys.
+    /// Every file a reload reads: certificate, key, CA, the CRLs, the ticket keys, then the
+    /// proxy's certificate, key and CA for an https upstream.
     pub fn files(&self) -> Vec<&Path> {
         let mut files = vec![self.cert.as_path(), self.key.as_path(), self.ca.as_path()];
         files.extend(self.crls.iter().map(PathBuf::as_path));
         files.extend(self.ticket_keys());
+        files.extend(self.upstream.iter().flat_map(UpstreamTlsFiles::files));
         files
     }
 
@@ -118,6 +125,8 @@ pub struct TlsMaterial {
     pub crls: Vec<CrlFacts>,
     /// The shared session-ticket keys, when `--ticket-keys` gave a file.
     pub tickets: Option<TicketFacts>,
+    /// The proxy's TLS to an https upstream.
+    pub upstream: Option<Arc<UpstreamTls>>,
     /// Where it came from.
     pub source: TlsSource,
 }
@@ -148,7 +157,8 @@ pub struct Expiry {
 /// The kinds of [`Expiry`].
 #[derive(Clone, Debug)]
 pub enum Expiring {
-    /// A certificate: `role` is `server` or `ca`.
+    /// A certificate: `role` is `server`, `ca`, or `upstream` (the proxy's own, presented
+    /// to an https upstream).
     Certificate {
         /// `server` or `ca`.
         role: &'static str,
@@ -162,38 +172,11 @@ pub enum Expiring {
     },
 }
 
-/// Every file of a [`TlsSource`], read once, in [`TlsSource::files`] order.
-struct Contents(Vec<(Stamp, io::Result<Vec<u8>>)>);
-
-impl Contents {
-    fn read(source: &TlsSource) -> Self {
-        Self(source.files().iter().map(|p| Stamp::read(p)).collect())
-    }
-
-    fn stamps(&self) -> Vec<Stamp> {
-        self.0.iter().map(|(stamp, _)| stamp.clone()).collect()
-    }
-
-    /// The bytes of file `i`, or the error reading it: `unreadable` makes the error from the
-    /// operating system's reason.
-    fn take(&mut self, i: usize, unreadable: impl FnOnce(io::Error) -> Error) -> Result<Vec<u8>> {
-        match self
-            .0
-            .get_mut(i)
-            .map(|(_, bytes)| std::mem::replace(bytes, Err(io::Error::other("already parsed"))))
-        {
-            Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(e)) => Err(unreadable(e)),
-            None => Err(unreadable(io::ErrorKind::NotFound.into())),
-        }
-    }
-}
-
 impl TlsMaterial {
     /// Loads every file and builds the rustls config; any problem is an error that names the
     /// file.
     pub fn load(source: &TlsSource) -> Result<Self> {
-        Self::parse(source, Contents::read(source))
+        Self::parse(source, Contents::read(&source.files()))
     }
 
     /// Builds the material from the files' contents as read (each file read once).
@@ -249,6 +232,20 @@ impl TlsMaterial {
             None => (None, None),
         };
         let tls = tls::server_tls(&identity, &trust, crls, &source.policy, tickets.as_ref())?;
+        let upstream = match &source.upstream {
+            Some(up) => {
+                let mut next = 3 + source.crls.len() + usize::from(tickets.is_some())..;
+                let mut take = |path: &Path, what: &str| {
+                    let i = next.next().unwrap_or(usize::MAX);
+                    files.take(i, |e| Error::read_given(what, path, e))
+                };
+                let cert = take(&up.cert, "the proxy's certificate for the application")?;
+                let key = take(&up.key, "the proxy's private key for the application")?;
+                let ca = take(&up.ca, "the CA of the application's certificate")?;
+                Some(Arc::new(UpstreamTls::parse(up, cert, key, ca)?))
+            }
+            None => None,
+        };
         Ok(Self {
             config: tls.config.clone(),
             tls,
@@ -264,6 +261,7 @@ impl TlsMaterial {
             ca_certs,
             crls: facts,
             tickets: ticket_facts,
+            upstream,
             source: source.clone(),
         })
     }
@@ -285,6 +283,14 @@ impl TlsMaterial {
             },
             file: self.source.ca.clone(),
             at: ca.not_after,
+        }));
+        out.extend(self.upstream.iter().map(|up| Expiry {
+            what: Expiring::Certificate {
+                role: "upstream",
+                subject: up.cert.subject.clone(),
+            },
+            file: up.files.cert.clone(),
+            at: up.cert.not_after,
         }));
         out.extend(self.crls.iter().filter_map(|crl| {
             crl.next_update.map(|at| Expiry {
@@ -509,46 +515,6 @@ fn crl_facts(path: &Path, der: &CertificateRevocationListDer<'_>) -> Result<CrlF
     })
 }
 
-/// A file's metadata and the SHA-256 of its content, to notice that it changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: Option<u64>,
-    inode: Option<u64>,
-    sha256: Option<[u8; 32]>,
-}
-
-impl Stamp {
-    /// Reads `path` once: its stamp, and its bytes for whoever parses them.
-    fn read(path: &Path) -> (Self, io::Result<Vec<u8>>) {
-        let meta = std::fs::metadata(path).ok();
-        let bytes = std::fs::read(path);
-        let stamp = Self {
-            modified: meta.as_ref().and_then(|m| m.modified().ok()),
-            len: meta.as_ref().map(std::fs::Metadata::len),
-            inode: meta.as_ref().and_then(inode),
-            sha256: bytes.as_ref().ok().map(|b| crate::certinfo::sha256(b)),
-        };
-        (stamp, bytes)
-    }
-
-    #[cfg(test)]
-    fn of(path: &Path) -> Self {
-        Self::read(path).0
-    }
-}
-
-#[cfg(unix)]
-fn inode(m: &std::fs::Metadata) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    Some(m.ino())
-}
-
-#[cfg(not(unix))]
-fn inode(_: &std::fs::Metadata) -> Option<u64> {
-    None
-}
-
 /// The current TLS material, replaceable while the server runs.
 #[derive(Debug)]
 pub struct LiveTls {
@@ -564,7 +530,7 @@ pub struct LiveTls {
 impl LiveTls {
     /// Loads the material for the first time.
     pub fn load(source: TlsSource) -> Result<Self> {
-        let files = Contents::read(&source);
+        let files = Contents::read(&source.files());
         let seen = files.stamps();
         let material = TlsMaterial::parse(&source, files)?;
         material.warn_if_not_current();
@@ -593,13 +559,7 @@ impl LiveTls {
     /// the files: call it off the async threads.
     pub fn changed(&self) -> Vec<PathBuf> {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        self.source
-            .files()
-            .into_iter()
-            .zip(seen.iter())
-            .filter(|(path, stamp)| Stamp::read(path).0 != **stamp)
-            .map(|(path, _)| path.to_path_buf())
-            .collect()
+        crate::triggers::changed(&self.source.files(), &seen)
     }
 
     /// Loads everything again and, if it all loads, makes it current (and tells every
@@ -607,7 +567,7 @@ impl LiveTls {
     /// remembered, so a failed reload is retried when a file changes again (or on SIGHUP).
     /// Reads files: call it off the async threads.
     pub fn reload(&self) -> Result<Arc<TlsMaterial>> {
-        let files = Contents::read(&self.source);
+        let files = Contents::read(&self.source.files());
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = files.stamps();
         let material = match TlsMaterial::parse(&self.source, files) {
             Ok(material) => Arc::new(material),
@@ -632,179 +592,52 @@ impl LiveTls {
     }
 }
 
-/// How to notice that the material should be reloaded.
-#[derive(Clone, Copy, Debug)]
-pub struct ReloadTriggers {
-    /// Poll the files' metadata this often (`None`: never).
-    pub interval: Option<Duration>,
-    /// Reload on SIGHUP.
-    pub sighup: bool,
-}
-
-/// A SIGHUP listener, installed before the server announces itself so that a SIGHUP sent
-/// right after start-up reloads rather than kills the process.
-pub struct Hangup {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangup {
-    /// Installs the listener when `enabled` (only on Unix; elsewhere it never fires).
-    pub fn install(enabled: bool) -> Result<Self> {
-        #[cfg(unix)]
-        {
-            let signal = if enabled {
-                Some(
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                        .map_err(|source| Error::Io {
-                            context: "cannot listen for SIGHUP".into(),
-                            source,
-                        })?,
-                )
-            } else {
-                None
-            };
-            Ok(Self { signal })
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = enabled;
-            Ok(Self {})
-        }
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(s) = self.signal.as_mut()
-            && s.recv().await.is_some()
-        {
-            return;
-        }
-        std::future::pending::<()>().await
-    }
-}
-
-/// Reloads on SIGHUP and on file changes until `stop` resolves.
+/// Reloads on SIGHUP and on file changes until `stop` resolves ([`crate::triggers::watch`]),
+/// and logs each attempt.
 pub async fn watch(
     live: Arc<LiveTls>,
     triggers: ReloadTriggers,
-    mut hangup: Hangup,
+    hangup: Hangup,
     stop: impl Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    let mut ticker = triggers.interval.map(|every| {
-        let mut t = tokio::time::interval(every);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
-    loop {
-        let tick = async {
-            match ticker.as_mut() {
-                Some(t) => {
-                    t.tick().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        let trigger = tokio::select! {
-            () = hangup.recv() => "SIGHUP",
-            () = tick => "file change",
-            () = &mut stop => return,
-        };
-        // Reading and parsing files blocks: on the blocking pool, not the async threads.
-        let work = {
-            let live = live.clone();
-            tokio::task::spawn_blocking(move || {
-                let changed = live.changed();
-                if trigger == "file change" && changed.is_empty() {
-                    return None;
-                }
-                Some((changed, live.reload()))
-            })
-        };
-        let (changed, result) = match work.await {
-            Ok(Some(done)) => done,
-            Ok(None) => continue,
-            Err(e) => {
-                warn!(trigger, error = %e, "reload did not finish; still serving with the previous TLS material");
-                continue;
-            }
-        };
-        let changed_text = if changed.is_empty() {
-            "(none)".to_string()
-        } else {
-            changed
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match result {
+    crate::triggers::watch(live, triggers, hangup, stop, |attempt| {
+        let (trigger, changed) = (attempt.trigger, attempt.changed);
+        match attempt.result {
             Ok(material) => {
                 info!(
                     trigger,
-                    changed = %changed_text,
+                    changed = %changed,
                     server.cert.subject = %material.server_cert.subject,
                     server.cert.sha256 = %material.server_cert.fingerprint(),
                     server.cert.not_after = %format_time(material.server_cert.not_after),
                     crls = material.crls.len(),
                     revoked = material.crls.iter().map(|c| c.revoked).sum::<usize>(),
                     ticket_keys = material.tickets.as_ref().map_or(0, |t| t.ids.len()),
+                    upstream.cert.sha256 = %material.upstream.as_ref().map_or_else(|| "none".to_string(), |u| u.cert.fingerprint()),
                     "reloaded TLS material: new handshakes use it; open connections verify their client again"
                 );
             }
             Err(e) => {
                 warn!(
                     trigger,
-                    changed = %changed_text,
+                    changed = %changed,
                     error = %e,
                     "reload failed; still serving with the previous TLS material"
                 );
             }
         }
-    }
+    })
+    .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl crate::triggers::Reloadable for LiveTls {
+    type Loaded = Arc<TlsMaterial>;
 
-    #[test]
-    fn a_rewritten_file_counts_as_changed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("a.pem");
-        std::fs::write(&path, "one").expect("write");
-        let before = Stamp::of(&path);
-        assert_eq!(before, Stamp::of(&path));
-        let tmp = dir.path().join("a.pem.tmp");
-        std::fs::write(&tmp, "two!").expect("write");
-        std::fs::rename(&tmp, &path).expect("rename");
-        assert_ne!(before, Stamp::of(&path));
-        assert_ne!(before, Stamp::of(&dir.path().join("missing.pem")));
+    fn changed(&self) -> Vec<PathBuf> {
+        LiveTls::changed(self)
     }
 
-    #[test]
-    fn a_same_size_rewrite_in_place_counts_as_changed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("a.pem");
-        std::fs::write(&path, "one").expect("write");
-        let before = Stamp::of(&path);
-        let modified = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .expect("mtime");
-        // Same size, same inode, and the same modification time (as within one tick of a
-        // coarse clock): only the content tells.
-        std::fs::write(&path, "two").expect("write");
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(modified))
-            .expect("reset mtime");
-        let after = Stamp::of(&path);
-        assert_eq!(
-            (before.modified, before.len, before.inode),
-            (after.modified, after.len, after.inode)
-        );
-        assert_ne!(before, after);
+    fn reload(&self) -> Result<Arc<TlsMaterial>> {
+        LiveTls::reload(self)
     }
 }

@@ -75,7 +75,7 @@ impl Refusal {
 }
 
 /// Checks a request: one `Host` at most, no userinfo in its host, `Host` agreeing with an
-/// HTTP/2 `:authority`, and not CONNECT.
+/// HTTP/2 `:authority`, and not CONNECT (but for an HTTP/2 extended CONNECT for a WebSocket).
 pub fn check<B>(req: &Request<B>) -> Result<(), Refusal> {
     let hosts: Vec<&HeaderValue> = req.headers().get_all(header::HOST).iter().collect();
     if hosts.len() > 1 {
@@ -99,7 +99,13 @@ pub fn check<B>(req: &Request<B>) -> Result<(), Refusal> {
     {
         return Err(Refusal::HostMismatch);
     }
-    if req.method() == Method::CONNECT {
+    // An HTTP/2 extended CONNECT (RFC 8441) opens a WebSocket, not a tunnel to a host of the
+    // client's choosing; the server offers it only when it proxies.
+    let websocket = req
+        .extensions()
+        .get::<hyper::ext::Protocol>()
+        .is_some_and(|p| super::proxy::tunnels_protocol(p.as_str()));
+    if req.method() == Method::CONNECT && !websocket {
         return Err(Refusal::Connect);
     }
     Ok(())
@@ -188,6 +194,22 @@ mod tests {
         for (req, refusal) in cases {
             assert_eq!(check(&req), Err(refusal), "{req:?}");
         }
+    }
+
+    #[test]
+    fn an_http2_extended_connect_passes_only_for_a_websocket() {
+        let mut req = request(
+            Version::HTTP_2,
+            Method::CONNECT,
+            "https://localhost/ws",
+            &[],
+        );
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        assert_eq!(check(&req), Ok(()));
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("connect-udp"));
+        assert_eq!(check(&req), Err(Refusal::Connect));
     }
 
     #[test]

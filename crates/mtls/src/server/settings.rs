@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::policy::AccessPolicy;
-use super::proxy::{DEFAULT_MAX_IN_FLIGHT, Upstream};
+use super::proxy::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, Protocol, Upstream,
+    UpstreamTlsFiles,
+};
 use super::proxy_header::ProxyProtocol;
 use super::reload::{ReloadTriggers, TlsSource};
 use crate::error::{Error, Result};
@@ -55,6 +58,16 @@ pub struct ServerSettings {
     pub upstream: Option<Upstream>,
     /// Most requests in flight to the upstream at once, whatever clients do; more wait.
     pub upstream_max_in_flight: usize,
+    /// An https upstream: the proxy's certificate chain, presented to the application.
+    pub upstream_cert: Option<PathBuf>,
+    /// An https upstream: the proxy's private key.
+    pub upstream_key: Option<PathBuf>,
+    /// An https upstream: the CA the application's certificate must chain to.
+    pub upstream_ca: Option<PathBuf>,
+    /// How long the upstream may take to accept a connection (TLS handshake included).
+    pub upstream_connect_timeout: Duration,
+    /// How long the upstream may take to start its response.
+    pub upstream_first_byte_timeout: Duration,
     /// Serve Prometheus metrics over plain HTTP on this address.
     pub metrics_addr: Option<String>,
 }
@@ -84,6 +97,11 @@ impl ServerSettings {
             proxy_protocol: None,
             upstream: None,
             upstream_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            upstream_cert: None,
+            upstream_key: None,
+            upstream_ca: None,
+            upstream_connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            upstream_first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
             metrics_addr: None,
         }
     }
@@ -96,6 +114,25 @@ impl ServerSettings {
             key: self.key.clone(),
             crls: self.crls.clone(),
             policy: self.policy.clone(),
+            upstream: self.upstream_tls(),
+        }
+    }
+
+    /// The files of the proxy's TLS to an https upstream, when all three are given.
+    pub fn upstream_tls(&self) -> Option<UpstreamTlsFiles> {
+        let https = self.upstream.as_ref()?.protocol() == Protocol::Https;
+        match (
+            https,
+            &self.upstream_cert,
+            &self.upstream_key,
+            &self.upstream_ca,
+        ) {
+            (true, Some(cert), Some(key), Some(ca)) => Some(UpstreamTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -105,6 +142,11 @@ impl ServerSettings {
             ("--handshake-timeout", self.handshake_timeout),
             ("--header-timeout", self.header_timeout),
             ("--idle-timeout", self.idle_timeout),
+            ("--upstream-connect-timeout", self.upstream_connect_timeout),
+            (
+                "--upstream-first-byte-timeout",
+                self.upstream_first_byte_timeout,
+            ),
         ];
         for (flag, value) in positive {
             if value.is_zero() {
@@ -153,6 +195,54 @@ impl ServerSettings {
             return Err(Error::Usage(format!(
                 "--upstream-max-in-flight {} is out of range: choose 1 to {MAX_UPSTREAM_IN_FLIGHT}",
                 self.upstream_max_in_flight
+            )));
+        }
+        self.validate_upstream_tls()
+    }
+
+    /// An https upstream needs all three TLS files; the others take none.
+    fn validate_upstream_tls(&self) -> Result<()> {
+        let given = [
+            ("--upstream-cert", &self.upstream_cert),
+            ("--upstream-key", &self.upstream_key),
+            ("--upstream-ca", &self.upstream_ca),
+        ];
+        let https = self
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.protocol() == Protocol::Https);
+        let named = |present: bool| {
+            given
+                .iter()
+                .filter(|(_, file)| file.is_some() == present)
+                .map(|(flag, _)| *flag)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if https && given.iter().any(|(_, file)| file.is_none()) {
+            let upstream = self
+                .upstream
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "--upstream {upstream} needs {}: the CA that issued the application's \
+                 certificate (--upstream-ca), and the certificate and key this proxy presents \
+                 to it (--upstream-cert, --upstream-key)",
+                named(false)
+            )));
+        }
+        let extra = given.iter().filter(|(_, file)| file.is_some()).count();
+        if !https && extra > 0 {
+            let (verb, them) = if extra == 1 {
+                ("is", "it")
+            } else {
+                ("are", "them")
+            };
+            return Err(Error::Usage(format!(
+                "{} {verb} for an https:// upstream only; write --upstream https://HOST:PORT, \
+                 or leave {them} out",
+                named(true)
             )));
         }
         Ok(())

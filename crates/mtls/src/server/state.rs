@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::metrics::{Metrics, Snapshot};
 use super::policy::AccessPolicy;
-use super::proxy::Proxy;
+use super::proxy::{Proxy, ProxyLimits};
 use super::proxy_header::ProxyProtocol;
 use super::reload::LiveTls;
 use super::settings::ServerSettings;
@@ -55,17 +55,8 @@ impl Shared {
     ) -> Self {
         // One builder per protocol, chosen by ALPN (no sniffing): a client speaks HTTP/2 only
         // after agreeing to it, and each protocol's timers are the ones set here.
-        let mut http1 = http1::Builder::new();
-        // The header timeout is enforced per connection (watchdog::Activity), from the first
-        // byte of a request head, so that an idle keep-alive connection is governed by the
-        // idle timeout alone.
-        // max_header_size is the exact limit on a request head; max_buf_size alone is not
-        // (one read may take in more than it, and a head that arrived whole passes).
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_header_size(settings.max_header_bytes)
-            .max_buf_size(settings.max_header_bytes);
+        // The header timeout and the head size limit as client proxy's listener has them.
+        let http1 = crate::activity::http1_server(settings.max_header_bytes);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         // Pings find peers that vanished; one that does not answer within the timeout is
         // dropped.
@@ -75,6 +66,10 @@ impl Shared {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .keep_alive_interval(settings.idle_timeout.min(Duration::from_secs(30)))
             .keep_alive_timeout(settings.idle_timeout.min(Duration::from_secs(20)));
+        if settings.upstream.is_some() {
+            // WebSockets over HTTP/2 (RFC 8441), tunnelled to the application.
+            http2.enable_connect_protocol();
+        }
         let counts = Arc::new(WatchdogCounts::default());
         let connections = Arc::new(Connections::new(
             settings.max_connections,
@@ -93,6 +88,15 @@ impl Shared {
                 reload_closes: counts.reload_closes(),
             })
         }));
+        let proxy = settings.upstream.clone().map(|upstream| {
+            let limits = ProxyLimits {
+                max_in_flight: settings.upstream_max_in_flight,
+                connect_timeout: settings.upstream_connect_timeout,
+                first_byte_timeout: settings.upstream_first_byte_timeout,
+                stall_timeout: settings.idle_timeout,
+            };
+            Proxy::new(upstream, limits, tls.clone(), counts.clone())
+        });
         Self {
             tls,
             http1,
@@ -107,10 +111,7 @@ impl Shared {
                 counts,
             },
             access: settings.access.clone(),
-            proxy: settings
-                .upstream
-                .clone()
-                .map(|upstream| Proxy::new(upstream, settings.upstream_max_in_flight)),
+            proxy,
             metrics,
             connections,
             phase,

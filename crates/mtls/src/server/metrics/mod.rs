@@ -11,7 +11,7 @@
 //! | `mtls_proxy_protocol_refusals_total` | counter | `reason`: `untrusted_source`, `missing_header`, `malformed_header`, `timeout`, `closed` (`--proxy-protocol`) |
 //! | `mtls_reload_closed_connections_total` | counter | `reason`: why an open connection's client no longer verified after a reload |
 //! | `mtls_open_connections`, `mtls_max_connections`, `mtls_lingering_connections` | gauge | |
-//! | `mtls_certificate_expiry_seconds` | gauge | `role` (`server`, `ca`), `subject`, `file` |
+//! | `mtls_certificate_expiry_seconds` | gauge | `role` (`server`, `ca`, `upstream`: the proxy's own, for an https upstream), `subject`, `file` |
 //! | `mtls_crl_expiry_seconds` | gauge | `file`, `issuer` (seconds until its nextUpdate) |
 //!
 //! A client that completes the handshake but that no `--allow-*` rule admits counts as a
@@ -21,18 +21,38 @@
 //! parts of the server own (limits from the watchdog, reloads and expiries from reload,
 //! connection counts) are read at each scrape. The number of client label values is capped
 //! ([`MAX_CLIENTS`], then `client="other"` and one warning), and so is the number of
-//! (client, status) series ([`MAX_SERIES`]). `endpoint` serves them, with the health
-//! checks orchestrators probe (`health`): `GET /healthz` (the process answers) and
+//! (client, status) series ([`MAX_SERIES`]). [`crate::scrape`] serves them, with the
+//! health checks orchestrators probe (`health`): `GET /healthz` (the process answers) and
 //! `GET /readyz` (it accepts connections and its TLS material is current; otherwise 503
 //! and why).
 
 mod counters;
-mod endpoint;
 mod health;
 
 pub use counters::{
     ClientMetrics, FAILURE_REASONS, MAX_CLIENTS, MAX_SERIES, Metrics, OTHER_CLIENT, Snapshot,
     Source,
 };
-pub use endpoint::serve;
 pub use health::Health;
+
+/// What the server's metrics listener serves: its metrics, and its health.
+pub struct Endpoint {
+    /// The counters and gauges.
+    pub metrics: std::sync::Arc<Metrics>,
+    /// Liveness and readiness.
+    pub health: Health,
+}
+
+impl crate::scrape::Exposition for Endpoint {
+    fn render(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn live(&self) -> (hyper::StatusCode, String) {
+        self.health.live()
+    }
+
+    fn ready(&self, now: time::OffsetDateTime) -> (hyper::StatusCode, String) {
+        self.health.ready(now)
+    }
+}

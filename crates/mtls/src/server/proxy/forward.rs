@@ -1,176 +1,75 @@
-//! Forwarding: each admitted request goes to the plain-HTTP application over pooled
-//! HTTP/1.1 connections, with the client's identity and without anything it could forge.
+//! Forwarding: each admitted request goes to the application over pooled connections
+//! (HTTP/1.1, HTTP/2 without TLS, or TLS with either by ALPN), with the client's identity
+//! and without anything it could forge; trailers pass both ways; an upgrade becomes a
+//! tunnel.
 
+use std::collections::BTreeSet;
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection};
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use tokio::time::{Instant, timeout_at};
-use tracing::warn;
+use tokio::time::{Instant, Sleep, timeout_at};
+use tracing::{debug, warn};
 
+use super::connector::{Connector, TlsConnection, TlsRefusal};
+use super::grpc::{self, GrpcStatus};
 use super::hygiene::{
-    forwarded_for, join_cookies, strip_hop_by_hop, strip_identity_headers, strip_underscored,
+    forwarded_for, join_cookies, keep_te_trailers, strip_hop_by_hop, strip_identity_headers,
+    strip_underscored, wants_trailers,
 };
 use super::identity::ForwardedIdentity;
+use super::tunnel::{self, Ends, Tunnels};
+use super::upstream::{Protocol, Upstream};
+use super::upstream_tls::UpstreamTls;
+use crate::format::format_duration;
+use crate::server::reload::LiveTls;
 use crate::server::request::target_host;
-use crate::server::response::{ResponseBody, text_response};
+use crate::server::response::{BoxError, ResponseBody, empty_body, text_response};
+use crate::server::watchdog::{Limit, WatchdogCounts};
 
 /// Most requests in flight to the upstream at once unless `--upstream-max-in-flight` says
-/// otherwise; more wait (within the response timeout) for one to finish.
+/// otherwise; more wait (within the first-byte timeout) for one to finish.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// How long the upstream may take to accept a connection (and finish its TLS handshake)
+/// unless `--upstream-connect-timeout` says otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the upstream may take to start its response unless
+/// `--upstream-first-byte-timeout` says otherwise.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long the upstream may take to accept a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the upstream may take to start its response.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A plain-HTTP application to forward to: `http://HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Upstream {
-    authority: String,
+/// The proxy's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ProxyLimits {
+    /// Most requests in flight to the upstream at once (at least one).
+    pub max_in_flight: usize,
+    /// To open a connection, TLS handshake included.
+    pub connect_timeout: Duration,
+    /// From the request until the response head, the wait for a slot included.
+    pub first_byte_timeout: Duration,
+    /// Longest pause in a response body that is waiting for the application (the server's
+    /// stall timeout, `--idle-timeout`): every piece that arrives starts it again.
+    pub stall_timeout: Duration,
 }
 
-impl Upstream {
-    /// `HOST:PORT`.
-    pub fn authority(&self) -> &str {
-        &self.authority
-    }
-}
-
-impl fmt::Display for Upstream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.authority)
-    }
-}
-
-/// Why an `--upstream` value is not usable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
-    /// It does not parse as a URL.
-    #[error("--upstream {text:?} is not a URL ({why}); write it like http://127.0.0.1:8080")]
-    NotAUrl {
-        /// As typed.
-        text: String,
-        /// The parser's reason.
-        why: String,
-    },
-    /// It is not `http://`.
-    #[error(
-        "--upstream {text:?} uses {scheme}://; the proxy speaks plain HTTP to the application \
-         behind it: write it like http://127.0.0.1:8080"
-    )]
-    Scheme {
-        /// As typed.
-        text: String,
-        /// The scheme it has.
-        scheme: String,
-    },
-    /// It has no scheme.
-    #[error("--upstream {0:?} has no scheme; write it like http://127.0.0.1:8080")]
-    NoScheme(String),
-    /// It has no host.
-    #[error("--upstream {0:?} has no host; write it like http://127.0.0.1:8080")]
-    NoHost(String),
-    /// It has a path or a query.
-    #[error(
-        "--upstream {0:?} has a path; requests keep their own path, so give only the scheme, \
-         host and port, like http://127.0.0.1:8080"
-    )]
-    HasPath(String),
-}
-
-impl FromStr for Upstream {
-    type Err = UpstreamError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let uri: Uri = text
-            .trim()
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| UpstreamError::NotAUrl {
-                text: text.to_string(),
-                why: e.to_string(),
-            })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
-                return Err(UpstreamError::Scheme {
-                    text: text.to_string(),
-                    scheme: other.to_string(),
-                });
-            }
-            None => return Err(UpstreamError::NoScheme(text.to_string())),
-        }
-        let Some(authority) = uri.authority() else {
-            return Err(UpstreamError::NoHost(text.to_string()));
-        };
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(UpstreamError::HasPath(text.to_string()));
-        }
-        let port = authority.port_u16().unwrap_or(80);
-        Ok(Self {
-            authority: format!("{}:{port}", authority.host()),
-        })
-    }
-}
-
-/// A body without its trailers: the HTTP/1.1 hop to (or from) the application does not
-/// carry them, so they are dropped here, visibly, rather than by accident.
-#[derive(Debug)]
-pub struct NoTrailers<B> {
-    inner: B,
-}
-
-impl<B> NoTrailers<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: B) -> Self {
-        Self { inner }
-    }
-}
-
-impl<B: Body + Unpin> Body for NoTrailers<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        loop {
-            match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-                Some(Ok(frame)) if frame.is_trailers() => continue,
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A client's request body on its way to the upstream: without trailers, and noting why it
-/// failed if it did, so that a malformed body is answered 400 rather than blamed on the
-/// application.
+/// A client's request body on its way to the upstream, noting why it failed if it did,
+/// so that a malformed body is answered 400 rather than blamed on the application.
 #[derive(Debug)]
 pub struct ClientBody<B> {
-    inner: NoTrailers<B>,
+    inner: B,
     failed: Arc<OnceLock<String>>,
 }
 
@@ -201,22 +100,50 @@ where
     }
 }
 
-/// The upstream's response body, holding its request's slot under the in-flight cap until
-/// it has been sent (or dropped).
+/// The upstream's response body: it holds its request's slot under the in-flight cap until
+/// it has been sent (or dropped), and ends with an error (the client sees a reset stream,
+/// or a closed HTTP/1.1 connection, never a response that looks complete) when the
+/// application sends nothing for the stall timeout while the body waits for it. Only
+/// waiting counts: while the client is not taking the body, nobody asks for more.
 struct UpstreamBody {
-    inner: NoTrailers<Incoming>,
+    inner: Incoming,
     _slot: OwnedSemaphorePermit,
+    stall_timeout: Duration,
+    /// Set when the body began waiting for the application.
+    waiting: Option<Pin<Box<Sleep>>>,
+    origin: Origin,
 }
+
+/// A response body the application stopped sending.
+#[derive(Debug, thiserror::Error)]
+#[error("the application sent nothing more of its response for {}", format_duration(*.0))]
+struct Stalled(Duration);
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                self.waiting = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let stall = self.stall_timeout;
+                let timer = self
+                    .waiting
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.origin.stalled(stall);
+                Poll::Ready(Some(Err(Stalled(stall).into())))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -228,56 +155,139 @@ impl Body for UpstreamBody {
     }
 }
 
-/// Forwards requests to one upstream over pooled HTTP/1.1 connections, at most a fixed
-/// number in flight at once.
+/// The pooled clients for one load of the upstream TLS material (none for a plain
+/// upstream): a reload builds new ones, so new connections present the new certificate.
+struct Clients<B> {
+    material: Option<Arc<UpstreamTls>>,
+    /// HTTP/1.1, HTTP/2 (h2c), or either by ALPN (https).
+    requests: Client<Connector, ClientBody<B>>,
+    /// HTTP/1.1 only, for upgrades.
+    upgrades: Client<Connector, ClientBody<B>>,
+}
+
+impl<B> Clients<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + std::fmt::Display,
+{
+    fn new(upstream: &Upstream, material: Option<Arc<UpstreamTls>>, limits: &ProxyLimits) -> Self {
+        let connector = |http1_only| {
+            Connector::new(
+                upstream,
+                material.clone(),
+                http1_only,
+                limits.connect_timeout,
+            )
+        };
+        let mut requests = Client::builder(TokioExecutor::new());
+        requests.http2_only(upstream.protocol() == Protocol::H2c);
+        Self {
+            requests: requests.build(connector(false)),
+            upgrades: Client::builder(TokioExecutor::new()).build(connector(true)),
+            material,
+        }
+    }
+}
+
+/// Forwards requests to one upstream over pooled connections, at most a fixed number in
+/// flight at once.
 ///
 /// A request's slot under that cap belongs to its exchange with the upstream, which runs in
 /// a task of its own and hands the response back: the slot is released when the upstream's
-/// response has been received and its body sent or dropped, or when the upstream request
-/// failed or timed out. A client that goes away (an HTTP/2 stream it resets) ends only its
-/// wait, not the exchange: the cap holds at the application whatever clients do.
-#[derive(Clone, Debug)]
+/// response has been received and its body sent or dropped, when the application switched
+/// protocols (a tunnel is bounded by the connection limit instead), or when the upstream
+/// request failed or timed out. A client that goes away (an HTTP/2 stream it resets) ends
+/// only its wait, not the exchange: the cap holds at the application whatever clients do.
 pub struct Proxy<B = Incoming> {
     upstream: Upstream,
-    client: Client<HttpConnector, ClientBody<B>>,
+    limits: ProxyLimits,
+    /// Where the current upstream TLS material is (https).
+    live: Arc<LiveTls>,
+    clients: Arc<Mutex<Clients<B>>>,
     slots: Arc<Semaphore>,
+    counts: Arc<WatchdogCounts>,
+    /// TLS failures logged since the last exchange that succeeded: each is logged once.
+    logged: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl<B> Clone for Proxy<B> {
+    fn clone(&self) -> Self {
+        Self {
+            upstream: self.upstream.clone(),
+            limits: self.limits,
+            live: self.live.clone(),
+            clients: self.clients.clone(),
+            slots: self.slots.clone(),
+            counts: self.counts.clone(),
+            logged: self.logged.clone(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for Proxy<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstream", &self.upstream)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How an exchange with the upstream ended.
 enum Outcome {
-    /// The upstream's response head; its body holds the slot.
-    Answered(Response<UpstreamBody>),
+    /// The upstream's response head; its body holds the slot (boxed: it is large).
+    Answered(Response<Box<UpstreamBody>>),
+    /// The application switched protocols (101): its head, and its side of the tunnel.
+    Switched(Response<()>, OnUpgrade),
     /// The request failed: the error and its causes, for the log.
     Failed(String),
-    /// No response head within [`RESPONSE_TIMEOUT`], the wait for a slot included.
+    /// TLS with the application failed, explained.
+    Refused(TlsRefusal),
+    /// No response head within the first-byte timeout, the wait for a slot included.
     TimedOut,
     /// The client's request body could not be read (a malformed chunked encoding, say).
     BadBody(String),
 }
 
 impl Outcome {
-    /// The client's answer: the upstream's response, or a 502/504 that says what went
-    /// wrong (the details are in the log, not sent to the client).
-    fn into_response(self) -> Response<ResponseBody> {
-        match self {
-            Outcome::Answered(response) => response.map(|body| body.boxed_unsync()),
-            Outcome::Failed(_) => text_response(
+    /// The client's answer when the exchange did not produce one: a 502/504 (or, for a gRPC
+    /// client, its status) that says what went wrong; the details are in the log.
+    fn failure_response(&self, grpc: bool, first_byte_timeout: Duration) -> Response<ResponseBody> {
+        let (status, grpc_status, text) = match self {
+            Outcome::Answered(_) | Outcome::Switched(..) | Outcome::Failed(_) => (
                 StatusCode::BAD_GATEWAY,
-                "bad gateway: the application behind this proxy did not answer; the \
-                 proxy's log says why\n",
+                GrpcStatus::Unavailable,
+                "bad gateway: the application behind this proxy did not answer; the proxy's log \
+                 says why\n"
+                    .to_string(),
             ),
-            Outcome::BadBody(why) => text_response(
-                StatusCode::BAD_REQUEST,
-                format!("bad request: the request body could not be read ({why})\n"),
-            ),
-            Outcome::TimedOut => text_response(
-                StatusCode::GATEWAY_TIMEOUT,
+            Outcome::Refused(refusal) => (
+                StatusCode::BAD_GATEWAY,
+                GrpcStatus::Unavailable,
                 format!(
-                    "gateway timeout: the application behind this proxy did not start its \
-                     response within {}s\n",
-                    RESPONSE_TIMEOUT.as_secs()
+                    "bad gateway: the TLS connection from this proxy to the application behind \
+                     it failed: {}\n",
+                    refusal.public
                 ),
             ),
+            Outcome::BadBody(why) => (
+                StatusCode::BAD_REQUEST,
+                GrpcStatus::Internal,
+                format!("bad request: the request body could not be read ({why})\n"),
+            ),
+            Outcome::TimedOut => (
+                StatusCode::GATEWAY_TIMEOUT,
+                GrpcStatus::Unavailable,
+                format!(
+                    "gateway timeout: the application behind this proxy did not start its \
+                     response within {}\n",
+                    format_duration(first_byte_timeout)
+                ),
+            ),
+        };
+        match grpc {
+            true => grpc::status_response(grpc_status, &text),
+            false => text_response(status, text),
         }
     }
 }
@@ -288,59 +298,105 @@ struct Origin {
     peer: SocketAddr,
     client: String,
     upstream: Upstream,
+    first_byte_timeout: Duration,
+    counts: Arc<WatchdogCounts>,
+    logged: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Origin {
-    /// Logs a failed exchange; an answered one is the connection's to log.
+    /// Logs how an exchange ended; an answered one is the connection's to log. A TLS
+    /// failure is logged once (then at debug) until an exchange succeeds again.
     fn log(&self, outcome: &Outcome) {
         let (peer, client, upstream) = (self.peer, self.client.as_str(), &self.upstream);
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
-            Outcome::Answered(_) => {}
+            Outcome::Answered(_) | Outcome::Switched(..) => logged.clear(),
+            Outcome::Refused(refusal) if logged.insert(refusal.log.clone()) => {
+                warn!(peer.addr = %peer, client, upstream = %upstream, reason = refusal.failure.code(), explanation = %refusal.log, "TLS with the upstream failed; answered 502 (logged once until an exchange succeeds)");
+            }
+            Outcome::Refused(refusal) => {
+                debug!(peer.addr = %peer, client, upstream = %upstream, reason = refusal.failure.code(), "TLS with the upstream failed again; answered 502");
+            }
             Outcome::Failed(why) => {
                 warn!(peer.addr = %peer, client, upstream = %upstream, error = %why, "upstream request failed");
             }
             Outcome::TimedOut => {
-                warn!(peer.addr = %peer, client, upstream = %upstream, timeout_s = RESPONSE_TIMEOUT.as_secs(), "upstream did not respond in time");
+                warn!(peer.addr = %peer, client, upstream = %upstream, first_byte_timeout = %format_duration(self.first_byte_timeout), "upstream did not respond in time");
             }
             Outcome::BadBody(why) => {
                 warn!(peer.addr = %peer, client, reason = "bad_request_body", error = %why, "the client's request body could not be read; answered 400");
             }
         }
     }
+
+    /// Logs and counts a response body the application stopped sending.
+    fn stalled(&self, after: Duration) {
+        self.counts.hit(Limit::StallTimeout);
+        let (peer, client, upstream) = (self.peer, self.client.as_str(), &self.upstream);
+        warn!(peer.addr = %peer, client, upstream = %upstream, reason = Limit::StallTimeout.label(), stall_timeout = %format_duration(after), "the application's response stopped flowing; ended it (the client sees it cut short)");
+    }
 }
 
 impl<B> Proxy<B>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn StdError + Send + Sync>> + std::fmt::Display,
+    B::Error: Into<BoxError> + std::fmt::Display,
 {
-    /// A proxy to `upstream` with at most `max_in_flight` requests (at least one) in flight
-    /// to it at once.
-    pub fn new(upstream: Upstream, max_in_flight: usize) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+    /// A proxy to `upstream` within `limits`; `live` holds the upstream TLS material (for
+    /// https), `counts` counts the response bodies the application stopped sending.
+    pub fn new(
+        upstream: Upstream,
+        limits: ProxyLimits,
+        live: Arc<LiveTls>,
+        counts: Arc<WatchdogCounts>,
+    ) -> Self {
+        let material = live.current().upstream.clone();
         Self {
+            clients: Arc::new(Mutex::new(Clients::new(&upstream, material, &limits))),
             upstream,
-            client,
             slots: Arc::new(Semaphore::new(
-                max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+                limits.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
             )),
+            limits,
+            live,
+            counts,
+            logged: Arc::default(),
         }
     }
 
-    /// Forwards `req` from the client at `peer`, with its identity, and returns the
-    /// upstream's response (or a 502/504 that says what went wrong; the details are logged,
-    /// not sent to the client).
-    pub async fn forward(
+    /// The clients for the current upstream TLS material; after a reload, new ones.
+    fn client(&self, upgrade: bool) -> Client<Connector, ClientBody<B>> {
+        let material = self.live.current().upstream.clone();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let current = match (&clients.material, &material) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !current {
+            *clients = Clients::new(&self.upstream, material, &self.limits);
+            self.logged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
+        match upgrade {
+            true => clients.upgrades.clone(),
+            false => clients.requests.clone(),
+        }
+    }
+
+    /// The request head as the application gets it: without what a client could forge or
+    /// what belongs to the client's hop (but `TE: trailers`, and an upgrade's two headers),
+    /// with the client's identity and address, and a URI that names the host the client
+    /// asked for; an error when the path cannot be forwarded.
+    fn rewrite_head(
         &self,
-        req: Request<B>,
+        parts: &mut hyper::http::request::Parts,
         identity: &ForwardedIdentity,
         peer: SocketAddr,
         client: &str,
-    ) -> Response<ResponseBody> {
-        let (mut parts, body) = req.into_parts();
+        upgrade: Option<&HeaderValue>,
+    ) -> Result<(), hyper::http::Error> {
         let host = target_host(&parts.uri, &parts.headers);
         let underscored = strip_underscored(&mut parts.headers);
         if !underscored.is_empty() {
@@ -353,7 +409,14 @@ where
             );
         }
         let forged = strip_identity_headers(&mut parts.headers);
+        let trailers = wants_trailers(&parts.headers);
         strip_hop_by_hop(&mut parts.headers);
+        if trailers {
+            keep_te_trailers(&mut parts.headers);
+        }
+        if let Some(protocol) = upgrade {
+            tunnel::keep_upgrade(&mut parts.headers, protocol.clone());
+        }
         if !forged.is_empty() {
             warn!(
                 peer.addr = %peer,
@@ -377,46 +440,97 @@ where
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static("https"),
         );
-        if let Some(host) = host {
-            parts.headers.insert(header::HOST, host);
-        }
+        // The request's URI names the host the client asked for, and the connector dials the
+        // upstream whatever it names: hyper-util writes it as Host over HTTP/1.1, as
+        // :authority over HTTP/2 (where a Host beside it is a duplicate nginx refuses).
+        parts.headers.remove(header::HOST);
+        let authority = host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(self.upstream.authority())
+            .to_string();
         let path = parts
             .uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        parts.uri = match Uri::builder()
-            .scheme("http")
-            .authority(self.upstream.authority.as_str())
-            .path_and_query(path)
-            .build()
-        {
-            Ok(uri) => uri,
-            Err(e) => {
-                return text_response(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad request: cannot forward this path ({e})\n"),
-                );
-            }
+        let scheme = match self.upstream.protocol() {
+            Protocol::Https => "https",
+            Protocol::Http1 | Protocol::H2c => "http",
         };
+        parts.uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(path)
+            .build()?;
+        Ok(())
+    }
+
+    /// Forwards `req` from the client at `peer`, with its identity, and returns the
+    /// upstream's response (or a 502/504 that says what went wrong; for a gRPC client, its
+    /// status). An upgrade the application accepts becomes a tunnel in `tunnels`.
+    pub async fn forward(
+        &self,
+        mut req: Request<B>,
+        identity: &ForwardedIdentity,
+        peer: SocketAddr,
+        client: &str,
+        tunnels: &Tunnels,
+    ) -> Response<ResponseBody> {
+        let grpc = grpc::is_grpc(req.headers());
+        // An extended CONNECT (HTTP/2) reaches here only for a protocol this proxy tunnels
+        // (see crate::server::request::check).
+        let connect = req.method() == Method::CONNECT;
+        let upgrade = match (
+            req.version(),
+            req.extensions().get::<hyper::ext::Protocol>(),
+        ) {
+            (Version::HTTP_11, _) => tunnel::requested(req.headers()),
+            (_, Some(protocol)) if connect => HeaderValue::from_str(protocol.as_str()).ok(),
+            _ => None,
+        };
+        let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        if connect {
+            tunnel::connect_as_upgrade(&mut parts.method, &mut parts.headers);
+        }
+        if let Err(e) = self.rewrite_head(&mut parts, identity, peer, client, upgrade.as_ref()) {
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                format!("bad request: cannot forward this path ({e})\n"),
+            );
+        }
         parts.version = Version::HTTP_11;
         let failed = Arc::new(OnceLock::new());
-        let request = Request::from_parts(
+        let mut request = Request::from_parts(
             parts,
             ClientBody {
-                inner: NoTrailers::new(body),
+                inner: body,
                 failed: failed.clone(),
             },
         );
+        let captured = capture_connection(&mut request);
         let origin = Origin {
             peer,
             client: client.to_string(),
             upstream: self.upstream.clone(),
+            first_byte_timeout: self.limits.first_byte_timeout,
+            counts: self.counts.clone(),
+            logged: self.logged.clone(),
         };
-        let deadline = Instant::now() + RESPONSE_TIMEOUT;
-        match timeout_at(deadline, self.slots.clone().acquire_owned()).await {
+        let deadline = Instant::now() + self.limits.first_byte_timeout;
+        let outcome = match timeout_at(deadline, self.slots.clone().acquire_owned()).await {
             Ok(Ok(slot)) => {
-                let answered = self.exchange(request, failed, slot, deadline, origin.clone());
+                let sender = self.client(upgrade.is_some());
+                let exchange = Exchange {
+                    client_failed: failed,
+                    captured,
+                    slot,
+                    deadline,
+                    stall_timeout: self.limits.stall_timeout,
+                    origin: origin.clone(),
+                };
+                let answered = exchange.run(sender, request);
                 answered.await.unwrap_or_else(|_| {
                     let outcome = Outcome::Failed(
                         "the exchange with the upstream ended without an answer".into(),
@@ -434,40 +548,97 @@ where
                 origin.log(&Outcome::TimedOut);
                 Outcome::TimedOut
             }
+        };
+        match (outcome, client_side) {
+            (Outcome::Answered(response), _) => response.map(|body| body.boxed_unsync()),
+            (Outcome::Switched(mut head, upstream_side), Some(client_side)) => {
+                if connect {
+                    tunnel::upgrade_as_connect(&mut head);
+                }
+                let ends = Ends {
+                    peer,
+                    client: client.to_string(),
+                    protocol: upgrade
+                        .as_ref()
+                        .and_then(|p| p.to_str().ok())
+                        .unwrap_or("?")
+                        .to_string(),
+                };
+                tunnels.open(client_side, upstream_side, ends);
+                head.map(|()| empty_body())
+            }
+            (other, _) => other.failure_response(grpc, self.limits.first_byte_timeout),
         }
-        .into_response()
     }
+}
 
-    /// Sends `request` to the upstream in a task of its own, which owns `slot` (then the
-    /// response body does), logs a failure, and hands the outcome back. A client that went
-    /// away drops the receiver: the task still runs until the upstream has answered (or
-    /// failed, or `deadline` passed), so the slot is released only then.
-    fn exchange(
-        &self,
+/// One exchange with the upstream, in a task of its own.
+struct Exchange {
+    client_failed: Arc<OnceLock<String>>,
+    captured: CaptureConnection,
+    slot: OwnedSemaphorePermit,
+    deadline: Instant,
+    stall_timeout: Duration,
+    origin: Origin,
+}
+
+impl Exchange {
+    /// Sends `request` with `sender` in a task that owns the slot (then the response body
+    /// does), logs how it ended, and hands the outcome back. A client that went away drops
+    /// the receiver: the task still runs until the upstream has answered (or failed, or the
+    /// deadline passed), so the slot is released only then.
+    fn run<B>(
+        self,
+        sender: Client<Connector, ClientBody<B>>,
         request: Request<ClientBody<B>>,
-        client_failed: Arc<OnceLock<String>>,
-        slot: OwnedSemaphorePermit,
-        deadline: Instant,
-        origin: Origin,
-    ) -> oneshot::Receiver<Outcome> {
+    ) -> oneshot::Receiver<Outcome>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError> + std::fmt::Display,
+    {
         let (answer, answered) = oneshot::channel();
-        let exchange = self.client.request(request);
+        let sent = sender.request(request);
         tokio::spawn(async move {
-            let outcome = match timeout_at(deadline, exchange).await {
+            let Exchange {
+                client_failed,
+                captured,
+                slot,
+                deadline,
+                stall_timeout,
+                origin,
+            } = self;
+            let outcome = match timeout_at(deadline, sent).await {
+                Ok(Ok(mut response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    let upstream_side = hyper::upgrade::on(&mut response);
+                    drop(slot);
+                    let (mut parts, _) = response.into_parts();
+                    let protocol = parts.headers.get(header::UPGRADE).cloned();
+                    strip_hop_by_hop(&mut parts.headers);
+                    if let Some(protocol) = protocol {
+                        tunnel::keep_upgrade(&mut parts.headers, protocol);
+                    }
+                    Outcome::Switched(Response::from_parts(parts, ()), upstream_side)
+                }
                 Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
-                    let body = UpstreamBody {
-                        inner: NoTrailers::new(body),
+                    let body = Box::new(UpstreamBody {
+                        inner: body,
                         _slot: slot,
-                    };
+                        stall_timeout,
+                        waiting: None,
+                        origin: origin.clone(),
+                    });
                     Outcome::Answered(Response::from_parts(parts, body))
                 }
                 // The client's own body broke (a malformed chunk, say): its fault, not the
                 // application's.
                 Ok(Err(e)) => match client_failed.get() {
                     Some(why) => Outcome::BadBody(why.clone()),
-                    None => Outcome::Failed(causes(&e)),
+                    None => match tls_refusal(&e, &captured) {
+                        Some(refusal) => Outcome::Refused(refusal),
+                        None => Outcome::Failed(causes(&e)),
+                    },
                 },
                 Err(_) => Outcome::TimedOut,
             };
@@ -477,6 +648,22 @@ where
         });
         answered
     }
+}
+
+/// Why a failed exchange failed, when TLS with the application says: a handshake that
+/// did not finish (the connector's error), or an alert on a connection that did.
+fn tls_refusal(e: &(dyn StdError + 'static), captured: &CaptureConnection) -> Option<TlsRefusal> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(refusal) = s.downcast_ref::<TlsRefusal>() {
+            return Some(refusal.clone());
+        }
+        source = s.source();
+    }
+    let connected = captured.connection_metadata();
+    let mut extras = hyper::http::Extensions::new();
+    connected.as_ref()?.get_extras(&mut extras);
+    extras.get::<TlsConnection>()?.refusal(e)
 }
 
 /// Header names for the log, comma-separated (never their values).
@@ -498,68 +685,4 @@ fn causes(e: &(dyn StdError + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstreams_are_plain_http_origins() {
-        assert_eq!(
-            "http://127.0.0.1:8080"
-                .parse::<Upstream>()
-                .map(|u| u.to_string()),
-            Ok("http://127.0.0.1:8080".to_string())
-        );
-        assert_eq!(
-            "http://app.internal/"
-                .parse::<Upstream>()
-                .map(|u| u.authority().to_string()),
-            Ok("app.internal:80".to_string())
-        );
-        let err = "https://127.0.0.1:8080"
-            .parse::<Upstream>()
-            .expect_err("https");
-        assert!(matches!(err, UpstreamError::Scheme { .. }), "{err}");
-        assert!(err.to_string().contains("plain HTTP"), "{err}");
-        let err = "http://127.0.0.1:8080/api"
-            .parse::<Upstream>()
-            .expect_err("path");
-        assert!(matches!(err, UpstreamError::HasPath(_)), "{err}");
-        assert!(err.to_string().contains("has a path"), "{err}");
-        assert!("127.0.0.1:8080".parse::<Upstream>().is_err());
-    }
-
-    /// A body of one data frame, then trailers.
-    struct WithTrailers(Vec<Frame<Bytes>>);
-
-    impl Body for WithTrailers {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            if self.0.is_empty() {
-                Poll::Ready(None)
-            } else {
-                Poll::Ready(Some(Ok(self.0.remove(0))))
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn trailers_are_dropped_and_data_is_kept() {
-        let mut trailers = hyper::header::HeaderMap::new();
-        trailers.insert("x-checksum", HeaderValue::from_static("abc"));
-        let body = NoTrailers::new(WithTrailers(vec![
-            Frame::data(Bytes::from_static(b"hello")),
-            Frame::trailers(trailers),
-        ]));
-        let collected = body.collect().await.expect("a body");
-        assert!(collected.trailers().is_none());
-        assert_eq!(collected.to_bytes(), Bytes::from_static(b"hello"));
-    }
 }

@@ -219,6 +219,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_header_this_proxy_sets_is_one_a_client_cannot_send() {
+        use crate::pki::{CertAuthority, KeyType, LeafSpec, Usage, Validity, demo_subject};
+        let ca = CertAuthority::new_root(
+            demo_subject("CA Company", "CA"),
+            KeyType::EcdsaP256,
+            Validity::days(1),
+        )
+        .expect("ca");
+        let leaf = ca
+            .issue(&LeafSpec {
+                subject: demo_subject("Client A Company", "Client A"),
+                sans: vec![crate::pki::parse_san("spiffe://mtls.demo/client-a").expect("san")],
+                usage: Usage::Client,
+                key_type: KeyType::EcdsaP256,
+                validity: Validity::days(1),
+            })
+            .expect("leaf");
+        // A chain, so that Client-Cert-Chain is set too.
+        let chain = [leaf.der.clone(), ca.der.clone()];
+        let identity = ForwardedIdentity::from_chain(&chain).expect("identity");
+        let mut headers = HeaderMap::new();
+        identity.apply(&mut headers);
+        let mut set: Vec<String> = headers.keys().map(|n| n.as_str().to_string()).collect();
+        set.sort_unstable();
+        assert_eq!(
+            set,
+            [
+                "client-cert",
+                "client-cert-chain",
+                "x-forwarded-client-cert",
+                "x-ssl-cert"
+            ]
+        );
+        let removed = crate::hygiene::strip_identity_headers(&mut headers);
+        assert_eq!(
+            removed.iter().map(HeaderName::as_str).collect::<Vec<_>>(),
+            set
+        );
+        assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    #[test]
     fn pem_is_escaped_like_nginx() {
         assert_eq!(
             url_escape("-----BEGIN CERTIFICATE-----\nMII+/=\n"),

@@ -1,5 +1,9 @@
-//! The mTLS-terminating reverse proxy (`--upstream http://HOST:PORT`): it forwards each
-//! admitted request to a plain-HTTP application and tells it who the client is.
+//! The mTLS-terminating reverse proxy (`--upstream`): it forwards each admitted request to
+//! the application and tells it who the client is. How it talks to the application
+//! (`upstream`): `http://` HTTP/1.1, `h2c://` HTTP/2 without TLS (gRPC servers), or
+//! `https://` TLS, verifying the application against `--upstream-ca` and the `--upstream`
+//! host and presenting the proxy's own certificate (`upstream_tls`, `connector`), reloaded
+//! with the server's material.
 //!
 //! A client must never be able to speak for the proxy, so from every request (`hygiene`):
 //! - every header whose name holds an underscore is removed, whatever it is called
@@ -27,23 +31,48 @@
 //! SAN) is refused before any request. The addresses a client could claim (`Forwarded`,
 //! `X-Forwarded-For`, `-Host`, `-Port`, `-Proto`, `X-Real-IP`) are removed too, and the
 //! proxy sets `Forwarded: for=...;proto=https`, `X-Forwarded-For` and `X-Forwarded-Proto`.
+//! Over HTTP/2 these headers are gRPC metadata, set by the proxy alone just the same.
 //!
-//! `forward`: bodies stream in both directions, without trailers (HTTP/1.1 to the application);
-//! HTTP/2 `cookie` fields are joined into one. Connections to the upstream are pooled, and
-//! at most `--upstream-max-in-flight` requests (default [`DEFAULT_MAX_IN_FLIGHT`]) are in
-//! flight to it at once, whatever clients do: a request's slot belongs to its exchange with
-//! the application (a task of its own), and is released when the application's response
-//! has been received and its body sent or dropped, or the request failed; never because a
-//! client went away (an HTTP/2 client that resets its streams frees no slot). An upstream
-//! that cannot be reached gets the client a 502 that says so (the details go to the log).
+//! `forward`: bodies stream in both directions, trailers included (gRPC's `grpc-status`);
+//! `TE: trailers` is the one hop-by-hop header passed on; HTTP/2 `cookie` fields are joined
+//! into one. Connections to the upstream are pooled, and at most `--upstream-max-in-flight`
+//! requests (default [`DEFAULT_MAX_IN_FLIGHT`]) are in flight to it at once, whatever
+//! clients do: a request's slot belongs to its exchange with the application (a task of
+//! its own), and is released when the application's response has been received and its
+//! body sent or dropped, or the request failed; never because a client went away (an
+//! HTTP/2 client that resets its streams frees no slot). Each phase has its limit: the
+//! connection (`--upstream-connect-timeout`, TLS included), the response head
+//! (`--upstream-first-byte-timeout`), and each pause in a response body that waits for the
+//! application (the stall timeout, `--idle-timeout`: a body that keeps arriving, however
+//! slowly, is never cut; one that stops is ended as an error, never as a complete
+//! response). An upstream that cannot be reached gets the client a 502 that says so (the
+//! details go to the log); one whose TLS fails gets a 502 that says why in words
+//! ([`crate::explain`]), logged once per cause.
+//!
+//! `tunnel`: an HTTP/1.1 upgrade (WebSocket), or an HTTP/2 extended CONNECT for one (RFC
+//! 8441), from an admitted client goes to the application as an HTTP/1.1 upgrade with the
+//! identity headers; its 101 joins the two connections. `grpc`: a gRPC client is answered in gRPC's terms (HTTP 200 with
+//! `grpc-status`) when the server refuses it itself.
 
+mod connector;
 mod forward;
-mod hygiene;
+pub mod grpc;
 mod identity;
+mod tunnel;
+mod upstream;
+mod upstream_tls;
 
-pub use forward::{DEFAULT_MAX_IN_FLIGHT, NoTrailers, Proxy, Upstream, UpstreamError};
+// Header hygiene is shared with `client proxy`: it lives in crate::hygiene.
+use crate::hygiene;
+
+pub use forward::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_MAX_IN_FLIGHT, Proxy, ProxyLimits,
+};
 pub use hygiene::{
     ADDRESS_HEADERS, CLIENT_CERT_HEADERS, CertHeader, NamePattern, strip_identity_headers,
     strip_underscored,
 };
 pub use identity::{ForwardedIdentity, IDENTITY_UNFORWARDABLE, Unforwardable, rfc4514, url_escape};
+pub use tunnel::{Tunnels, tunnels_protocol};
+pub use upstream::{Protocol, Upstream, UpstreamError};
+pub use upstream_tls::{UpstreamTls, UpstreamTlsFiles};

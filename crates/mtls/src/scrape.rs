@@ -1,5 +1,6 @@
 //! The plain-HTTP listener (`--metrics ADDR`) that serves `GET /metrics`, and the health
-//! checks `GET /healthz` and `GET /readyz` ([`Health`]).
+//! checks `GET /healthz` and `GET /readyz`, for the server and for `client proxy`: each
+//! renders its own metrics and says whether it is ready ([`Exposition`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,21 +16,60 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::counters::Metrics;
-use super::health::Health;
+/// What a metrics listener serves: the Prometheus text exposition, and health.
+pub trait Exposition: Send + Sync + 'static {
+    /// The whole exposition, as served at each scrape.
+    fn render(&self) -> String;
+
+    /// `GET /healthz`: the process answers.
+    fn live(&self) -> (StatusCode, String) {
+        (StatusCode::OK, "ok\n".into())
+    }
+
+    /// `GET /readyz`: ready to serve (200), or why not (503).
+    fn ready(&self, _now: time::OffsetDateTime) -> (StatusCode, String) {
+        (StatusCode::OK, "ready\n".into())
+    }
+}
 
 /// Most metrics connections served at once; more wait in the accept queue.
 const MAX_SCRAPERS: usize = 8;
 /// The longest a metrics connection may stay open.
 const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Serves `GET /metrics`, `/healthz` and `/readyz` on `listener` until `stop` resolves.
-pub async fn serve(
+/// Binds the metrics listener at `addr` (`--metrics`), if there is one.
+pub async fn bind(addr: Option<&str>) -> crate::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::Error::Io {
+            context: format!("cannot serve metrics on {addr} (--metrics)"),
+            source,
+        })?;
+    Ok(Some(listener))
+}
+
+/// Logs where the metrics are, and serves them on `listener` in a task of its own until
+/// `stop` resolves.
+pub fn spawn<M: Exposition>(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
-    health: Health,
+    metrics: Arc<M>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(metrics.addr = %addr, path = "/metrics", health = "/healthz /readyz", "serving Prometheus metrics over plain HTTP");
+    }
+    tokio::spawn(serve(listener, metrics, stop));
+}
+
+/// Serves `GET /metrics`, `/healthz` and `/readyz` on `listener` until `stop` resolves.
+pub async fn serve<M: Exposition>(
+    listener: TcpListener,
+    metrics: Arc<M>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -59,10 +99,10 @@ pub async fn serve(
             },
             () = &mut stop => return,
         };
-        let (metrics, health) = (metrics.clone(), health.clone());
+        let metrics = metrics.clone();
         let service = service_fn(move |req: Request<Incoming>| {
-            let (metrics, health) = (metrics.clone(), health.clone());
-            async move { Ok::<_, Infallible>(scrape(&req, &metrics, &health)) }
+            let metrics = metrics.clone();
+            async move { Ok::<_, Infallible>(scrape(&req, metrics.as_ref())) }
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
@@ -79,16 +119,16 @@ pub async fn serve(
     }
 }
 
-fn scrape(req: &Request<Incoming>, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
+fn scrape<M: Exposition>(req: &Request<Incoming>, metrics: &M) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics.render()),
         (&Method::GET, "/healthz") => {
-            let (status, body) = health.live();
+            let (status, body) = metrics.live();
             (status, TEXT, body)
         }
         (&Method::GET, "/readyz") => {
-            let (status, body) = health.ready(time::OffsetDateTime::now_utc());
+            let (status, body) = metrics.ready(time::OffsetDateTime::now_utc());
             (status, TEXT, body)
         }
         _ => (

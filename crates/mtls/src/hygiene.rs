@@ -1,7 +1,7 @@
-//! Header hygiene: what a client must never be able to send to the application (headers
-//! whose names hold an underscore, the client-certificate headers of any proxy, address
-//! headers it could forge, hop-by-hop headers), and the headers the proxy sets in their
-//! place.
+//! Header hygiene, for both proxies (the server's `--upstream` and `client proxy`): what a
+//! client must never be able to send to the application (headers whose names hold an
+//! underscore, the client-certificate headers of any proxy, address headers it could forge,
+//! hop-by-hop headers), and the headers a proxy sets in their place.
 //!
 //! Underscores: WSGI, CGI, PHP and Rack fold `_` and `-` into one name (`HTTP_CLIENT_CERT`),
 //! so an application would see a client's `Client_Cert` merged with the proxy's
@@ -9,7 +9,7 @@
 //! does by default (`underscores_in_headers off`): the whole class, not a list of spellings.
 //!
 //! Client-certificate headers: [`CLIENT_CERT_HEADERS`] is the one list of the names and
-//! prefixes any proxy uses to tell an application about a client certificate (this one's
+//! prefixes any proxy uses to tell an application about a client certificate (the server's
 //! four among them). Whatever a client sends under them is removed.
 
 use std::net::IpAddr;
@@ -171,6 +171,27 @@ pub fn forwarded_for(ip: IpAddr) -> String {
     }
 }
 
+/// Whether the client said it accepts trailers (`TE: trailers`, which gRPC requires): the
+/// one hop-by-hop header passed on, since trailers now pass both ways (RFC 9113 §8.2.2
+/// allows it in HTTP/2 as well).
+pub fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
+/// Sets `TE: trailers` (and nothing else in `TE`).
+pub fn keep_te_trailers(headers: &mut HeaderMap) {
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -280,45 +301,6 @@ mod tests {
     }
 
     #[test]
-    fn every_header_this_proxy_sets_is_one_a_client_cannot_send() {
-        use crate::pki::{CertAuthority, KeyType, LeafSpec, Usage, Validity, demo_subject};
-        let ca = CertAuthority::new_root(
-            demo_subject("CA Company", "CA"),
-            KeyType::EcdsaP256,
-            Validity::days(1),
-        )
-        .expect("ca");
-        let leaf = ca
-            .issue(&LeafSpec {
-                subject: demo_subject("Client A Company", "Client A"),
-                sans: vec![crate::pki::parse_san("spiffe://mtls.demo/client-a").expect("san")],
-                usage: Usage::Client,
-                key_type: KeyType::EcdsaP256,
-                validity: Validity::days(1),
-            })
-            .expect("leaf");
-        // A chain, so that Client-Cert-Chain is set too.
-        let chain = [leaf.der.clone(), ca.der.clone()];
-        let identity =
-            crate::server::proxy::ForwardedIdentity::from_chain(&chain).expect("identity");
-        let mut headers = HeaderMap::new();
-        identity.apply(&mut headers);
-        let set = sorted(headers.keys().map(HeaderName::as_str));
-        assert_eq!(
-            set,
-            [
-                "client-cert",
-                "client-cert-chain",
-                "x-forwarded-client-cert",
-                "x-ssl-cert"
-            ]
-        );
-        let removed = strip_identity_headers(&mut headers);
-        assert_eq!(sorted(removed.iter().map(HeaderName::as_str)), set);
-        assert!(headers.is_empty(), "{headers:?}");
-    }
-
-    #[test]
     fn headers_with_an_underscore_in_their_name_are_removed() {
         let mut headers = HeaderMap::new();
         for name in [
@@ -393,5 +375,18 @@ mod tests {
         headers.insert("accept", HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn te_trailers_is_told_apart_from_other_codings() {
+        let with = |te: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::TE, HeaderValue::from_static(te));
+            wants_trailers(&headers)
+        };
+        assert!(with("trailers"));
+        assert!(with("gzip;q=0.5, Trailers"));
+        assert!(!with("gzip"));
+        assert!(!wants_trailers(&HeaderMap::new()));
     }
 }
