@@ -25,15 +25,27 @@ fn main() -> ExitCode {
     let _log = mtls::logging::init();
     match cli.command {
         Some(Command::Audit(args)) => audit(args),
-        Some(Command::Bench(args)) => finish(bench(args)),
+        Some(Command::Bench(args)) => bench(args),
         Some(Command::Proxy(args)) => finish(proxy(args)),
         None => finish(run(cli)),
     }
 }
 
 /// Exit 0 when every operation succeeded, 1 when some failed (their reasons are in the
-/// report), 2 when the run could not start.
-fn bench(args: BenchArgs) -> mtls::Result<ExitCode> {
+/// report), 2 when the run could not start (a usage error, a missing file, a name that does
+/// not resolve): nothing was measured.
+fn bench(args: BenchArgs) -> ExitCode {
+    match measure(args) {
+        Ok(code) => code,
+        Err(e) => {
+            // The one `error:` line, as for every failure; the status says nothing ran.
+            let _ = finish(Err(e));
+            ExitCode::from(mtls::cli::USAGE)
+        }
+    }
+}
+
+fn measure(args: BenchArgs) -> mtls::Result<ExitCode> {
     let json = args.json;
     let plan = args.plan()?;
     let progress = mtls::bench::Progress::on_stderr();

@@ -439,20 +439,36 @@ async fn exchange(
     })
 }
 
-/// The addresses `url`'s host resolves to that are not on this machine (empty: loopback
-/// only), for the tools that talk to one's own servers only unless told otherwise. Only
-/// the name is resolved; nothing is sent.
-pub(crate) async fn outside_addresses(url: &Url) -> Result<Vec<String>> {
-    let addrs = tokio::net::lookup_host((url.host(), url.port()))
+/// Refuses `url` when its host resolves to an address not on this machine, unless
+/// `allow_remote`: for the tools that talk to one's own servers only unless told otherwise.
+/// `flag` is the option that gave the URL, `why` says why the tool stays home. Only the name
+/// is resolved; nothing is sent.
+pub(crate) async fn only_loopback(
+    url: &Url,
+    flag: &str,
+    allow_remote: bool,
+    why: &str,
+) -> Result<()> {
+    if allow_remote {
+        return Ok(());
+    }
+    let outside: Vec<String> = tokio::net::lookup_host((url.host(), url.port()))
         .await
         .map_err(|source| Error::Resolve {
             host: url.host().to_string(),
             source,
-        })?;
-    Ok(addrs
+        })?
         .filter(|a| !a.ip().is_loopback())
         .map(|a| a.ip().to_string())
-        .collect())
+        .collect();
+    if outside.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{flag} {url} reaches {}, which is not this machine; {why}, so it goes to another \
+         machine only with --allow-remote",
+        outside.join(", ")
+    )))
 }
 
 fn server_name_is_dns(host: &str) -> bool {
@@ -549,6 +565,16 @@ impl HttpConnection {
             sender,
             driver: Some(driver),
         })
+    }
+
+    /// Whether the connection can carry no more requests (the server closed it, or its
+    /// task ended), so a caller keeping it open knows to make a new one.
+    pub(crate) fn is_closed(&self) -> bool {
+        let sender_closed = match &self.sender {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        };
+        sender_closed || self.driver.as_ref().is_none_or(|d| d.is_finished())
     }
 
     /// Sends `req` and reads the whole response.

@@ -33,7 +33,7 @@
 //! - [`format`](mod@format): hex, timestamps, durations and sizes as people read and type them;
 //!   [`logging`]: tracing to stderr; [`program`]: how hints name the three programs (the
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
-//!   runtime, completions and man pages).
+//!   runtime, a progress bar, completions and man pages).
 //! - What the server and `client proxy` both run: [`activity`] (what one connection is
 //!   doing, and the limits a watchdog closes it for), [`triggers`] (when to shut down and
 //!   when to reload: signals, and files whose stamp changed), [`response`] (the bodies they

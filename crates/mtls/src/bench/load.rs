@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::operation::Worker;
-use super::tally::{Head, Tally};
+use super::tally::Tally;
 use super::{BenchSettings, Bound, MAX_DURATION, Mode, Progress, Run, cpu};
 use crate::client::Prepared;
 use crate::error::{Error, Result};
@@ -142,18 +142,27 @@ pub(super) async fn measure(
         )),
         _ => None,
     };
-    let head = Head {
+    Ok(Run {
         label,
         url: settings.client.url.to_string(),
         mode: settings.mode,
         client_auth: settings.client.identity.is_some(),
         connections: settings.connections,
         bound: settings.bound,
+        attempted,
+        succeeded: total.succeeded,
+        failed: total.failed,
+        unfinished: attempted.saturating_sub(total.finished()),
         elapsed,
+        latency: total.latency(),
+        handshakes: total.handshakes,
+        resumed: total.resumed,
+        failures: total.failures(),
+        tls: total.tls,
+        http: total.http,
         cpu,
         cut_short,
-    };
-    Ok(Run::from_tally(head, total, attempted))
+    })
 }
 
 /// One worker: operations until the budget says stop.

@@ -14,6 +14,7 @@
 //! process's CPU time ([`cpu`]), and the failures grouped by reason; as a table
 //! ([`table`]) or JSON ([`json`]), with a progress bar on a terminal ([`progress`]).
 
+mod compare;
 pub mod cpu;
 mod json;
 mod load;
@@ -26,8 +27,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::client::{ClientSettings, Url};
-use crate::error::{Error, Failure, Result};
+use crate::error::{Error, Result};
 
+pub use compare::{Comparison, Row, compare};
 pub use progress::Progress;
 pub use tally::{Latency, Reason, Run};
 
@@ -198,89 +200,9 @@ impl BenchSettings {
 /// Runs one measurement, drawing progress on `progress`.
 pub async fn run(settings: &BenchSettings, progress: &Progress) -> Result<Run> {
     settings.check()?;
-    only_loopback(&settings.client.url, settings.allow_remote).await?;
+    only_loopback(&settings.client.url, "--url", settings.allow_remote).await?;
     let mtls = settings.client.identity.is_some();
     load::measure(settings, label(settings.mode, mtls), progress).await
-}
-
-/// What `--compare` measured: one row per mode, then plain TLS.
-#[derive(Clone, Debug)]
-pub struct Comparison {
-    /// The server measured.
-    pub url: String,
-    /// Connections per row.
-    pub connections: usize,
-    /// The bound of each row.
-    pub bound: Bound,
-    /// Full, resumed and keep-alive mTLS, then plain TLS.
-    pub rows: Vec<Row>,
-}
-
-/// One row of a comparison.
-#[derive(Clone, Debug)]
-pub enum Row {
-    /// Measured.
-    Measured(Box<Run>),
-    /// Not measured, and why.
-    NotPossible {
-        /// What the row would have measured.
-        label: String,
-        /// Why it was not.
-        why: String,
-    },
-}
-
-/// Runs full, resumed and keep-alive mTLS back to back with `settings`' certificate, then
-/// full handshakes without a client certificate against `plain_url` (default: the same
-/// server), first trying one to see whether that server allows it.
-pub async fn compare(
-    settings: &BenchSettings,
-    plain_url: Option<&Url>,
-    progress: &Progress,
-) -> Result<Comparison> {
-    settings.check()?;
-    if settings.client.identity.is_none() {
-        return Err(Error::Usage(
-            "--compare measures what client authentication costs, so it needs a client \
-             certificate: -c a (or --cert and --key), not --no-cert"
-                .into(),
-        ));
-    }
-    only_loopback(&settings.client.url, settings.allow_remote).await?;
-    if let Some(url) = plain_url {
-        only_loopback(url, settings.allow_remote).await?;
-    }
-    let mut rows = Vec::new();
-    for mode in [Mode::Full, Mode::Resumed, Mode::KeepAlive] {
-        let one = BenchSettings {
-            mode,
-            ..settings.clone()
-        };
-        let run = load::measure(&one, label(mode, true), progress).await?;
-        rows.push(Row::Measured(Box::new(run)));
-    }
-    let mut plain = BenchSettings {
-        mode: Mode::Full,
-        ..settings.clone()
-    };
-    plain.client.identity = None;
-    if let Some(url) = plain_url {
-        plain.client.url = url.clone();
-    }
-    let label = PLAIN_TLS.to_string();
-    rows.push(match load::try_one(&plain).await? {
-        Ok(()) => Row::Measured(Box::new(load::measure(&plain, label, progress).await?)),
-        Err(refused) => Row::NotPossible {
-            why: not_possible(&refused, plain_url.is_some()),
-            label,
-        },
-    });
-    Ok(Comparison {
-        url: settings.client.url.to_string(),
-        connections: settings.connections,
-        bound: settings.bound,
-        rows,
-    })
 }
 
 /// A row's name: the mode, with or without a client certificate.
@@ -296,51 +218,8 @@ fn label(mode: Mode, mtls: bool) -> String {
     }
 }
 
-/// The name of the comparison's last row.
-const PLAIN_TLS: &str = "plain TLS, full handshakes";
-
-/// Why the plain-TLS row could not be measured: most often, the server requires a client
-/// certificate, which is the point of mutual TLS.
-fn not_possible(refused: &Error, own_url: bool) -> String {
-    use rustls::AlertDescription as A;
-    let demanded = match refused.failure() {
-        Some(Failure::PeerRefused {
-            alert: alert @ (A::CertificateRequired | A::HandshakeFailure | A::BadCertificate),
-        }) => Some(crate::format::alert_name(*alert)),
-        Some(Failure::ClosedAfterHandshake) => Some("it closed the connection".into()),
-        _ => None,
-    };
-    let elsewhere = match own_url {
-        true => "",
-        false => {
-            "; to measure plain TLS, give --plain-url with a server of yours that does not ask \
-             for one"
-        }
-    };
-    match demanded {
-        Some(how) => format!(
-            "not possible: the server requires a client certificate (it refused a connection \
-             without one: {how}); that is what mutual TLS is for{elsewhere}"
-        ),
-        None => {
-            format!("not measured: a connection without a client certificate failed: {refused}")
-        }
-    }
-}
-
-/// Refuses a server that is not on this machine unless `allow_remote`: a load run is for
-/// one's own servers.
-async fn only_loopback(url: &Url, allow_remote: bool) -> Result<()> {
-    if allow_remote {
-        return Ok(());
-    }
-    let outside = crate::client::outside_addresses(url).await?;
-    if outside.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "{url} reaches {}, which is not this machine; a load run is for servers you run, so it \
-         goes to another machine only with --allow-remote",
-        outside.join(", ")
-    )))
+/// Refuses a server that is not on this machine unless `allow_remote` (`flag` gave its
+/// URL): a load run is for one's own servers.
+async fn only_loopback(url: &Url, flag: &str, allow_remote: bool) -> Result<()> {
+    crate::client::only_loopback(url, flag, allow_remote, "a load run is for servers you run").await
 }

@@ -67,6 +67,11 @@ impl Worker {
     pub(super) async fn operate(&mut self) -> Result<Outcome> {
         let mut started = Instant::now();
         let mut handshake = None;
+        // A kept connection the server has closed (an idle limit, or HTTP/1.0) is replaced
+        // rather than failing the next request on it.
+        if self.open.as_ref().is_some_and(|open| open.http.is_closed()) {
+            self.open = None;
+        }
         if self.open.is_none() {
             let (open, report) = self.connect().await?;
             self.open = Some(open);

@@ -1,10 +1,9 @@
 //! The progress bar on stderr while a run goes: only on a terminal, never in a pipe or a CI
 //! log, and gone before the report is printed.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Bound;
 
@@ -14,13 +13,7 @@ pub struct Progress(ProgressBar);
 impl Progress {
     /// On stderr when it is a terminal; hidden otherwise.
     pub fn on_stderr() -> Self {
-        match std::io::stderr().is_terminal() {
-            true => Self(ProgressBar::with_draw_target(
-                None,
-                ProgressDrawTarget::stderr(),
-            )),
-            false => Self::hidden(),
-        }
+        Self(crate::cli::progress_bar())
     }
 
     /// Draws nothing (tests, pipes, JSON for scripts).

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{Comparison, Mode, Row, Run};
-use crate::format::wrap;
+use crate::format::{column_widths, wrap};
 
 /// How wide a wrapped line may be.
 const WIDTH: usize = 92;
@@ -113,14 +113,7 @@ impl fmt::Display for Comparison {
         ]
         .map(String::from);
         let rows: Vec<[String; 9]> = self.rows.iter().map(row_cells).collect();
-        let width = |i: usize| {
-            rows.iter()
-                .chain(std::iter::once(&header))
-                .map(|row| row[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        };
-        let widths: Vec<usize> = (0..9).map(width).collect();
+        let widths = column_widths(std::iter::once(&header).chain(&rows));
         for row in std::iter::once(&header).chain(rows.iter()) {
             let mut line = format!("{:w$}", row[0], w = widths[0]);
             for (i, cell) in row.iter().enumerate().skip(1) {
@@ -196,12 +189,13 @@ impl Comparison {
             costs.push(format!(
                 "client authentication: full mTLS handshakes ran at {:.0}% of plain TLS's rate \
                  ({:.1}/s against {:.1}/s), {} of this client's CPU each against {}; the \
-                 server's extra work (verifying our chain) is on its own CPU",
+                 server's extra work (verifying our chain) is on its own CPU{}",
                 100.0 * full.rate() / plain.rate(),
                 full.rate(),
                 plain.rate(),
                 cpu(full),
-                cpu(plain)
+                cpu(plain),
+                unlike(full, plain)
             ));
         }
         if let Some(resumed) = self.row(Mode::Resumed, true) {
@@ -229,6 +223,33 @@ impl Comparison {
             ));
         }
         costs
+    }
+}
+
+/// What differs between the mTLS and the plain-TLS row besides the client certificate (the
+/// server, the key exchange, the HTTP version), so the difference in rate is not put down
+/// to client authentication alone; empty when nothing else differs.
+fn unlike(mtls: &Run, plain: &Run) -> String {
+    let mut differs = Vec::new();
+    if plain.url != mtls.url {
+        differs.push(format!("plain TLS went to another server ({})", plain.url));
+    }
+    for (what, a, b) in [
+        ("TLS", &mtls.tls, &plain.tls),
+        ("HTTP", &mtls.http, &plain.http),
+    ] {
+        if a != b {
+            let name = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+            differs.push(format!("{what}: {} against {}", name(a), name(b)));
+        }
+    }
+    match differs.is_empty() {
+        true => String::new(),
+        false => format!(
+            ". Not like for like: {}; part of the difference is theirs, not client \
+             authentication's",
+            differs.join("; ")
+        ),
     }
 }
 

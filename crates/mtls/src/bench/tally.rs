@@ -20,13 +20,13 @@ const HIGHEST_MICROS: u64 = 10 * 60 * 1_000_000;
 pub(super) struct Tally {
     /// Latency of successful operations, in microseconds.
     latency: Histogram<u64>,
-    succeeded: u64,
-    failed: u64,
+    pub(super) succeeded: u64,
+    pub(super) failed: u64,
     reasons: BTreeMap<String, u64>,
-    handshakes: u64,
-    resumed: u64,
-    tls: Option<String>,
-    http: Option<String>,
+    pub(super) handshakes: u64,
+    pub(super) resumed: u64,
+    pub(super) tls: Option<String>,
+    pub(super) http: Option<String>,
 }
 
 impl Tally {
@@ -93,6 +93,33 @@ impl Tally {
 
     pub(super) fn finished(&self) -> u64 {
         self.succeeded + self.failed
+    }
+
+    /// The latency percentiles of the successful operations (`None`: none succeeded).
+    pub(super) fn latency(&self) -> Option<Latency> {
+        let h = &self.latency;
+        let at = |q: f64| Duration::from_micros(h.value_at_quantile(q));
+        (self.succeeded > 0).then(|| Latency {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            max: Duration::from_micros(h.max()),
+            mean: Duration::from_secs_f64(h.mean() / 1e6),
+        })
+    }
+
+    /// The failures by reason, most frequent first.
+    pub(super) fn failures(&self) -> Vec<Reason> {
+        let mut failures: Vec<Reason> = self
+            .reasons
+            .iter()
+            .map(|(reason, &count)| Reason {
+                reason: reason.clone(),
+                count,
+            })
+            .collect();
+        failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+        failures
     }
 }
 
@@ -220,59 +247,4 @@ impl Run {
             ),
         })
     }
-
-    pub(super) fn from_tally(head: Head, tally: Tally, attempted: u64) -> Self {
-        let h = &tally.latency;
-        let at = |q: f64| Duration::from_micros(h.value_at_quantile(q));
-        let latency = (tally.succeeded > 0).then(|| Latency {
-            p50: at(0.50),
-            p90: at(0.90),
-            p99: at(0.99),
-            max: Duration::from_micros(h.max()),
-            mean: Duration::from_secs_f64(h.mean() / 1e6),
-        });
-        let mut failures: Vec<Reason> = tally
-            .reasons
-            .iter()
-            .map(|(reason, &count)| Reason {
-                reason: reason.clone(),
-                count,
-            })
-            .collect();
-        failures.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
-        Self {
-            label: head.label,
-            url: head.url,
-            mode: head.mode,
-            client_auth: head.client_auth,
-            connections: head.connections,
-            bound: head.bound,
-            attempted,
-            succeeded: tally.succeeded,
-            failed: tally.failed,
-            unfinished: attempted.saturating_sub(tally.finished()),
-            elapsed: head.elapsed,
-            latency,
-            handshakes: tally.handshakes,
-            resumed: tally.resumed,
-            tls: tally.tls,
-            http: tally.http,
-            cpu: head.cpu,
-            failures,
-            cut_short: head.cut_short,
-        }
-    }
-}
-
-/// What the run knows besides the tallies.
-pub(super) struct Head {
-    pub label: String,
-    pub url: String,
-    pub mode: Mode,
-    pub client_auth: bool,
-    pub connections: usize,
-    pub bound: Bound,
-    pub elapsed: Duration,
-    pub cpu: Option<Duration>,
-    pub cut_short: Option<String>,
 }
