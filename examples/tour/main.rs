@@ -107,6 +107,7 @@ async fn tour(show: &Show, log: Log) -> mtls::Result<()> {
          cargo run -p client -- -c=a --trace           this chapter-1 trace for your own call\n  \
          cargo run -p certificate -- lab               the failures of chapter 2, as files to try\n  \
          cargo run -p certificate -- verify FILE       would a handshake accept this certificate?\n  \
+         cargo run -p certificate -- ca rotate         rotate the CA: trust both, renew, then `ca retire`\n  \
          cargo run -p client -- audit --url URL --ca certs/ca.crt   chapter 3 against your server\n  \
          RUST_LOG=debug cargo run -p server            the server's side of every trace\n\
          The README shows the browser view and how to open a capture in Wireshark.",

@@ -26,6 +26,7 @@ fn the_readme_quotes_the_ca_tool_as_it_prints() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let minted = certificate(&[]);
+    let rotation = Rotation::run();
     readme::check("certificate", |scenario| match scenario {
         "certificate" => minted.clone(),
         "certificate lab" => certificate(&["lab"]),
@@ -53,6 +54,55 @@ fn the_readme_quotes_the_ca_tool_as_it_prints() {
                 &at,
             ])
         }
+        "certificate ca rotate" => rotation.rotate.clone(),
+        "certificate list, during a rotation" => rotation.list.clone(),
+        "certificate doctor, during a rotation" => rotation.doctor.clone(),
+        "certificate ca retire, leaves still on the old CA" => rotation.refused.clone(),
+        "certificate ca retire" => rotation.retire.clone(),
         other => panic!("the certificate tests do not run {other:?}"),
     });
+}
+
+/// What the docs quote of a CA rotation, run in order in a folder of its own: rotate, the
+/// overlap (list, doctor, a retirement refused while leaves need the old CA), renew every
+/// leaf, retire.
+struct Rotation {
+    rotate: String,
+    list: String,
+    doctor: String,
+    /// stderr of the refused `ca retire`.
+    refused: String,
+    retire: String,
+}
+
+impl Rotation {
+    fn run() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let certificate = |args: &[&str], code: i32| {
+            let out = run(as_cargo_runs(&mut Command::new(CERTIFICATE), "certificate")
+                .args(args)
+                .current_dir(tmp.path()));
+            assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+            out
+        };
+        let stdout =
+            |args: &[&str]| String::from_utf8_lossy(&certificate(args, 0).stdout).into_owned();
+        stdout(&[]);
+        let rotate = stdout(&["ca", "rotate"]);
+        let list = stdout(&["list"]);
+        let doctor = stdout(&["doctor"]);
+        let refused =
+            String::from_utf8_lossy(&certificate(&["ca", "retire"], 1).stderr).into_owned();
+        for leaf in ["server", "client-a", "client-b"] {
+            stdout(&["renew", leaf]);
+        }
+        let retire = stdout(&["ca", "retire"]);
+        Self {
+            rotate,
+            list,
+            doctor,
+            refused,
+            retire,
+        }
+    }
 }

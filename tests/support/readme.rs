@@ -15,10 +15,18 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// Every scenario the docs may quote, and the package whose tests run it.
-pub const SCENARIOS: [(&str, &str); 15] = [
+pub const SCENARIOS: [(&str, &str); 20] = [
     ("certificate", "certificate"),
     ("certificate lab", "certificate"),
     ("certificate doctor --host api.internal", "certificate"),
+    ("certificate ca rotate", "certificate"),
+    ("certificate list, during a rotation", "certificate"),
+    ("certificate doctor, during a rotation", "certificate"),
+    (
+        "certificate ca retire, leaves still on the old CA",
+        "certificate",
+    ),
+    ("certificate ca retire", "certificate"),
     ("certificate verify server --host localhost", "certificate"),
     (
         "certificate verify server --host localhost --at a date past its end",

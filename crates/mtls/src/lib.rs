@@ -14,7 +14,8 @@
 //!   files written atomically, keys 0600, nothing replaced silently.
 //! - [`tls`]: the only rustls configuration code, for both sides; [`tickets`]: the
 //!   session-ticket keys a fleet of servers shares (the CA tool writes them, the server
-//!   reads them).
+//!   reads them); [`verdicts`]: the server's verdicts on client chains, remembered while
+//!   they hold, so an unchanged chain is not checked again at every handshake.
 //! - [`trace`]: the handshake as it happened on one connection, message by message, from
 //!   the bytes on the wire and the session's own secrets (`client --trace`, the server's
 //!   debug log), and `SSLKEYLOGFILE`.
@@ -80,6 +81,7 @@ pub mod tickets;
 pub mod tls;
 pub mod trace;
 pub mod triggers;
+pub mod verdicts;
 pub mod verify;
 pub mod write;
 

@@ -2,13 +2,17 @@
 //! `tls.ConnectionState`, by name, and the peer's certificate chain.
 
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
 
+use lru::LruCache;
 use rustls::CommonState;
 use rustls::pki_types::CertificateDer;
 
 use crate::certinfo::CertInfo;
 use crate::format::format_time;
 use crate::tls::version_name;
+use crate::verdicts::{ChainKey, chain_key};
 
 /// The negotiated TLS state of one connection.
 #[derive(Clone, Debug)]
@@ -125,6 +129,52 @@ impl PeerPath {
             leaf: Some(leaf),
             path,
         }
+    }
+}
+
+/// The paths of the chains peers sent, read once per chain: a server sees the same chain
+/// on every connection of a client, and reading it means parsing each certificate (and,
+/// with intermediates, checking their signatures). One memory per set of anchors, bounded
+/// (the least recently used chain is forgotten first); fed only chains a handshake verified.
+#[derive(Debug)]
+pub struct PathMemory {
+    anchors: Vec<CertificateDer<'static>>,
+    known: Mutex<LruCache<ChainKey, PeerPath>>,
+}
+
+impl PathMemory {
+    /// How many chains are remembered at most.
+    pub const CAPACITY: NonZeroUsize = NonZeroUsize::new(1024).expect("not zero");
+
+    /// An empty memory for paths to `anchors`.
+    pub fn new(anchors: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            anchors,
+            known: Mutex::new(LruCache::new(Self::CAPACITY)),
+        }
+    }
+
+    /// [`PeerPath::verified`] for `chain` and this memory's anchors, read at most once.
+    pub fn verified(&self, chain: &[CertificateDer<'_>]) -> PeerPath {
+        let key = chain_key(chain.iter().map(|c| c.as_ref()));
+        if let Some(known) = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|mut k| k.get(&key).cloned())
+        {
+            return known;
+        }
+        let path = PeerPath::verified(chain, &self.anchors);
+        if let Ok(mut known) = self.known.lock() {
+            known.put(key, path.clone());
+        }
+        path
+    }
+
+    /// How many chains are remembered now.
+    pub fn remembered(&self) -> usize {
+        self.known.lock().map(|k| k.len()).unwrap_or(0)
     }
 }
 

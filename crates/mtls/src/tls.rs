@@ -214,7 +214,9 @@ const SESSION_CACHE_SIZE: usize = 1024;
 /// rustls verifies a client's chain in full handshakes only: a resumed session carries the
 /// chain of the handshake it resumes, unverified since. The server verifies such a chain
 /// again with `verifier` (and the chains of open connections after a reload, with the new
-/// one): the same checks, the same CA, the same CRLs, at a later time.
+/// one): the same checks, the same CA, the same CRLs, at a later time. The verifier
+/// remembers the chains it passed while they stay valid ([`crate::verdicts`]), so an
+/// unchanged chain costs its signature checks once per CA and CRL set.
 #[derive(Clone, Debug)]
 pub struct ServerTls {
     /// The config for new handshakes.
@@ -255,7 +257,10 @@ pub fn server_tls(
     policy: &ServerPolicy,
     tickets: Option<&TicketKeys>,
 ) -> Result<ServerTls> {
-    let verifier = client_verifier(trust, crls)?;
+    let verifier: Arc<dyn ClientCertVerifier> = Arc::new(crate::verdicts::Remembering::new(
+        client_verifier(trust, crls.clone())?,
+        &crls,
+    ));
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(policy.min_version.versions())
         .map_err(|e| Error::Config(e.to_string()))?
@@ -265,6 +270,9 @@ pub fn server_tls(
     let secrets = Secrets::for_debug_log();
     config.key_log = trace::key_log(Some(secrets.clone()));
     if policy.resumption {
+        // One ticket per handshake, as Go sends: each costs an encryption of the session
+        // (the client's chain included), and a client resumes with one at a time.
+        config.send_tls13_tickets = 1;
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
         config.ticketer = match tickets {
             Some(keys) => keys.ticketer()?,

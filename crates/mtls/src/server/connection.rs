@@ -62,8 +62,11 @@ pub(super) async fn connection(
             );
         }
     }
+    // Each phase's state lives on the heap for as long as the phase lasts, so an idle
+    // connection holds only what serving needs (the handshake's state is gone, and the
+    // task itself stays small).
     let outcome = tokio::select! {
-        outcome = handshake(stream, peer, &shared, &mut reloads) => outcome,
+        outcome = Box::pin(handshake(stream, peer, &shared, &mut reloads)) => outcome,
         _ = phase.wait_for(|p| *p != Phase::Running) => Handshake::Abandoned,
         () = ticket.evicted() => {
             debug!(peer.addr = %peer, "closed in its handshake to admit a newer connection");
@@ -76,7 +79,7 @@ pub(super) async fn connection(
             let Some(slot) = established_slot(&shared, &mut phase).await else {
                 return;
             };
-            serve(tls, material, peer, shared.clone(), reloads).await;
+            Box::pin(serve(tls, material, peer, shared.clone(), reloads)).await;
             drop(slot);
         }
         Handshake::Refused(tcp) => {
@@ -161,7 +164,7 @@ async fn serve(
     // whatever the client chose to send, so it must never stand in for an unparsable leaf,
     // and only the certificates whose signatures link the leaf to our CA are logged or
     // forwarded.
-    let chain = PeerPath::verified(presented, &material.ca_certs);
+    let chain = material.paths.verified(presented);
     let leaf = chain.leaf.as_ref();
     let client = leaf
         .map(CertInfo::identity)
@@ -258,9 +261,11 @@ async fn serve(
     });
 
     let for_service = (info.clone(), shared.clone());
+    // hyper keeps room for one request's future per connection, idle or not: boxed, that
+    // room is a pointer, and a request's state is allocated while it is served.
     let service = service_fn(move |req| {
         let (info, shared) = for_service.clone();
-        async move { Ok::<_, Infallible>(handle(req, &info, &shared).await) }
+        Box::pin(async move { Ok::<_, Infallible>(handle(req, &info, &shared).await) })
     });
     let io = TokioIo::new(Tracked::new(tls, activity));
     let watched = || Watched {

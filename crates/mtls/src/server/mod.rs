@@ -158,7 +158,25 @@ impl Server {
             );
         }
 
-        accept::serve(listener, shared, phase, drain_timeout, shutdown).await;
+        // The accept loop runs as a task of the runtime's own, beside the connections it
+        // starts: on one core, a connection then never waits for a wake-up across threads.
+        let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+        let mut accepting = tokio::spawn(accept::serve(
+            listener,
+            shared,
+            phase,
+            drain_timeout,
+            async move {
+                let _ = stopping.await;
+            },
+        ));
+        tokio::select! {
+            () = shutdown => {
+                let _ = stop.send(());
+                let _ = accepting.await;
+            }
+            _ = &mut accepting => {}
+        }
         Ok(())
     }
 }

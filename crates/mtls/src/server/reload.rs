@@ -48,6 +48,7 @@ use crate::format::{format_span, format_time};
 use crate::pem;
 use crate::perms;
 use crate::program::Program;
+use crate::report::PathMemory;
 use crate::tickets::{self, TicketKeys};
 use crate::tls::{self, Identity, ServerPolicy, ServerTls, Trust};
 use crate::triggers::{Contents, Stamp};
@@ -121,6 +122,8 @@ pub struct TlsMaterial {
     pub cas: Vec<CertInfo>,
     /// The same, DER: the trust anchors a client's path must end at.
     pub ca_certs: Vec<CertificateDer<'static>>,
+    /// The paths of the client chains read so far, to these anchors.
+    pub paths: PathMemory,
     /// The CRLs.
     pub crls: Vec<CrlFacts>,
     /// The shared session-ticket keys, when `--ticket-keys` gave a file.
@@ -258,6 +261,7 @@ impl TlsMaterial {
             server_cert,
             server_chain: chain,
             cas,
+            paths: PathMemory::new(ca_certs.clone()),
             ca_certs,
             crls: facts,
             tickets: ticket_facts,
