@@ -9,12 +9,18 @@
 //! - `full_tls`: a full handshake, the server authenticated only (plain TLS).
 //! - `full_mtls`: a full handshake in which the client presents its certificate and the
 //!   server verifies it: the configs `client` and `server` use (crates/mtls/src/tls.rs).
-//! - `resumed_tls`, `resumed_mtls`: a handshake resuming a session (TLS 1.3 tickets); for
-//!   mTLS the server verifies the session's client chain again, as our server does.
+//!   The server remembers the verdict on a chain it passed (crates/mtls/src/verdicts.rs),
+//!   so this is a client it has seen before: its CertificateVerify is checked, its chain
+//!   is not verified again.
+//! - `full_mtls_uncached`: the same with rustls's own verifier only, so every handshake
+//!   verifies the chain: a client seen for the first time.
+//! - `resumed_tls`, `resumed_mtls`, `resumed_mtls_uncached`: a handshake resuming a session
+//!   (TLS 1.3 tickets); for mTLS the server verifies the session's client chain again, as
+//!   our server does (a lookup once remembered; in full when uncached).
 //!
-//! The mTLS server config is the server's own; the plain-TLS server exists only here, as
-//! the baseline: no program in this workspace serves without client authentication.
-//! BENCHMARKS.md quotes a run.
+//! The mTLS server config is the server's own; the plain-TLS and uncached servers exist
+//! only here, as baselines: no program in this workspace serves without client
+//! authentication. BENCHMARKS.md quotes a run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +29,8 @@ use divan::Bencher;
 use mtls::pki::{CertAuthority, KeyType, LeafSpec, SanType, Usage, Validity, demo_subject};
 use mtls::tls::{self, ClientPolicy, Identity, SeenChain, ServerPolicy, ServerTls, Trust};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, ClientConnection, Connection, HandshakeKind, ServerConfig};
 use rustls::{ServerConnection, version};
@@ -44,6 +51,10 @@ struct Setup {
     mtls_server: ServerTls,
     /// The same certificate and resumption, no client authentication: the baseline.
     tls_server: Arc<ServerConfig>,
+    /// rustls's verifier alone, remembering nothing: every chain verified in full.
+    uncached: Arc<dyn ClientCertVerifier>,
+    /// The same certificate and resumption, verifying clients with `uncached`.
+    uncached_server: Arc<ServerConfig>,
     /// The client presenting its certificate.
     mtls_client: Arc<ClientConfig>,
     /// The client without one.
@@ -98,8 +109,11 @@ impl Setup {
             )
             .expect("a client config")
         };
+        let uncached = tls::client_verifier(&trust, Vec::new()).expect("a client verifier");
         Self {
-            tls_server: without_client_auth(server_key, &mtls_server.config),
+            tls_server: baseline(server_key.clone(), &mtls_server.config, None),
+            uncached_server: baseline(server_key, &mtls_server.config, Some(uncached.clone())),
+            uncached,
             mtls_server,
             mtls_client: client_config(Some(&client)),
             tls_client: client_config(None),
@@ -107,14 +121,22 @@ impl Setup {
     }
 }
 
-/// The baseline server: `key` (the certificate `like` presents), and `like`'s versions,
-/// ALPN and resumption, but it never asks for a client certificate.
-fn without_client_auth(key: Arc<CertifiedKey>, like: &ServerConfig) -> Arc<ServerConfig> {
-    let mut config = ServerConfig::builder_with_provider(tls::provider())
+/// A baseline server: `key` (the certificate `like` presents), and `like`'s versions,
+/// ALPN and resumption, verifying clients with `verifier`, or never asking for a client
+/// certificate without one.
+fn baseline(
+    key: Arc<CertifiedKey>,
+    like: &ServerConfig,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> Arc<ServerConfig> {
+    let builder = ServerConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
-        .expect("TLS 1.3 and 1.2")
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+        .expect("TLS 1.3 and 1.2");
+    let builder = match verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
     config.alpn_protocols = like.alpn_protocols.clone();
     config.session_storage = like.session_storage.clone();
     config.ticketer = like.ticketer.clone();
@@ -124,11 +146,11 @@ fn without_client_auth(key: Arc<CertifiedKey>, like: &ServerConfig) -> Arc<Serve
 
 /// One handshake between a new client and a new server connection, with the tickets the
 /// server sends after it delivered; for mTLS, a resumed session's client chain is verified
-/// again as our server does. Whether it resumed.
+/// again with `reverify`, as our server does. Whether it resumed.
 fn handshake(
     client: &Arc<ClientConfig>,
     server: &Arc<ServerConfig>,
-    mtls: Option<&ServerTls>,
+    reverify: Option<&dyn ClientCertVerifier>,
 ) -> bool {
     let name = ServerName::try_from(HOST).expect("a server name");
     let mut c = Connection::Client(ClientConnection::new(client.clone(), name).expect("a client"));
@@ -140,9 +162,13 @@ fn handshake(
         "the handshake finished"
     );
     let resumed = s.handshake_kind() == Some(HandshakeKind::Resumed);
-    if let (Some(tls), true) = (mtls, resumed) {
-        let chain = s.peer_certificates().expect("the session's client chain");
-        tls.verify_client(chain)
+    if let (Some(verifier), true) = (reverify, resumed) {
+        let (leaf, rest) = s
+            .peer_certificates()
+            .and_then(|chain| chain.split_first())
+            .expect("the session's client chain");
+        verifier
+            .verify_client_cert(leaf, rest, UnixTime::now())
             .expect("the client chain verifies again");
     }
     resumed
@@ -177,28 +203,55 @@ fn full_tls(bencher: Bencher, key: KeyType) {
 fn full_mtls(bencher: Bencher, key: KeyType) {
     let setup = Setup::new(key);
     let client = tls::with_resumption(&setup.mtls_client, false);
-    let server = setup.mtls_server.config.clone();
-    bencher.bench_local(|| handshake(&client, &server, Some(&setup.mtls_server)));
+    let server = &setup.mtls_server.config;
+    bencher.bench_local(|| handshake(&client, server, Some(setup.mtls_server.verifier.as_ref())));
+}
+
+#[divan::bench(args = KEYS)]
+fn full_mtls_uncached(bencher: Bencher, key: KeyType) {
+    let setup = Setup::new(key);
+    let client = tls::with_resumption(&setup.mtls_client, false);
+    let server = &setup.uncached_server;
+    bencher.bench_local(|| handshake(&client, server, Some(setup.uncached.as_ref())));
 }
 
 #[divan::bench(args = KEYS)]
 fn resumed_tls(bencher: Bencher, key: KeyType) {
     let setup = Setup::new(key);
-    let client = tls::with_resumption(&setup.tls_client, true);
-    handshake(&client, &setup.tls_server, None);
-    bencher.bench_local(|| assert!(handshake(&client, &setup.tls_server, None), "resumed"));
+    resumed(bencher, &setup.tls_client, &setup.tls_server, None);
 }
 
 #[divan::bench(args = KEYS)]
 fn resumed_mtls(bencher: Bencher, key: KeyType) {
     let setup = Setup::new(key);
-    let client = tls::with_resumption(&setup.mtls_client, true);
-    let server = setup.mtls_server.config.clone();
-    handshake(&client, &server, Some(&setup.mtls_server));
-    bencher.bench_local(|| {
-        assert!(
-            handshake(&client, &server, Some(&setup.mtls_server)),
-            "resumed"
-        )
-    });
+    let (server, verifier) = (
+        &setup.mtls_server.config,
+        setup.mtls_server.verifier.as_ref(),
+    );
+    resumed(bencher, &setup.mtls_client, server, Some(verifier));
+}
+
+#[divan::bench(args = KEYS)]
+fn resumed_mtls_uncached(bencher: Bencher, key: KeyType) {
+    let setup = Setup::new(key);
+    let verifier = setup.uncached.as_ref();
+    resumed(
+        bencher,
+        &setup.mtls_client,
+        &setup.uncached_server,
+        Some(verifier),
+    );
+}
+
+/// Resumed handshakes between `client` (with a session store of its own, filled by one
+/// full handshake first) and `server`.
+fn resumed(
+    bencher: Bencher,
+    client: &ClientConfig,
+    server: &Arc<ServerConfig>,
+    reverify: Option<&dyn ClientCertVerifier>,
+) {
+    let client = tls::with_resumption(client, true);
+    handshake(&client, server, reverify);
+    bencher.bench_local(|| assert!(handshake(&client, server, reverify), "resumed"));
 }
