@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mtls::Error;
 use mtls::audit::AuditSettings;
+use mtls::bench::{BenchSettings, Bound, Mode};
 use mtls::cli::Generate;
 use mtls::client::{ClientSettings, Url};
 use mtls::egress::{IdentitySource, ProxySettings};
@@ -27,7 +28,8 @@ Examples:
 
   cargo run -p client -- audit --url https://localhost:8443/ --ca certs/ca.crt \
       --cert certs/client-a.crt --key certs/client-a.key   # does the server refuse whom it must?
-  cargo run -p client -- proxy -c a --listen 127.0.0.1:8080   # plain HTTP in, mutual TLS out";
+  cargo run -p client -- proxy -c a --listen 127.0.0.1:8080   # plain HTTP in, mutual TLS out
+  cargo run --release -p client -- bench -c a --compare  # what mTLS, resumption and keep-alive cost";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Which {
@@ -48,10 +50,42 @@ enum Which {
 )]
 pub struct Cli {
     /// `audit`: try the clients a correctly configured mTLS server must refuse; `proxy`:
-    /// forward plain HTTP from local applications to an mTLS upstream.
+    /// forward plain HTTP from local applications to an mTLS upstream; `bench`: measure
+    /// what mutual TLS costs.
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    #[command(flatten)]
+    client: ClientArgs,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the handshake as it happened on this connection, message by message, before
+    /// the report (and in --json): decoded from the bytes on the wire, TLS 1.3's encrypted
+    /// records decrypted with the session's own secrets. Shown when the request fails too.
+    #[arg(long)]
+    trace: bool,
+
+    /// Print shell completions (complete-bash, -zsh, -fish, -elvish, -powershell) or the
+    /// man page (man) to stdout, and exit.
+    #[arg(long, value_name = "WHAT")]
+    pub generate: Option<Generate>,
+}
+
+impl Cli {
+    /// The settings the command line asks for; a missing half of a pair is a usage error.
+    pub fn settings(self) -> Result<ClientSettings, Error> {
+        let mut settings = self.client.settings()?;
+        settings.trace = self.trace;
+        Ok(settings)
+    }
+}
+
+/// Where to connect, as whom, trusting what: what `client` and `client bench` share.
+#[derive(Args, Debug)]
+struct ClientArgs {
     /// Which demo client certificate to present.
     #[arg(short = 'c', long = "client", value_name = "CLIENT")]
     client: Option<Which>,
@@ -87,26 +121,11 @@ pub struct Cli {
     /// Send no client certificate (to see how the server refuses).
     #[arg(long, conflicts_with_all = ["client", "cert", "key"])]
     no_cert: bool,
-
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Print the handshake as it happened on this connection, message by message, before
-    /// the report (and in --json): decoded from the bytes on the wire, TLS 1.3's encrypted
-    /// records decrypted with the session's own secrets. Shown when the request fails too.
-    #[arg(long)]
-    trace: bool,
-
-    /// Print shell completions (complete-bash, -zsh, -fish, -elvish, -powershell) or the
-    /// man page (man) to stdout, and exit.
-    #[arg(long, value_name = "WHAT")]
-    pub generate: Option<Generate>,
 }
 
-impl Cli {
-    /// The settings the command line asks for; a missing half of a pair is a usage error.
-    pub fn settings(self) -> Result<ClientSettings, Error> {
+impl ClientArgs {
+    /// The client's settings; a missing half of a pair is a usage error.
+    fn settings(self) -> Result<ClientSettings, Error> {
         let dir = CertsDir::new(&self.certs);
         let identity = match self.no_cert {
             true => None,
@@ -124,7 +143,6 @@ impl Cli {
             only_version: self.tls_version,
             http1_only: self.http1_only,
         };
-        settings.trace = self.trace;
         Ok(settings)
     }
 }
@@ -176,6 +194,17 @@ pub enum Command {
     #[command(after_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
 
+    /// Measure what mutual TLS costs: a bounded load run against your own server
+    ///
+    /// Operations per second, latency percentiles, this client's CPU and failures by
+    /// reason, for full handshakes, resumed ones, or requests on kept-alive connections
+    /// (--mode); --compare runs all three and plain TLS back to back and prints one table.
+    /// Each run ends: --requests or --duration (capped at 10 minutes), a limit on every
+    /// phase, and a hard stop. Loopback only unless --allow-remote. Exit 0: every operation
+    /// succeeded; 1: some failed (the reasons are listed); 2: the run could not start.
+    #[command(after_help = BENCH_EXAMPLES)]
+    Bench(BenchArgs),
+
     /// Forward plain HTTP from local applications to one mTLS upstream, with our certificate
     ///
     /// Applications send plain HTTP/1.1 to --listen (loopback unless --allow-remote); each
@@ -187,6 +216,99 @@ pub enum Command {
     /// in the words `client` prints. Prints `listening on http://ADDR` when ready.
     #[command(after_help = PROXY_EXAMPLES)]
     Proxy(ProxyArgs),
+}
+
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  cargo run --release -p client -- bench -c a --url https://localhost:8443/ --mode full
+  cargo run --release -p client -- bench -c a --mode resumed --connections 16 --duration 10s
+  cargo run --release -p client -- bench -c a --mode keepalive --requests 100000
+  cargo run --release -p client -- bench -c a --compare --duration 5s   # the table
+  cargo run --release -p client -- bench --no-cert --requests 10        # see the refusals counted
+  cargo run --release -p client -- bench -c a --compare --json          # for scripts";
+
+/// The command line of `client bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+
+    /// What one operation is: full (a new connection and a full handshake per request),
+    /// resumed (a new connection resuming the previous one's session), keepalive (many
+    /// requests on each connection).
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "full",
+        conflicts_with = "compare"
+    )]
+    mode: Mode,
+
+    /// Run full, resumed and keep-alive mTLS, then plain TLS without a client certificate,
+    /// back to back (each for the whole --duration or --requests), and print one table.
+    #[arg(long)]
+    compare: bool,
+
+    /// With --compare: measure plain TLS against this server (one of yours that does not
+    /// ask for a client certificate) rather than --url, which refuses a client without one.
+    #[arg(long, value_name = "URL", requires = "compare")]
+    plain_url: Option<Url>,
+
+    /// Connections (workers) at once [at most 1024].
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    connections: usize,
+
+    /// Stop after this long [default: 10s; at most 10m]: no operation starts after it.
+    #[arg(long, value_name = "DURATION", value_parser = mtls::format::parse_duration, conflicts_with = "requests")]
+    duration: Option<Duration>,
+
+    /// Stop after exactly this many operations (at most 10 million; a run still ends at
+    /// 10 minutes).
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    requests: Option<u64>,
+
+    /// The limit of each phase of an operation: connect, handshake, answer [at most 60s].
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = mtls::format::parse_duration)]
+    timeout: Duration,
+
+    /// Load a server that is not on this machine (only one you run).
+    #[arg(long)]
+    allow_remote: bool,
+
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `client bench` was asked for: one run, or the comparison.
+pub enum BenchPlan {
+    /// One mode.
+    One(BenchSettings),
+    /// Every mode and plain TLS; plain TLS against this URL when given.
+    Compare(BenchSettings, Option<Url>),
+}
+
+impl BenchArgs {
+    /// The run's settings.
+    pub fn plan(self) -> Result<BenchPlan, Error> {
+        let mut client = self.client.settings()?;
+        client.connect_timeout = self.timeout;
+        client.handshake_timeout = self.timeout;
+        client.response_timeout = self.timeout;
+        let mut settings = BenchSettings::new(client);
+        settings.mode = self.mode;
+        settings.connections = self.connections;
+        settings.allow_remote = self.allow_remote;
+        settings.bound = match (self.requests, self.duration) {
+            (Some(n), _) => Bound::Requests(n),
+            (None, Some(d)) => Bound::Duration(d),
+            (None, None) => settings.bound,
+        };
+        Ok(match self.compare {
+            true => BenchPlan::Compare(settings, self.plain_url),
+            false => BenchPlan::One(settings),
+        })
+    }
 }
 
 const AUDIT_EXAMPLES: &str = "\

@@ -6,13 +6,14 @@
 //! JSON, and a non-2xx answer exits 1. A failed request prints its trace, then the error.
 //! `client audit` becomes `AuditSettings` and one call to the library's audit; `client
 //! proxy` becomes `ProxySettings` and one call to the library's proxy, which serves until
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C; `client bench` becomes `BenchSettings` and one call to the library's
+//! bench.
 
 mod args;
 
 use std::process::ExitCode;
 
-use args::{AuditArgs, Cli, Command, ProxyArgs};
+use args::{AuditArgs, BenchArgs, BenchPlan, Cli, Command, ProxyArgs};
 use clap::{CommandFactory, Parser};
 use mtls::cli::{block_on, finish, say};
 
@@ -24,9 +25,62 @@ fn main() -> ExitCode {
     let _log = mtls::logging::init();
     match cli.command {
         Some(Command::Audit(args)) => audit(args),
+        Some(Command::Bench(args)) => bench(args),
         Some(Command::Proxy(args)) => finish(proxy(args)),
         None => finish(run(cli)),
     }
+}
+
+/// Exit 0 when every operation succeeded, 1 when some failed (their reasons are in the
+/// report), 2 when the run could not start (a usage error, a missing file, a name that does
+/// not resolve): nothing was measured.
+fn bench(args: BenchArgs) -> ExitCode {
+    match measure(args) {
+        Ok(code) => code,
+        Err(e) => {
+            // The one `error:` line, as for every failure; the status says nothing ran.
+            let _ = finish(Err(e));
+            ExitCode::from(mtls::cli::USAGE)
+        }
+    }
+}
+
+fn measure(args: BenchArgs) -> mtls::Result<ExitCode> {
+    let json = args.json;
+    let plan = args.plan()?;
+    let progress = mtls::bench::Progress::on_stderr();
+    // All cores: the client's half of many handshakes at once.
+    let failed = match plan {
+        BenchPlan::One(settings) => {
+            let run = block_on(None, mtls::bench::run(&settings, &progress))??;
+            match json {
+                true => say(format_args!("{:#}\n", run.to_json())),
+                false => say(&run),
+            }
+            run.failed + run.unfinished
+        }
+        BenchPlan::Compare(settings, plain) => {
+            let comparison = block_on(
+                None,
+                mtls::bench::compare(&settings, plain.as_ref(), &progress),
+            )??;
+            match json {
+                true => say(format_args!("{:#}\n", comparison.to_json())),
+                false => say(&comparison),
+            }
+            comparison
+                .measured()
+                .map(|run| run.failed + run.unfinished)
+                .sum()
+        }
+    };
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} operations failed or did not finish; their reasons are in the report"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Exit 0 when all was blocked, 1 when something got in (or could not be judged), 2 when

@@ -15,7 +15,7 @@ use testkit::{
     InProcessServer, PeerServer, Pki, ServerProcess, require_tool, run, server_settings, text, utf8,
 };
 
-use crate::{CLIENT, error_line_with as error_line};
+use crate::{CLIENT, error_line_with as error_line, json_report};
 
 /// Runs `client audit --url URL --ca CA` with `args` after.
 fn audit_with(url: &str, ca: &Path, args: &[&str]) -> Output {
@@ -47,17 +47,6 @@ fn audit(pki: &Pki, url: &str, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     audit_with(url, &ca, &args)
-}
-
-/// The JSON report of an audit that exited with `code`.
-fn json_report(out: &Output, code: i32) -> Value {
-    assert_eq!(out.status.code(), Some(code), "{}", text(out));
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-        "{}",
-        text(out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
 
 /// Every case's verdict, by case id.

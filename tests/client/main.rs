@@ -2,9 +2,11 @@
 //! binary runs) on a free port, and against real servers of other kinds (nginx, HAProxy),
 //! with certificates minted per test; `client audit` against servers that keep out whom
 //! they must and servers that do not; `client proxy` between a plain-HTTP application and
-//! the server's own proxy.
+//! the server's own proxy; `client bench` counting exactly what it was asked to, and
+//! failures by the client's own words.
 
 mod audit;
+mod bench;
 mod proxy;
 mod readme;
 mod real_servers;
@@ -50,6 +52,17 @@ pub(crate) fn error_line_with(out: &Output, code: i32) -> String {
         text(out)
     );
     errors[0].to_string()
+}
+
+/// The JSON report of a run that exited with `code` (no panic on the way).
+pub(crate) fn json_report(out: &Output, code: i32) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        text(out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
 
 #[test]

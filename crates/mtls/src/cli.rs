@@ -1,5 +1,6 @@
 //! What the three binaries share: how a run ends (exit codes, the one `error:` line), the
-//! async runtime, output on stdout, and `--generate` (completions and man pages).
+//! async runtime, output on stdout, a progress bar on stderr, and `--generate`
+//! (completions and man pages).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -23,6 +24,18 @@ pub fn finish(result: Result<ExitCode>) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; hidden in a pipe or a CI log, so that
+/// only a person watching sees it.
+pub fn progress_bar() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    match std::io::stderr().is_terminal() {
+        true => {
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        }
+        false => indicatif::ProgressBar::hidden(),
     }
 }
 

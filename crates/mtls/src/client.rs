@@ -255,56 +255,143 @@ pub async fn fetch_traced(settings: &ClientSettings) -> std::result::Result<Exch
 }
 
 /// The TCP stream, recorded when tracing.
-type Wire = Recorder<TcpStream>;
+pub(crate) type Wire = Recorder<TcpStream>;
+
+/// What every connection of one client shares, made once from its settings: the TLS config,
+/// what the handshakes showed of the server, and what failures are explained with.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    /// The config each handshake uses.
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// The server's chain and whether it asked for ours, as the last handshake saw them.
+    pub(crate) seen: SeenChain,
+    /// Our CA and certificate, for explaining a failure.
+    pub(crate) cx: explain::Context,
+    /// Our certificate and key, when we present one.
+    pub(crate) identity: Option<Identity>,
+}
+
+impl Prepared {
+    /// Loads the CA and our certificate, and builds the config (recording the handshake's
+    /// secrets into `secrets` when tracing).
+    pub(crate) fn new(settings: &ClientSettings, secrets: Option<Arc<Secrets>>) -> Result<Self> {
+        let described = pem::described_certificates(&settings.ca, "the CA certificate")?;
+        let (anchors, anchor_infos): (Vec<_>, Vec<_>) = described.iter().cloned().unzip();
+        let trust = Trust::from_certs(anchors, &settings.ca)?;
+        let identity = match &settings.identity {
+            Some((cert, key, owner)) => Some(Identity::load(cert, key, owner)?),
+            None => None,
+        };
+        let seen = SeenChain::default();
+        let config = tls::client_config(
+            identity.as_ref(),
+            &trust,
+            seen.clone(),
+            settings.policy,
+            secrets,
+        )?;
+        let cx = explain::Context {
+            ca: Some(settings.ca.clone()),
+            anchors: anchor_infos,
+            ours: identity
+                .as_ref()
+                .and_then(|id| CertInfo::parse(&id.chain[0]).ok()),
+            ours_file: identity.as_ref().map(|id| id.cert_path.clone()),
+            retired: identity
+                .as_ref()
+                .and_then(|id| crate::retired::find(&id.chain, &settings.ca, &described)),
+            ..explain::Context::default()
+        };
+        Ok(Self {
+            config,
+            seen,
+            cx,
+            identity,
+        })
+    }
+
+    /// Connects to the settings' URL and completes the TLS handshake, each phase within its
+    /// limit; a refusal comes back explained.
+    pub(crate) async fn handshake(
+        &self,
+        settings: &ClientSettings,
+        tap: Option<Tap>,
+    ) -> Result<(TlsStream<Wire>, SocketAddr)> {
+        let tcp = connect(&settings.url, settings.connect_timeout).await?;
+        let peer = tcp.peer_addr().map_err(|source| Error::Io {
+            context: "cannot read the server's address".into(),
+            source,
+        })?;
+        debug!(peer.addr = %peer, "connected");
+        let tcp = Recorder::new(tcp, tap);
+        let handshake =
+            TlsConnector::from(self.config.clone()).connect(settings.url.server_name(), tcp);
+        match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+            Ok(Ok(tls)) => Ok((tls, peer)),
+            Ok(Err(err)) => Err(handshake_error(&err, &self.seen, &self.cx)),
+            Err(_) => {
+                let failure = Failure::Timeout {
+                    after: settings.handshake_timeout,
+                };
+                Err(Error::Tls {
+                    message: failure.explain(Side::Client, &self.cx),
+                    failure,
+                })
+            }
+        }
+    }
+
+    /// Waits at most `limit` for `response` on a connection to `peer`; a failure is
+    /// explained as the client explains it (a late TLS alert the stream recorded in
+    /// `tls_error`, a silent close, or plain HTTP trouble).
+    pub(crate) async fn answer_within<T>(
+        &self,
+        limit: Duration,
+        response: impl Future<Output = std::result::Result<T, HttpFailure>>,
+        tls_error: &Mutex<Option<rustls::Error>>,
+        peer: SocketAddr,
+        tls13: bool,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, response).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(HttpFailure(err))) => {
+                let recorded = tls_error.lock().ok().and_then(|slot| slot.clone());
+                Err(late_error(err, recorded, peer, tls13, &self.seen, &self.cx))
+            }
+            Err(_) => Err(Error::Timeout {
+                phase: format!("waiting for the response from {peer}"),
+                after: limit,
+            }),
+        }
+    }
+}
+
+/// `GET` for `target`'s path, sent with `agent` as the user agent: over HTTP/2 the host in
+/// `:authority` only (a host header beside it is a duplicate that strict servers, nginx,
+/// refuse with 400), over HTTP/1.1 in a host header.
+pub(crate) fn get_request(target: &Url, h2: bool, agent: &str) -> Result<Request<Empty<Bytes>>> {
+    let request = match h2 {
+        true => Request::get(format!("https://{}{}", target.authority, target.path)),
+        false => Request::get(target.path.clone()).header(HOST, &target.authority),
+    };
+    request
+        .header(USER_AGENT, agent)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
+}
+
+/// The user agent of `client`'s own requests.
+const CLIENT_AGENT: &str = concat!("mtls-demo-client/", env!("CARGO_PKG_VERSION"));
 
 async fn exchange(
     settings: &ClientSettings,
     recording: Option<&(Tap, Arc<Secrets>)>,
 ) -> Result<Exchange> {
     let target = &settings.url;
-    let described = pem::described_certificates(&settings.ca, "the CA certificate")?;
-    let (anchors, anchor_infos): (Vec<_>, Vec<_>) = described.iter().cloned().unzip();
-    let trust = Trust::from_certs(anchors, &settings.ca)?;
-    let identity = match &settings.identity {
-        Some((cert, key, owner)) => Some(Identity::load(cert, key, owner)?),
-        None => None,
-    };
-    let seen = SeenChain::default();
-    let config = tls::client_config(
-        identity.as_ref(),
-        &trust,
-        seen.clone(),
-        settings.policy,
-        recording.map(|(_, secrets)| secrets.clone()),
-    )?;
-    let server_name = target.server_name();
-    let cx = explain::Context {
-        ca: Some(settings.ca.clone()),
-        anchors: anchor_infos,
-        ours: identity
-            .as_ref()
-            .and_then(|id| CertInfo::parse(&id.chain[0]).ok()),
-        ours_file: identity.as_ref().map(|id| id.cert_path.clone()),
-        retired: identity
-            .as_ref()
-            .and_then(|id| crate::retired::find(&id.chain, &settings.ca, &described)),
-        ..explain::Context::default()
-    };
-
-    let tcp = connect(target, settings.connect_timeout).await?;
-    let peer = tcp.peer_addr().map_err(|source| Error::Io {
-        context: "cannot read the server's address".into(),
-        source,
-    })?;
-    debug!(peer.addr = %peer, "connected");
-
-    let tcp = Recorder::new(tcp, recording.map(|(tap, _)| tap.clone()));
-    let handshake = TlsConnector::from(config).connect(server_name, tcp);
-    let tls = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(err)) => return Err(handshake_error(&err, &seen, &cx)),
-        Err(_) => return Err(handshake_timed_out(settings.handshake_timeout, &cx)),
-    };
+    let prepared = Prepared::new(settings, recording.map(|(_, secrets)| secrets.clone()))?;
+    let (tls, peer) = prepared
+        .handshake(settings, recording.map(|(tap, _)| tap.clone()))
+        .await?;
     // rustls sends SNI only for DNS names, never for IP addresses.
     let sni = match server_name_is_dns(&target.host) {
         true => Some(target.host.as_str()),
@@ -319,46 +406,20 @@ async fn exchange(
         "handshake complete"
     );
     let tls13 = report.version == "TLSv1.3";
-
     let h2 = report.alpn.as_deref() == Some("h2");
-    let request = |uri: String| {
-        let request = Request::get(uri);
-        // HTTP/2 names the host in :authority only: a host header beside it is a duplicate
-        // that strict servers (nginx) refuse with 400.
-        let request = match h2 {
-            true => request,
-            false => request.header(HOST, &target.authority),
-        };
-        request
-            .header(
-                USER_AGENT,
-                concat!("mtls-demo-client/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
-    };
-    let req = if h2 {
-        request(format!("https://{}{}", target.authority, target.path))?
-    } else {
-        request(target.path.clone())?
-    };
+    let req = get_request(target, h2, CLIENT_AGENT)?;
     let tls_error = Arc::new(Mutex::new(None));
     let io = Watched::new(tls, tls_error.clone());
-    let exchange = send(io, req, h2);
-    let (version, status, body) =
-        match tokio::time::timeout(settings.response_timeout, exchange).await {
-            Ok(Ok(done)) => done,
-            Ok(Err(HttpFailure(err))) => {
-                let recorded = tls_error.lock().ok().and_then(|slot| slot.clone());
-                return Err(late_error(err, recorded, peer, tls13, &seen, &cx));
-            }
-            Err(_) => {
-                return Err(Error::Timeout {
-                    phase: format!("waiting for the response from {peer}"),
-                    after: settings.response_timeout,
-                });
-            }
-        };
+    let (version, status, body) = prepared
+        .answer_within(
+            settings.response_timeout,
+            send(io, req, h2),
+            &tls_error,
+            peer,
+            tls13,
+        )
+        .await?;
+    let Prepared { seen, identity, .. } = prepared;
     Ok(Exchange {
         peer,
         host: target.host.clone(),
@@ -376,6 +437,38 @@ async fn exchange(
         ca_names: seen.ca_names(),
         trace: None,
     })
+}
+
+/// Refuses `url` when its host resolves to an address not on this machine, unless
+/// `allow_remote`: for the tools that talk to one's own servers only unless told otherwise.
+/// `flag` is the option that gave the URL, `why` says why the tool stays home. Only the name
+/// is resolved; nothing is sent.
+pub(crate) async fn only_loopback(
+    url: &Url,
+    flag: &str,
+    allow_remote: bool,
+    why: &str,
+) -> Result<()> {
+    if allow_remote {
+        return Ok(());
+    }
+    let outside: Vec<String> = tokio::net::lookup_host((url.host(), url.port()))
+        .await
+        .map_err(|source| Error::Resolve {
+            host: url.host().to_string(),
+            source,
+        })?
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.ip().to_string())
+        .collect();
+    if outside.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{flag} {url} reaches {}, which is not this machine; {why}, so it goes to another \
+         machine only with --allow-remote",
+        outside.join(", ")
+    )))
 }
 
 fn server_name_is_dns(host: &str) -> bool {
@@ -433,35 +526,95 @@ pub(crate) struct HttpFailure(pub(crate) Box<dyn StdError + Send + Sync>);
 
 pub(crate) type Response = (Version, StatusCode, String);
 
-/// Sends `req` over HTTP/1.1 or HTTP/2 and reads the whole response.
+/// The task that drives one HTTP connection.
+type Driver = tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>;
+
+/// One HTTP/1.1 or HTTP/2 connection over TLS: the sender of its requests, and the task
+/// that drives it (stopped when this is dropped). Requests go one at a time.
+pub(crate) struct HttpConnection {
+    sender: Sender,
+    /// `None` once the task has ended and its outcome was read.
+    driver: Option<Driver>,
+}
+
+enum Sender {
+    Http1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+impl HttpConnection {
+    /// Starts HTTP/2 (`h2`) or HTTP/1.1 on `io`.
+    pub(crate) async fn start(
+        io: Watched<TlsStream<Wire>>,
+        h2: bool,
+    ) -> std::result::Result<Self, HttpFailure> {
+        let io = TokioIo::new(io);
+        let boxed = |e: hyper::Error| HttpFailure(e.into());
+        let (sender, driver) = if h2 {
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(boxed)?;
+            (Sender::Http2(sender), tokio::spawn(conn))
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(boxed)?;
+            (Sender::Http1(sender), tokio::spawn(conn))
+        };
+        Ok(Self {
+            sender,
+            driver: Some(driver),
+        })
+    }
+
+    /// Whether the connection can carry no more requests (the server closed it, or its
+    /// task ended), so a caller keeping it open knows to make a new one.
+    pub(crate) fn is_closed(&self) -> bool {
+        let sender_closed = match &self.sender {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        };
+        sender_closed || self.driver.as_ref().is_none_or(|d| d.is_finished())
+    }
+
+    /// Sends `req` and reads the whole response.
+    pub(crate) async fn send(
+        &mut self,
+        req: Request<Empty<Bytes>>,
+    ) -> std::result::Result<Response, HttpFailure> {
+        let response = async {
+            let sent = match &mut self.sender {
+                Sender::Http1(s) => match s.ready().await {
+                    Ok(()) => s.send_request(req).await,
+                    Err(e) => Err(e),
+                },
+                Sender::Http2(s) => match s.ready().await {
+                    Ok(()) => s.send_request(req).await,
+                    Err(e) => Err(e),
+                },
+            };
+            read_response(sent).await
+        };
+        answer(response, &mut self.driver).await
+    }
+}
+
+impl Drop for HttpConnection {
+    fn drop(&mut self) {
+        if let Some(driver) = &self.driver {
+            driver.abort();
+        }
+    }
+}
+
+/// Sends `req` over HTTP/1.1 or HTTP/2 on a connection of its own and reads the whole
+/// response.
 pub(crate) async fn send(
     io: Watched<TlsStream<Wire>>,
     req: Request<Empty<Bytes>>,
     h2: bool,
 ) -> std::result::Result<Response, HttpFailure> {
-    let io = TokioIo::new(io);
-    let boxed = |e: hyper::Error| HttpFailure(e.into());
-    if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(boxed)?;
-        let driver = tokio::spawn(conn);
-        answer(
-            async { read_response(sender.send_request(req).await).await },
-            driver,
-        )
-        .await
-    } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(boxed)?;
-        let driver = tokio::spawn(conn);
-        answer(
-            async { read_response(sender.send_request(req).await).await },
-            driver,
-        )
-        .await
-    }
+    HttpConnection::start(io, h2).await?.send(req).await
 }
 
 async fn read_response(
@@ -481,35 +634,49 @@ async fn read_response(
 /// The response, or why the connection ended first. The connection's task is watched
 /// beside the response: when it ends with an error (a TLS 1.3 refusal arrives on its first
 /// read), that error is the answer at once, rather than whenever, if ever, the request's
-/// future learns that its connection is gone. On success the task is stopped.
+/// future learns that its connection is gone. A task that ended is taken out of `slot`.
 async fn answer(
     response: impl Future<Output = std::result::Result<Response, Box<dyn StdError + Send + Sync>>>,
-    mut driver: tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>,
+    slot: &mut Option<Driver>,
 ) -> std::result::Result<Response, HttpFailure> {
+    let Some(driver) = slot.as_mut() else {
+        return Err(HttpFailure(
+            "the connection had closed before this request".into(),
+        ));
+    };
     tokio::pin!(response);
-    let result = tokio::select! {
+    let (result, ended) = tokio::select! {
         // An answer that is complete wins over the connection's end.
         biased;
-        result = &mut response => result,
-        ended = &mut driver => match ended {
+        result = &mut response => (result, false),
+        ended = &mut *driver => match ended {
             // The connection failed before the answer: that is the cause.
-            Ok(Err(e)) => return Err(HttpFailure(e.into())),
+            Ok(Err(e)) => {
+                *slot = None;
+                return Err(HttpFailure(e.into()));
+            }
             // It closed cleanly (or its task stopped): the answer may still be complete.
             _ => match tokio::time::timeout(Duration::from_secs(1), &mut response).await {
-                Ok(result) => result,
-                Err(_) => Err("the connection closed before the answer arrived".into()),
+                Ok(result) => (result, true),
+                Err(_) => (Err("the connection closed before the answer arrived".into()), true),
             },
         },
     };
+    if ended {
+        *slot = None;
+    }
     match result {
-        Ok(done) => {
-            driver.abort();
-            Ok(done)
-        }
+        Ok(done) => Ok(done),
         Err(err) => {
             // Let the task finish recording the cause (the alert) for a moment.
-            if !driver.is_finished() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), &mut driver).await;
+            let finished = match slot.as_mut().filter(|d| !d.is_finished()) {
+                Some(driver) => tokio::time::timeout(Duration::from_secs(1), driver)
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            if finished {
+                *slot = None;
             }
             Err(HttpFailure(err))
         }

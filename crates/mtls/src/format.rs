@@ -216,6 +216,39 @@ pub fn alert_name(alert: AlertDescription) -> String {
     known.to_string()
 }
 
+/// The width of each column of a table (in characters, not bytes), so that padding every
+/// cell to its column's width lines the table up.
+pub fn column_widths<'a, const N: usize>(
+    rows: impl Iterator<Item = &'a [String; N]> + Clone,
+) -> [usize; N] {
+    std::array::from_fn(|i| {
+        rows.clone()
+            .map(|row| row[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    })
+}
+
+/// `text` in lines of at most `width` characters, broken between words (a word longer
+/// than `width` has a line of its own).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

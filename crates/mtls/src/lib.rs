@@ -34,7 +34,7 @@
 //! - [`format`](mod@format): hex, timestamps, durations and sizes as people read and type them;
 //!   [`logging`]: tracing to stderr; [`program`]: how hints name the three programs (the
 //!   way the user runs them); [`cli`]: what the three binaries share (exit codes, the
-//!   runtime, completions and man pages).
+//!   runtime, a progress bar, completions and man pages).
 //! - What the server and `client proxy` both run: [`activity`] (what one connection is
 //!   doing, and the limits a watchdog closes it for), [`triggers`] (when to shut down and
 //!   when to reload: signals, and files whose stamp changed), [`response`] (the bodies they
@@ -48,6 +48,9 @@
 //! must refuse and reports what it did with each; and [`egress`]: `client proxy`, plain
 //! HTTP in from local applications, mutual TLS out to one upstream, with the client's own
 //! connect, TLS config and explanations.
+//!
+//! Only the client uses [`bench`] too: `client bench`, a bounded load run that shows what
+//! client authentication, session resumption and keep-alive cost.
 //!
 //! Only the server uses [`server`]: settings, accepting and draining, the pre-TLS handshake,
 //! serving a connection (as text, or as a page for a browser), the watchdog, the identity
@@ -83,6 +86,7 @@ pub mod verify;
 pub mod write;
 
 pub mod audit;
+pub mod bench;
 pub mod ca;
 pub mod egress;
 pub mod server;

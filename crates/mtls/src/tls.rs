@@ -520,6 +520,21 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// Sessions a resuming client config remembers ([`with_resumption`]).
+const CLIENT_SESSIONS: usize = 64;
+
+/// A copy of `config` that resumes sessions with a store of its own (`resume`), or never
+/// resumes, so every handshake is a full one. `client bench` compares the two; the
+/// configs [`client_config`] builds share one store between their copies.
+pub fn with_resumption(config: &ClientConfig, resume: bool) -> Arc<ClientConfig> {
+    let mut config = config.clone();
+    config.resumption = match resume {
+        true => rustls::client::Resumption::in_memory_sessions(CLIENT_SESSIONS),
+        false => rustls::client::Resumption::disabled(),
+    };
+    Arc::new(config)
+}
+
 /// A client config that only looks: it records the server's chain and then refuses it, so
 /// nothing is ever trusted or sent. `certificate inspect https://...` uses it to show what a
 /// server presents, whoever issued it.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::certinfo::CertInfo;
 use crate::client::Url;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pem;
 use crate::pki::{self, CertAuthority};
 use crate::tls::{Identity, SeenChain, Trust};
@@ -233,7 +233,13 @@ impl Audit {
 /// Runs the audit, drawing progress on `progress`.
 pub async fn run(settings: &AuditSettings, progress: &ProgressLine) -> Result<Audit> {
     let started = Instant::now();
-    only_loopback(&settings.url, settings.allow_remote).await?;
+    crate::client::only_loopback(
+        &settings.url,
+        "--url",
+        settings.allow_remote,
+        "the audit sends deliberately wrong clients, which is for a server you run only",
+    )
+    .await?;
     let ca_certs = pem::certificates(&settings.ca, "the CA certificate")?;
     let trust = Trust::from_certs(ca_certs.clone(), &settings.ca)?;
     let good = match &settings.good {
@@ -317,35 +323,6 @@ pub async fn run(settings: &AuditSettings, progress: &ProgressLine) -> Result<Au
         timeout: settings.timeout,
         stopped,
     })
-}
-
-/// Refuses a server that is not on this machine unless `allow_remote`: the audit sends
-/// deliberately wrong clients, which is for one's own servers.
-async fn only_loopback(url: &Url, allow_remote: bool) -> Result<()> {
-    if allow_remote {
-        return Ok(());
-    }
-    let addrs: Vec<_> = tokio::net::lookup_host((url.host(), url.port()))
-        .await
-        .map_err(|source| Error::Resolve {
-            host: url.host().to_string(),
-            source,
-        })?
-        .collect();
-    let outside: Vec<String> = addrs
-        .iter()
-        .filter(|a| !a.ip().is_loopback())
-        .map(|a| a.ip().to_string())
-        .collect();
-    if outside.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "--url {url} reaches {}, which is not this machine; the audit sends deliberately wrong \
-         clients, so it audits another machine only with --allow-remote (and only a server you \
-         run)",
-        outside.join(", ")
-    )))
 }
 
 /// A case that could not be tried, with why.

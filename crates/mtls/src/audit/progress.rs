@@ -1,10 +1,9 @@
 //! The progress line on stderr while an audit runs: only on a terminal, never in a pipe or
 //! a CI log, and gone before the report is printed.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// A one-line progress bar, or nothing.
 pub struct ProgressLine(ProgressBar);
@@ -12,13 +11,7 @@ pub struct ProgressLine(ProgressBar);
 impl ProgressLine {
     /// On stderr when it is a terminal; hidden otherwise.
     pub fn on_stderr() -> Self {
-        match std::io::stderr().is_terminal() {
-            true => Self(ProgressBar::with_draw_target(
-                None,
-                ProgressDrawTarget::stderr(),
-            )),
-            false => Self::hidden(),
-        }
+        Self(crate::cli::progress_bar())
     }
 
     /// Draws nothing (tests, pipes, JSON for CI).

@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::cases::{Case, Expect, RULE};
 use super::{Audit, ServerDid, Verdict};
+use crate::format::{column_widths, wrap};
 
 /// The report for a terminal.
 pub struct Table<'a>(pub &'a Audit);
@@ -47,14 +48,7 @@ impl fmt::Display for Table<'_> {
             "CASE (WHAT WAS SENT)".to_string(),
             "WHAT THE SERVER DID".to_string(),
         ];
-        let width = |i: usize| {
-            rows.iter()
-                .chain(std::iter::once(&header))
-                .map(|row| row[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        };
-        let (w0, w1) = (width(0), width(1));
+        let [w0, w1, _] = column_widths(std::iter::once(&header).chain(&rows));
         for row in std::iter::once(&header).chain(rows.iter()) {
             writeln!(f, "{:w0$}  {:w1$}  {}", row[0], row[1], row[2])?;
         }
@@ -157,23 +151,4 @@ pub(crate) fn summary(audit: &Audit) -> String {
         _ => {}
     }
     text
-}
-
-/// Words in lines of at most `width` characters.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
 }
