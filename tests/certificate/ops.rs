@@ -177,6 +177,25 @@ fn retire_with_force_leaves_old_leaves_behind_and_renew_still_rescues_them() {
         &f.dir.join("ca.crt"),
         &f.dir.join("client-a.crt")
     ));
+    // doctor names the CA now trusted, and the fix that keeps the leaf's names: renew (from
+    // the retired CA's successor), not a fresh issue with the default profile.
+    let doctor = f.cmd(&["doctor"]);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(!doctor.status.success(), "{report}");
+    let failed = report
+        .lines()
+        .skip_while(|l| !l.contains("FAIL  client-a.crt does not verify"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        failed.contains("it trusts only \"") && failed.contains("CN=CA"),
+        "{report}"
+    );
+    assert!(
+        failed.contains("fix: ") && failed.contains("renew client-a --certs"),
+        "{report}"
+    );
     let renewed = f.ok(&["renew", "client-a"]);
     assert!(
         renewed.contains("the old one came from retired/ca-"),
@@ -417,5 +436,7 @@ fn renew_watch_exits_with_the_reason_when_the_ca_key_is_gone() {
     watch.err.wait_for(&[
         "error: job can no longer be renewed, so the watch stops: cannot read the CA's private key",
         "ca.key",
+        // Not "create the demo certificates": ca.crt is there, and that would refuse.
+        "so the key went missing: restore it from a backup",
     ]);
 }

@@ -568,6 +568,18 @@ fn in_dir(path: &Path, e: &io::Error) -> String {
 
 fn read_hint(path: &Path, e: &io::Error, hint: ReadHint) -> String {
     match (e.kind(), hint) {
+        (io::ErrorKind::NotFound, ReadHint::Minted)
+            if path.extension().is_some_and(|x| x == "key")
+                && path.with_extension("crt").exists() =>
+        {
+            format!(
+                "; its certificate {} is there, so the key went missing: restore it from a \
+                 backup (nothing more can be signed or renewed with this pair without it; \
+                 starting over is `{}`, which replaces every certificate)",
+                path.with_extension("crt").display(),
+                Program::Certificate.command("--force")
+            )
+        }
         (io::ErrorKind::NotFound, ReadHint::Minted) => match found_above(path) {
             Some(dir) => format!(
                 "; there is one at {}: run from {}, or pass --certs {}",

@@ -197,7 +197,10 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
             findings: c.0,
         });
     };
-    let trust_certs = pem::certificates(&root.cert_path, "the CA certificate")?;
+    let (trust_certs, anchors): (Vec<_>, Vec<_>) =
+        pem::described_certificates(&root.cert_path, "the CA certificate")?
+            .into_iter()
+            .unzip();
     let trust = Trust::from_certs(trust_certs.clone(), &root.cert_path)?;
 
     // The root CA.
@@ -335,12 +338,16 @@ pub fn examine(dir: &CertsDir, host: &str) -> Result<Report> {
                 };
                 let cx = crate::explain::Context {
                     ca: Some(root.cert_path.clone()),
+                    anchors: anchors.clone(),
                     ..crate::explain::Context::default()
                 };
-                // `renew` needs the issuing CA in the folder; without it, issue anew.
-                let fix = match folder::find_issuer(&all, info) {
-                    Some(_) => cmd(format!("renew {} --certs {d}", s.name)),
-                    None => cmd(format!(
+                // `renew` keeps the names; it needs the issuing CA in the folder, or the CA
+                // that succeeded it after a rotation (retired or not); without either, issue anew.
+                let renewable = folder::find_issuer(&all, info).is_some()
+                    || super::rotate::retired_successor(dir, &all, info).is_some();
+                let fix = match renewable {
+                    true => cmd(format!("renew {} --certs {d}", s.name)),
+                    false => cmd(format!(
                         "issue {} --{} --force --certs {d}",
                         s.name,
                         if wants_server { "server" } else { "client" }
