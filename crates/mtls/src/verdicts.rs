@@ -11,8 +11,8 @@
 //! the handshake's CertificateVerify, the client's proof that it holds the key, which
 //! rustls checks on every full handshake; anything across a reload (a new CA or CRL builds
 //! a new verifier with an empty memory). The memory is bounded ([`CAPACITY`] chains, the
-//! least recently used forgotten first) and holds only chains that verified, so a stranger cannot fill
-//! it.
+//! least recently used forgotten first) and holds only chains that verified, so a stranger
+//! cannot fill it.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
