@@ -183,7 +183,8 @@ Examples:
   cargo run -p certificate -- renew server --watch              # keep it fresh until stopped
   cargo run -p certificate -- renew client-a --watch --minutes 2 --renew-at 50
 
-With --watch it runs until Ctrl-C or SIGTERM (exit 0), prints a line for each renewal, and
+With --watch it runs until Ctrl-C or SIGTERM (exit 0), prints a line for each renewal (a
+certificate that lives longer than --minutes/--hours/--days asks is renewed at once), and
 exits 1 with the reason when the certificate can no longer be renewed (its CA expired, a key
 is gone).")]
     Renew {

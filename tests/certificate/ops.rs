@@ -427,6 +427,31 @@ fn renew_watch_renews_a_one_minute_certificate_early_and_stops_cleanly_on_sigter
 }
 
 #[test]
+fn renew_watch_with_a_shorter_lifetime_renews_a_long_lived_leaf_at_once() {
+    let f = Folder::new(&[]);
+    f.ok(&["issue", "job", "--client"]);
+    let mut watch = Watcher::start(&f, &["job", "--minutes", "2"]);
+    watch.out.wait_for(&[
+        "watching job.crt",
+        "longer than the 2 minutes asked for, so it is renewed now",
+    ]);
+    watch.out.wait_for(&["renewed job: serial "]);
+    let current = certs_in(&f.dir.join("job.crt")).remove(0);
+    assert_eq!(Validity::of(&current).length(), time::Duration::minutes(2));
+    // The new leaf is due at two thirds of its two minutes, not at once again.
+    assert_eq!(watch.out.count(&["so it is renewed now"]), 1);
+    let pid = watch.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert_eq!(watch.exit_code(), Some(0), "{}", watch.err.all());
+}
+
+#[test]
 fn renew_watch_exits_with_the_reason_when_the_ca_key_is_gone() {
     let f = Folder::new(&[]);
     f.ok(&["issue", "job", "--client", "--minutes", "1"]);

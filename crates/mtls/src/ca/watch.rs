@@ -75,6 +75,8 @@ pub enum Event<'a> {
         due: OffsetDateTime,
         /// The share of its lifetime that is.
         share: f64,
+        /// It lives longer than the lifetime asked for (this long): renewed now.
+        shorter: Option<Duration>,
     },
     /// A renewal was written.
     Renewed {
@@ -104,8 +106,23 @@ impl fmt::Display for Event<'_> {
             Event::Watching {
                 name,
                 info,
+                shorter: Some(asked),
+                ..
+            } => writeln!(
+                f,
+                "watching {name}.crt (serial {}, valid until {}): it lives {}, longer than the \
+                 {} asked for, so it is renewed now",
+                info.serial_hex(),
+                format_time(info.not_after),
+                format_span(Validity::of(info).length()),
+                format_span(*asked)
+            ),
+            Event::Watching {
+                name,
+                info,
                 due,
                 share,
+                shorter: None,
             } => writeln!(
                 f,
                 "watching {name}.crt (serial {}, valid until {}): renewal due at {} ({:.0}% of \
@@ -201,12 +218,21 @@ pub async fn watch(
         let at = match &waiting {
             Some((serial, at)) if *serial == current.serial => *at,
             _ => {
-                let at = due(&current, opts.share);
+                // A leaf that lives longer than the lifetime asked for is renewed at once: the
+                // watch was started to keep it short-lived.
+                let shorter = opts
+                    .length
+                    .filter(|asked| Validity::of(&current).length() > *asked + *asked / 2);
+                let at = match shorter {
+                    Some(_) => now(),
+                    None => due(&current, opts.share),
+                };
                 report(&Event::Watching {
                     name,
                     info: &current,
                     due: at,
                     share: opts.share,
+                    shorter,
                 });
                 waiting = Some((current.serial.clone(), at));
                 at
