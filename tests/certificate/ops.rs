@@ -378,6 +378,19 @@ impl Watcher {
         Self { child, out, err }
     }
 
+    /// SIGTERM, as a service manager stops it: the watch ends cleanly (exit 0).
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        assert_eq!(self.exit_code(), Some(0), "{}", self.err.all());
+    }
+
     fn exit_code(&mut self) -> Option<i32> {
         let log = format!("{}\n{}", self.out.all(), self.err.all());
         poll(&format!("the watch to exit; it said:\n{log}"), || {
@@ -414,15 +427,7 @@ fn renew_watch_renews_a_one_minute_certificate_early_and_stops_cleanly_on_sigter
         .filter(|(a, n)| a == "renew" && n == "job")
         .count();
     assert!(renewals >= 2, "{renewals} renew lines in the issuance log");
-    let pid = watch.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    assert_eq!(watch.exit_code(), Some(0), "{}", watch.err.all());
+    watch.terminate();
     watch.out.wait_for(&["stopped watching job ("]);
 }
 
@@ -440,15 +445,7 @@ fn renew_watch_with_a_shorter_lifetime_renews_a_long_lived_leaf_at_once() {
     assert_eq!(Validity::of(&current).length(), time::Duration::minutes(2));
     // The new leaf is due at two thirds of its two minutes, not at once again.
     assert_eq!(watch.out.count(&["so it is renewed now"]), 1);
-    let pid = watch.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    assert_eq!(watch.exit_code(), Some(0), "{}", watch.err.all());
+    watch.terminate();
 }
 
 #[test]
