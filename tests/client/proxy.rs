@@ -205,7 +205,7 @@ fn the_far_application_sees_the_proxys_certificate_and_nothing_the_local_one_for
 
     // HTTP/2, offered by the server, carries every request over one connection.
     proxy.log.wait_for(&[
-        "connected to the upstream over mutual TLS",
+        "connected to the upstream: its certificate verified, ours presented",
         "tls.alpn=\"h2\"",
     ]);
     for _ in 0..2 {
@@ -401,7 +401,10 @@ fn a_renewed_client_certificate_is_presented_on_the_next_request_and_a_broken_on
     // The connection made with the old identity was replaced by a new one.
     proxy.log.wait_for_after(
         mark,
-        &["connected to the upstream over mutual TLS", &serial],
+        &[
+            "connected to the upstream: its certificate verified, ours presented",
+            &serial,
+        ],
     );
 
     // SIGHUP reloads too, whether or not a file changed.
@@ -429,7 +432,7 @@ fn an_upstream_offered_only_http1_gets_pooled_http1_connections() {
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
     proxy.log.wait_for(&[
-        "connected to the upstream over mutual TLS",
+        "connected to the upstream: its certificate verified, ours presented",
         "tls.alpn=\"http/1.1\"",
     ]);
     let bodies: Vec<String> = chain.echo.requests().into_iter().map(|r| r.body).collect();

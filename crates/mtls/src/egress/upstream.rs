@@ -389,6 +389,8 @@ where
         self.metrics.connected(protocol);
         let news = (material.generation, protocol);
         let first = std::mem::replace(&mut *lock(&self.announced), news) != news;
+        // "Presented", not "accepted": under TLS 1.3 the upstream judges our certificate after
+        // our side of the handshake is done, and a refusal arrives with its first answer.
         macro_rules! connected {
             ($level:ident) => {
                 $level!(
@@ -397,7 +399,7 @@ where
                     tls.version = %version,
                     tls.alpn = protocol,
                     client.cert.serial = %material.leaf.serial_hex(),
-                    "connected to the upstream over mutual TLS"
+                    "connected to the upstream: its certificate verified, ours presented"
                 )
             };
         }
