@@ -568,19 +568,7 @@ fn behind_a_proxy_a_browser_request_is_forwarded_and_never_answered_with_the_pag
 fn behind_a_proxy_a_client_the_server_refuses_itself_gets_the_403_as_a_page() {
     let pki = Pki::demo();
     // Admitted by its common name, but two URI SANs cannot be forwarded as one identity.
-    pki.issue(
-        &pki.ca(),
-        "two-uris",
-        &leaf(
-            "Client A",
-            Usage::Client,
-            &[
-                "URI:spiffe://mtls.demo/client-a",
-                "URI:spiffe://mtls.demo/admin",
-            ],
-            Validity::days(1),
-        ),
-    );
+    crate::identity::issue_two_uris(&pki);
     let upstream = EchoUpstream::start();
     let server = start(
         &pki,
