@@ -143,7 +143,8 @@ pub fn read(dir: &CertsDir) -> Result<Vec<serde_json::Value>> {
         .collect())
 }
 
-/// Who ran the command: the login name from the environment (`USER`, then `LOGNAME`), and
+/// Who ran the command: the login name from the environment (`USER`, then `LOGNAME`; where
+/// neither is set, as under cron or in a container, the uid's name in `/etc/passwd`), and
 /// the numeric user id where the system shows it. The name is what the shell says, not a
 /// proof; the uid comes from the kernel.
 struct User {
@@ -156,8 +157,21 @@ impl User {
         let name = ["USER", "LOGNAME"]
             .iter()
             .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
-        Self { name, uid: uid() }
+        let uid = uid();
+        let name = name.or_else(|| uid.and_then(passwd_name));
+        Self { name, uid }
     }
+}
+
+/// The name `/etc/passwd` gives `uid`.
+fn passwd_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// The real user id, from `/proc/self` (owned by the process's user) on Linux.
@@ -212,5 +226,13 @@ mod tests {
             crate::perms::mode(&dir.issuance_log()).expect("mode") & 0o777,
             0o644
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn without_user_in_the_environment_the_uid_is_named_from_passwd() {
+        // Root is uid 0 on every Unix system with an /etc/passwd.
+        assert_eq!(passwd_name(0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(u32::MAX - 7), None);
     }
 }
