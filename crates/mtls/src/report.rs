@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 use rustls::CommonState;
@@ -139,7 +139,7 @@ impl PeerPath {
 #[derive(Debug)]
 pub struct PathMemory {
     anchors: Vec<CertificateDer<'static>>,
-    known: Mutex<LruCache<ChainKey, PeerPath>>,
+    known: Mutex<LruCache<ChainKey, Arc<PeerPath>>>,
 }
 
 impl PathMemory {
@@ -154,8 +154,9 @@ impl PathMemory {
         }
     }
 
-    /// [`PeerPath::verified`] for `chain` and this memory's anchors, read at most once.
-    pub fn verified(&self, chain: &[CertificateDer<'_>]) -> PeerPath {
+    /// [`PeerPath::verified`] for `chain` and this memory's anchors, read at most once and
+    /// shared (a connection only reads it).
+    pub fn verified(&self, chain: &[CertificateDer<'_>]) -> Arc<PeerPath> {
         let key = chain_key(chain.iter().map(|c| c.as_ref()));
         if let Some(known) = self
             .known
@@ -165,7 +166,7 @@ impl PathMemory {
         {
             return known;
         }
-        let path = PeerPath::verified(chain, &self.anchors);
+        let path = Arc::new(PeerPath::verified(chain, &self.anchors));
         if let Ok(mut known) = self.known.lock() {
             known.put(key, path.clone());
         }

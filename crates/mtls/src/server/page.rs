@@ -154,7 +154,7 @@ pub(super) struct Facts {
     /// What the handshake negotiated.
     pub(super) report: TlsReport,
     /// The client's leaf and the certificates it sent that link it to the CA.
-    pub(super) client: PeerPath,
+    pub(super) client: Arc<PeerPath>,
     /// How many certificates the client sent (or, resumed, the session carries).
     pub(super) sent: usize,
     /// The client's identity, as logs and the greeting name it.
@@ -1265,11 +1265,11 @@ mod tests {
                 sni: Some("localhost".into()),
                 peer_chain: Vec::new(),
             },
-            client: PeerPath {
+            client: Arc::new(PeerPath {
                 leaf: Some(leaf),
                 path: Vec::new(),
                 left_out: 0,
-            },
+            }),
             sent: 1,
             answer: match admitted {
                 true => format!("hello, {identity}\n"),
